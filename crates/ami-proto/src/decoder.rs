@@ -185,7 +185,9 @@ impl Decoder for AmiDecoder {
                 Some(i) => self.scan + i,
                 None => {
                     self.scan = buf.len();
-                    let partial = buf.len() - self.line_start;
+                    // A trailing `\r` may be the start of the line's `\r\n`: not counted yet.
+                    let tail = &buf[self.line_start..];
+                    let partial = tail.len() - usize::from(tail.last() == Some(&b'\r'));
                     if partial > self.limits.max_line && self.state != State::FollowsBody {
                         match self.role {
                             Role::Upstream => {
@@ -204,7 +206,9 @@ impl Decoder for AmiDecoder {
                             }
                         }
                     }
-                    if buf.len() > self.limits.max_message {
+                    // The buffer holds only the current message here. The whole-message cap is
+                    // the upstream role's; a client's memory is bounded by its line limits.
+                    if self.role == Role::Upstream && buf.len() > self.limits.max_message {
                         return Err(Error::MessageTooLarge {
                             limit: self.limits.max_message,
                         });
@@ -213,6 +217,12 @@ impl Decoder for AmiDecoder {
                 }
             };
             let next = nl + 1;
+            // The buffer starts at the current message, so `next` is its size so far.
+            if self.role == Role::Upstream && next > self.limits.max_message {
+                return Err(Error::MessageTooLarge {
+                    limit: self.limits.max_message,
+                });
+            }
             let end = if nl > self.line_start && buf[nl - 1] == b'\r' {
                 nl - 1
             } else {
@@ -309,11 +319,6 @@ impl Decoder for AmiDecoder {
                     self.line_start = next;
                     if buf[start..end].ends_with(END_COMMAND) {
                         self.state = State::FollowsTail;
-                    }
-                    if buf.len() > self.limits.max_message {
-                        return Err(Error::MessageTooLarge {
-                            limit: self.limits.max_message,
-                        });
                     }
                 }
             }

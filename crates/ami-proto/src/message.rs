@@ -262,17 +262,22 @@ impl Message {
         }
     }
 
+    /// One `Key: Value\r\n` line. Line breaks in either part (and a colon in the key) would
+    /// forge extra headers, so they become spaces (`_` in the key); lengths are unchanged.
     fn line_for(at: usize, key: &str, value: &str) -> (Vec<u8>, Field) {
         let mut line = Vec::with_capacity(key.len() + value.len() + 4);
-        line.extend_from_slice(key.as_bytes());
+        line.extend(key.bytes().map(|b| if matches!(b, b'\r' | b'\n' | b':') { b'_' } else { b }));
         line.extend_from_slice(b": ");
-        line.extend_from_slice(value.as_bytes());
+        line.extend(value.bytes().map(|b| if matches!(b, b'\r' | b'\n') { b' ' } else { b }));
         let end = line.len();
         line.extend_from_slice(b"\r\n");
+        // Leading blanks of the value are skipped, as `Field::parse` does.
+        let value_at = key.len() + 2;
+        let blanks = line[value_at..end].iter().take_while(|&&b| b == b' ' || b == b'\t').count();
         let field = Field {
             start: at as u32,
             key_end: (at + key.len()) as u32,
-            value_start: (at + key.len() + 2) as u32,
+            value_start: (at + value_at + blanks) as u32,
             end: (at + end) as u32,
             next: (at + line.len()) as u32,
         };
@@ -393,6 +398,15 @@ mod tests {
         );
         assert_eq!(s.get("message"), Some("ok"));
         assert_eq!(s, Message::parse(s.bytes().clone()));
+    }
+
+    #[test]
+    fn edits_cannot_inject_headers() {
+        let m = msg("Response: Success\r\n\r\n");
+        let r = m.with_header("ActionID", "x\r\nAction: Originate").with_appended("Bad:Key\n", "\nv");
+        assert_eq!(r.get("Action"), None);
+        assert_eq!(r.field_count(), 3);
+        assert_eq!(r, Message::parse(r.bytes().clone()));
     }
 
     #[test]
