@@ -1,2 +1,24 @@
+//! amiproxy: an AMI proxy for Asterisk.
+//!
+//! Data flows one way in each direction:
+//! client socket → [`session`] (login, permissions, the proxy's own answers) → [`router`] →
+//! [`upstream`] link (ActionID rewrite, pending map) → Asterisk; and back: upstream link
+//! (parse once, tag `Server`) → the waiting client, or → [`hub`] → every client's session.
 #![forbid(unsafe_code)]
-//! amiproxy core (work in progress).
+
+pub mod auth;
+pub mod client_tx;
+pub mod config;
+pub mod core;
+pub mod error;
+pub mod hub;
+pub mod merge;
+pub mod perms;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod tls;
+pub mod upstream;
+
+pub use config::Config;
+pub use error::ProxyError;

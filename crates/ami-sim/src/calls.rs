@@ -1,0 +1,773 @@
+//! Calls: an Originate on `Local/exten@context` runs as one task that plays the event
+//! sequence the captured Asterisk produced (transcripts 02, 03): two Newchannels, the
+//! dialplan of the `;2` half, answer, OriginateResponse, then hangup when either half ends.
+
+use crate::channels::{Channel, Control, Side};
+use crate::dialplan::{self, Step};
+use crate::pbx::{lock, Pbx};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+/// What the `;1` half does once answered.
+#[derive(Debug, Clone)]
+pub enum Target {
+    App {
+        app: String,
+        data: String,
+    },
+    Dialplan {
+        context: String,
+        exten: String,
+        priority: u32,
+    },
+}
+
+/// A parsed Originate on a Local channel.
+#[derive(Debug, Clone)]
+pub struct OriginateReq {
+    pub exten: String,
+    pub context: String,
+    pub target: Target,
+    /// (number, name)
+    pub callerid: Option<(String, String)>,
+    pub vars: Vec<(String, String)>,
+    pub is_async: bool,
+    pub action_id: Option<String>,
+}
+
+impl OriginateReq {
+    /// `Local/100@default` (optionally with `/n` options) → (exten, context).
+    pub fn parse_local(channel: &str) -> Option<(String, String)> {
+        let rest = channel
+            .strip_prefix("Local/")
+            .or_else(|| channel.strip_prefix("local/"))?;
+        let rest = rest.split('/').next().unwrap_or(rest);
+        let (exten, context) = match rest.split_once('@') {
+            Some((e, c)) => (e, c),
+            None => (rest, "default"),
+        };
+        if exten.is_empty() || context.is_empty() {
+            return None;
+        }
+        Some((exten.to_owned(), context.to_owned()))
+    }
+
+    /// Whether the call will reach a dialplan extension (a sync Originate answers
+    /// `Originate failed` when not).
+    pub fn reachable(&self) -> bool {
+        dialplan::lookup(&self.context, &self.exten).is_some()
+    }
+}
+
+/// Parses `"Name" <num>`, `Name <num>`, or a bare number.
+pub fn parse_callerid(s: &str) -> (String, String) {
+    let s = s.trim();
+    if let (Some(lt), Some(gt)) = (s.rfind('<'), s.rfind('>')) {
+        if lt < gt {
+            let num = s[lt + 1..gt].trim().to_owned();
+            let name = s[..lt].trim().trim_matches('"').to_owned();
+            return (num, name);
+        }
+    }
+    if s.chars().all(|c| c.is_ascii_digit() || c == '+') {
+        (s.to_owned(), String::new())
+    } else {
+        (String::new(), s.trim_matches('"').to_owned())
+    }
+}
+
+/// Starts the call task.
+pub fn originate(pbx: &Arc<Pbx>, req: OriginateReq) {
+    let pbx = pbx.clone();
+    tokio::spawn(async move {
+        Call::new(pbx, req).run().await;
+    });
+}
+
+/// How long an application blocks (`None` = until hung up).
+fn app_duration(app: &str, data: &str) -> Option<Duration> {
+    let secs = |d: &str| {
+        d.split(',')
+            .next()
+            .and_then(|x| x.trim().parse::<f64>().ok())
+            .filter(|x| x.is_finite() && *x >= 0.0)
+            .unwrap_or(0.0)
+    };
+    match app.to_ascii_lowercase().as_str() {
+        "wait" | "busy" | "congestion" | "playtones" => Some(Duration::from_secs_f64(secs(data).min(86_400.0))),
+        "echo" | "musiconhold" | "park" | "waitforever" => None,
+        "queue" => {
+            let t = data.split(',').nth(4).map(secs).unwrap_or(20.0);
+            Some(Duration::from_secs_f64(t.min(86_400.0)))
+        }
+        _ => Some(Duration::ZERO),
+    }
+}
+
+/// Why the call ended.
+enum End {
+    /// `;2` ran `Hangup()` or fell off its dialplan (cause 16).
+    TwoDialplan,
+    /// `;1`'s application returned (cause 0).
+    OneApp,
+    /// `;1` ran `Hangup()` in its dialplan (cause 16).
+    OneDialplan,
+    /// A Hangup action on one half.
+    Requested(Side, u32),
+    /// `;2` ended before answering (Busy, Congestion).
+    Unanswered(&'static str),
+}
+
+/// Progress of one half.
+struct Half {
+    ch: Channel,
+    /// Dialplan steps, or none when running a plain application.
+    steps: Option<Vec<Step>>,
+    /// Index of the current step.
+    idx: usize,
+    /// When the current blocking step ends; `None` with `blocked` = forever.
+    wake: Option<Instant>,
+    blocked: bool,
+    /// Queue the half waits in (left on wake or hangup).
+    in_queue: Option<String>,
+}
+
+struct Call {
+    pbx: Arc<Pbx>,
+    req: OriginateReq,
+    one: Half,
+    two: Half,
+    rx: mpsc::UnboundedReceiver<Control>,
+    answered: bool,
+    device: String,
+    /// The instant the current burst of steps happens at: blocking steps are timed from
+    /// it, so two halves waiting equally long wake in a fixed order (`;1` first).
+    tick: Instant,
+}
+
+impl Call {
+    fn new(pbx: Arc<Pbx>, req: OriginateReq) -> Call {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = pbx.next_local_id();
+        let base = format!("Local/{}@{}-{:08x}", req.exten, req.context, id);
+        let uid1 = pbx.next_uniqueid();
+        let uid2 = pbx.next_uniqueid();
+        let mk = |side: Side, suffix: &str, uid: &str, state: u8, seq: u64| Channel {
+            name: format!("{base};{suffix}"),
+            side,
+            state,
+            cid_num: None,
+            cid_name: None,
+            conn_num: None,
+            conn_name: None,
+            context: req.context.clone(),
+            exten: req.exten.clone(),
+            priority: 1,
+            uniqueid: uid.to_owned(),
+            linkedid: uid1.clone(),
+            app: String::new(),
+            data: String::new(),
+            created: Instant::now(),
+            created_wall: SystemTime::now(),
+            answered_wall: None,
+            seq,
+            vars: BTreeMap::new(),
+            control: tx.clone(),
+        };
+        let s1 = pbx.next_channel_seq();
+        let s2 = pbx.next_channel_seq();
+        let half = |ch| Half {
+            ch,
+            steps: None,
+            idx: 0,
+            wake: None,
+            blocked: false,
+            in_queue: None,
+        };
+        let one = half(mk(Side::One, "1", &uid1, 0, s1));
+        let two = half(mk(Side::Two, "2", &uid2, 4, s2));
+        let device = format!("Local/{}@{}", req.exten, req.context);
+        Call {
+            pbx,
+            req,
+            one,
+            two,
+            rx,
+            answered: false,
+            device,
+            tick: Instant::now(),
+        }
+    }
+
+    fn half(&mut self, side: Side) -> &mut Half {
+        match side {
+            Side::One => &mut self.one,
+            Side::Two => &mut self.two,
+        }
+    }
+
+    /// Copies a half's channel into the shared table (Status, Hangup, Command see it).
+    fn store(&self, side: Side) {
+        let ch = match side {
+            Side::One => &self.one.ch,
+            Side::Two => &self.two.ch,
+        };
+        lock(&self.pbx.channels).insert(ch.name.clone(), ch.clone());
+    }
+
+    fn unstore(&self, side: Side) {
+        let name = match side {
+            Side::One => &self.one.ch.name,
+            Side::Two => &self.two.ch.name,
+        };
+        lock(&self.pbx.channels).remove(name);
+    }
+
+    fn chan_event(&self, name: &str, privilege: &str, side: Side) -> crate::events::Ev {
+        let ch = match side {
+            Side::One => &self.one.ch,
+            Side::Two => &self.two.ch,
+        };
+        ch.snapshot(self.pbx.bus.event(name, privilege), "")
+    }
+
+    fn emit_chan(&self, name: &str, privilege: &str, side: Side) {
+        self.pbx.bus.send(self.chan_event(name, privilege, side));
+    }
+
+    fn device_state(&self, state: &str) {
+        let bus = &self.pbx.bus;
+        bus.send(
+            bus.event("DeviceStateChange", "call,all")
+                .h("Device", &self.device)
+                .h("State", state),
+        );
+    }
+
+    async fn run(mut self) {
+        self.store(Side::One);
+        self.store(Side::Two);
+        self.emit_chan("Newchannel", "call,all", Side::One);
+        self.emit_chan("Newchannel", "call,all", Side::Two);
+
+        let Some(steps) = dialplan::lookup(&self.req.context, &self.req.exten) else {
+            self.fail().await;
+            return;
+        };
+        self.pbx.processed_calls.fetch_add(1, Ordering::Relaxed);
+
+        // The ;1 half starts dialing.
+        self.one.ch.app = "AppDial2".into();
+        self.one.ch.data = "(Outgoing Line)".into();
+        self.store(Side::One);
+        self.pbx.bus.send(
+            self.chan_event("Newexten", "dialplan,all", Side::One)
+                .h("Extension", &self.req.exten)
+                .h("Application", "AppDial2")
+                .h("AppData", "(Outgoing Line)"),
+        );
+        let vars = self.req.vars.clone();
+        for (k, v) in vars.iter().rev() {
+            self.one.ch.vars.insert(k.clone(), v.clone());
+            self.pbx.bus.send(
+                self.chan_event("VarSet", "dialplan,all", Side::One)
+                    .h("Variable", k)
+                    .h("Value", v),
+            );
+        }
+        if let Some((num, name)) = self.req.callerid.clone() {
+            self.one.ch.cid_num = Some(num.clone());
+            self.one.ch.cid_name = Some(name.clone());
+            self.pbx.bus.send(
+                self.chan_event("NewCallerid", "call,all", Side::One)
+                    .h("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),
+            );
+            self.one.ch.conn_num = Some(num);
+            self.one.ch.conn_name = Some(name);
+            self.emit_chan("NewConnectedLine", "call,all", Side::One);
+        }
+        for (k, v) in &vars {
+            self.two.ch.vars.insert(k.clone(), v.clone());
+            self.pbx.bus.send(
+                self.chan_event("VarSet", "dialplan,all", Side::Two)
+                    .h("Variable", k)
+                    .h("Value", v),
+            );
+        }
+        if let Some((num, name)) = self.req.callerid.clone() {
+            self.two.ch.cid_num = Some(num.clone());
+            self.two.ch.cid_name = Some(name.clone());
+            self.two.ch.conn_num = Some(num);
+            self.two.ch.conn_name = Some(name);
+            self.pbx.bus.send(
+                self.chan_event("NewCallerid", "call,all", Side::Two)
+                    .h("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),
+            );
+            self.emit_chan("NewConnectedLine", "call,all", Side::Two);
+        }
+        self.store(Side::One);
+        self.store(Side::Two);
+        let bus = &self.pbx.bus;
+        let ev = self.one.ch.snapshot(bus.event("LocalBridge", "call,all"), "LocalOne");
+        let ev = self.two.ch.snapshot(ev, "LocalTwo");
+        bus.send(
+            ev.h("Context", &self.req.context)
+                .h("Exten", &self.req.exten)
+                .h("LocalOptimization", "Yes"),
+        );
+        bus.send(
+            self.one
+                .ch
+                .snapshot(bus.event("DialBegin", "call,all"), "Dest")
+                .h("DialString", &format!("{}@{}", self.req.exten, self.req.context)),
+        );
+
+        self.two.steps = Some(steps);
+        self.tick = Instant::now();
+        let end = match self.advance(Side::Two) {
+            Some(end) => Some(end),
+            None => self.main_loop().await,
+        };
+        if let Some(end) = end {
+            self.finish(end);
+        }
+    }
+
+    /// The context does not exist: both halves die at once (transcript 03).
+    async fn fail(&mut self) {
+        let bus = &self.pbx.bus;
+        bus.send(
+            self.chan_event("Hangup", "call,all", Side::Two)
+                .h("Cause", "0")
+                .h("Cause-txt", "Unknown"),
+        );
+        self.unstore(Side::Two);
+        self.device_state("INVALID");
+        bus.send(
+            self.chan_event("Hangup", "call,all", Side::One)
+                .h("Cause", "0")
+                .h("Cause-txt", "Unknown"),
+        );
+        self.unstore(Side::One);
+        if self.req.is_async {
+            self.originate_response(false);
+        }
+        self.device_state("INVALID");
+    }
+
+    fn originate_response(&self, success: bool) {
+        let bus = &self.pbx.bus;
+        let mut ev = bus.event("OriginateResponse", "call,all");
+        if let Some(id) = &self.req.action_id {
+            ev = ev.h("ActionID", id);
+        }
+        ev = ev.h("Response", if success { "Success" } else { "Failure" });
+        ev = if success {
+            ev.h("Channel", &self.one.ch.name)
+        } else {
+            ev.h("Channel", &self.device)
+        };
+        ev = match &self.req.target {
+            Target::App { app, data } => ev.h("Application", app).h("Data", data),
+            Target::Dialplan { context, exten, .. } => ev.h("Context", context).h("Exten", exten),
+        };
+        ev = ev
+            .h("Reason", if success { "4" } else { "0" })
+            .h("Uniqueid", if success { &self.one.ch.uniqueid } else { "<unknown>" });
+        ev = ev
+            .h("CallerIDNum", self.one.ch.cid_num_str())
+            .h("CallerIDName", self.one.ch.cid_name_str());
+        bus.send(ev);
+    }
+
+    /// Both halves up: Newstate x2, DialEnd, OriginateResponse, DeviceStateChange x2.
+    fn answer(&mut self) {
+        self.answered = true;
+        let now = SystemTime::now();
+        self.two.ch.state = 6;
+        self.two.ch.answered_wall = Some(now);
+        self.store(Side::Two);
+        self.emit_chan("Newstate", "call,all", Side::Two);
+        self.one.ch.state = 6;
+        self.one.ch.answered_wall = Some(now);
+        self.store(Side::One);
+        self.emit_chan("Newstate", "call,all", Side::One);
+        let bus = &self.pbx.bus;
+        bus.send(
+            self.one
+                .ch
+                .snapshot(bus.event("DialEnd", "call,all"), "Dest")
+                .h("DialStatus", "ANSWER"),
+        );
+        if self.req.is_async {
+            self.originate_response(true);
+        }
+        self.device_state("INUSE");
+        self.device_state("INUSE");
+        // ;1 now runs what the Originate asked for.
+        match self.req.target.clone() {
+            Target::App { app, data } => {
+                self.one.ch.app = app.clone();
+                self.one.ch.data = data.clone();
+                self.one.blocked = true;
+                self.one.wake = app_duration(&app, &data).map(|d| self.tick + d);
+                self.store(Side::One);
+            }
+            Target::Dialplan {
+                context,
+                exten,
+                priority,
+            } => {
+                self.enter_dialplan(Side::One, &context, &exten, priority);
+            }
+        }
+    }
+
+    fn enter_dialplan(&mut self, side: Side, context: &str, exten: &str, priority: u32) {
+        let steps = dialplan::lookup(context, exten).unwrap_or_default();
+        let h = self.half(side);
+        h.ch.context = context.to_owned();
+        h.ch.exten = exten.to_owned();
+        h.idx = (priority.max(1) - 1) as usize;
+        h.steps = Some(steps);
+        h.blocked = false;
+        h.wake = None;
+    }
+
+    /// Runs a half's dialplan from its current step until it blocks (None) or ends.
+    fn advance(&mut self, side: Side) -> Option<End> {
+        loop {
+            let pbx = self.pbx.clone();
+            let h = self.half(side);
+            let Some(steps) = &h.steps else {
+                return None;
+            };
+            let Some(step) = steps.get(h.idx).cloned() else {
+                return Some(if side == Side::Two {
+                    End::TwoDialplan
+                } else {
+                    End::OneDialplan
+                });
+            };
+            let data = step
+                .data
+                .replace("${UNIQUEID}", &h.ch.uniqueid)
+                .replace("${EPOCH}", &crate::clock::unix(SystemTime::now()).as_secs().to_string());
+            h.ch.priority = (h.idx + 1) as u32;
+            h.ch.app = step.app.to_owned();
+            h.ch.data = data.clone();
+            let exten = h.ch.exten.clone();
+            if step.app == "Hangup" && side == Side::Two {
+                self.cdr(Side::Two);
+            }
+            self.store(side);
+            pbx.bus.send(
+                self.chan_event("Newexten", "dialplan,all", side)
+                    .h("Extension", &exten)
+                    .h("Application", step.app)
+                    .h("AppData", &data),
+            );
+            match step.app {
+                "Hangup" => {
+                    return Some(if side == Side::Two {
+                        End::TwoDialplan
+                    } else {
+                        End::OneDialplan
+                    });
+                }
+                "Answer" if side == Side::Two && !self.answered => self.answer(),
+                "UserEvent" => {
+                    let mut parts = data.split(',');
+                    let name = parts.next().unwrap_or("").to_owned();
+                    let mut ev = self.chan_event("UserEvent", "user,all", side).h("UserEvent", &name);
+                    for p in parts {
+                        if let Some((k, v)) = p.split_once(':') {
+                            ev = ev.h(k.trim(), v.trim_start());
+                        }
+                    }
+                    pbx.bus.send(ev);
+                }
+                "Set" => {
+                    if let Some((k, v)) = data.split_once('=') {
+                        if let Some(db) = k.strip_prefix("DB(").and_then(|x| x.strip_suffix(')')) {
+                            if let Some((f, key)) = db.split_once('/') {
+                                lock(&pbx.astdb).put(f, key, v);
+                            }
+                        } else {
+                            self.half(side).ch.vars.insert(k.to_owned(), v.to_owned());
+                            pbx.bus.send(
+                                self.chan_event("VarSet", "dialplan,all", side)
+                                    .h("Variable", k)
+                                    .h("Value", v),
+                            );
+                        }
+                    }
+                }
+                "Queue" => {
+                    let queue = data.split(',').next().unwrap_or("").to_owned();
+                    let name = self.half(side).ch.name.clone();
+                    let joined = lock(&pbx.queues).join(&queue, &name);
+                    if let Some((pos, count)) = joined {
+                        pbx.bus.send(
+                            self.chan_event("QueueCallerJoin", "agent,all", side)
+                                .h("Queue", &queue)
+                                .h("Position", &pos.to_string())
+                                .h("Count", &count.to_string()),
+                        );
+                        self.half(side).in_queue = Some(queue);
+                    }
+                }
+                _ => {}
+            }
+            let app = step.app;
+            let answered = self.answered;
+            let tick = self.tick;
+            let h = self.half(side);
+            match app_duration(app, &data) {
+                Some(d) if d.is_zero() => {
+                    h.idx += 1;
+                }
+                d => {
+                    h.blocked = true;
+                    h.wake = d.map(|d| tick + d);
+                    if matches!(app, "Busy" | "Congestion") && !answered {
+                        h.steps = Some(Vec::new());
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn leave_queue(&mut self, side: Side) {
+        let Some(queue) = self.half(side).in_queue.take() else {
+            return;
+        };
+        let name = self.half(side).ch.name.clone();
+        let left = lock(&self.pbx.queues).leave(&queue, &name);
+        if let Some((pos, count)) = left {
+            self.pbx.bus.send(
+                self.chan_event("QueueCallerLeave", "agent,all", side)
+                    .h("Queue", &queue)
+                    .h("Position", &pos.to_string())
+                    .h("Count", &count.to_string()),
+            );
+        }
+    }
+
+    /// Wakes whichever half is due first (ties: `;1`) until the call ends.
+    async fn main_loop(&mut self) -> Option<End> {
+        loop {
+            // A half that entered a dialplan (answer, Redirect) and has not run yet.
+            for side in [Side::One, Side::Two] {
+                let h = self.half(side);
+                if h.steps.is_some() && !h.blocked {
+                    if let Some(end) = self.advance(side) {
+                        return Some(end);
+                    }
+                }
+            }
+            let w1 = if self.one.blocked { self.one.wake } else { None };
+            let w2 = if self.two.blocked { self.two.wake } else { None };
+            let next = match (w1, w2) {
+                (Some(a), Some(b)) if b < a => Some((Side::Two, b)),
+                (Some(a), _) => Some((Side::One, a)),
+                (None, Some(b)) => Some((Side::Two, b)),
+                (None, None) => None,
+            };
+            let sleep = async {
+                match next {
+                    Some((_, t)) => sleep_until(t.into()).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = sleep => {
+                    let Some((side, at)) = next else { continue };
+                    self.tick = at;
+                    self.leave_queue(side);
+                    let h = self.half(side);
+                    h.blocked = false;
+                    h.wake = None;
+                    if h.steps.is_none() {
+                        // ;1's application returned.
+                        return Some(End::OneApp);
+                    }
+                    h.idx += 1;
+                    if !self.answered && side == Side::Two && self.two.steps.as_ref().is_some_and(|s| s.is_empty()) {
+                        let app = if self.two.ch.app == "Busy" { "BUSY" } else { "CONGESTION" };
+                        return Some(End::Unanswered(app));
+                    }
+                    if let Some(end) = self.advance(side) {
+                        return Some(end);
+                    }
+                }
+                ctl = self.rx.recv() => match ctl {
+                    Some(Control::Hangup { side, cause }) => return Some(End::Requested(side, cause)),
+                    Some(Control::Redirect { side, context, exten, priority }) => {
+                        self.tick = Instant::now();
+                        self.leave_queue(side);
+                        self.enter_dialplan(side, &context, &exten, priority);
+                        if let Some(end) = self.advance(side) {
+                            return Some(end);
+                        }
+                    }
+                    None => return None,
+                },
+            }
+        }
+    }
+
+    fn cdr(&self, side: Side) {
+        let ch = match side {
+            Side::One => &self.one.ch,
+            Side::Two => &self.two.ch,
+        };
+        let now = SystemTime::now();
+        let (num, name) = self.req.callerid.clone().unwrap_or_default();
+        let dur = now.duration_since(ch.created_wall).unwrap_or_default().as_secs();
+        let bill = ch
+            .answered_wall
+            .and_then(|a| now.duration_since(a).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let bus = &self.pbx.bus;
+        bus.send(
+            bus.event("Cdr", "cdr,all")
+                .h("AccountCode", "")
+                .h("Source", &num)
+                .h("Destination", &self.req.exten)
+                .h("DestinationContext", &self.req.context)
+                .h("CallerID", &format!("\"{name}\" <{num}>"))
+                .h("Channel", &ch.name)
+                .h("DestinationChannel", "")
+                .h("LastApplication", &ch.app)
+                .h("LastData", &ch.data)
+                .h("StartTime", &crate::clock::datetime(ch.created_wall))
+                .h(
+                    "AnswerTime",
+                    &ch.answered_wall.map(crate::clock::datetime).unwrap_or_default(),
+                )
+                .h("EndTime", &crate::clock::datetime(now))
+                .h("Duration", &dur.to_string())
+                .h("BillableSeconds", &bill.to_string())
+                .h(
+                    "Disposition",
+                    if ch.answered_wall.is_some() {
+                        "ANSWERED"
+                    } else {
+                        "NO ANSWER"
+                    },
+                )
+                .h("AMAFlags", "DOCUMENTATION")
+                .h("UniqueID", &ch.uniqueid)
+                .h("UserField", ""),
+        );
+    }
+
+    fn request(&self, name: &str, side: Side, cause: u32) {
+        self.pbx
+            .bus
+            .send(self.chan_event(name, "call,all", side).h("Cause", &cause.to_string()));
+    }
+
+    fn hangup(&self, side: Side, cause: u32) {
+        let txt = match cause {
+            16 => "Normal Clearing",
+            17 => "User busy",
+            34 => "Circuit/channel congestion",
+            _ => "Unknown",
+        };
+        self.pbx.bus.send(
+            self.chan_event("Hangup", "call,all", side)
+                .h("Cause", &cause.to_string())
+                .h("Cause-txt", txt),
+        );
+        self.unstore(side);
+    }
+
+    /// The hangup sequences of transcripts 02 and 03, by who ended the call.
+    fn finish(&mut self, end: End) {
+        self.leave_queue(Side::One);
+        self.leave_queue(Side::Two);
+        match end {
+            End::TwoDialplan | End::Requested(Side::Two, _) => {
+                let cause = match end {
+                    End::Requested(_, c) => c,
+                    _ => 16,
+                };
+                self.request("SoftHangupRequest", Side::Two, cause);
+                self.request("HangupRequest", Side::One, cause);
+                self.hangup(Side::Two, cause);
+                self.hangup(Side::One, cause);
+                self.device_state("NOT_INUSE");
+                self.cdr(Side::One);
+                self.device_state("NOT_INUSE");
+            }
+            End::OneApp => {
+                self.request("HangupRequest", Side::Two, 0);
+                self.cdr(Side::One);
+                self.hangup(Side::One, 0);
+                self.request("SoftHangupRequest", Side::Two, 16);
+                self.hangup(Side::Two, 0);
+                self.device_state("NOT_INUSE");
+                self.cdr(Side::Two);
+                self.device_state("NOT_INUSE");
+            }
+            End::OneDialplan | End::Requested(Side::One, _) => {
+                let cause = match end {
+                    End::Requested(_, c) => c,
+                    _ => 16,
+                };
+                self.request("SoftHangupRequest", Side::One, cause);
+                self.request("HangupRequest", Side::Two, cause);
+                self.cdr(Side::One);
+                self.hangup(Side::One, cause);
+                self.device_state("NOT_INUSE");
+                self.request("SoftHangupRequest", Side::Two, 16);
+                self.cdr(Side::Two);
+                self.hangup(Side::Two, 16);
+                self.device_state("NOT_INUSE");
+            }
+            End::Unanswered(status) => {
+                let cause = if status == "BUSY" { 17 } else { 34 };
+                self.hangup(Side::Two, cause);
+                let bus = &self.pbx.bus;
+                bus.send(
+                    self.one
+                        .ch
+                        .snapshot(bus.event("DialEnd", "call,all"), "Dest")
+                        .h("DialStatus", status),
+                );
+                self.hangup(Side::One, cause);
+                if self.req.is_async {
+                    self.originate_response(false);
+                }
+                self.device_state("NOT_INUSE");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn callerid_forms() {
+        assert_eq!(
+            parse_callerid("\"AMI Test\" <5551234>"),
+            ("5551234".into(), "AMI Test".into())
+        );
+        assert_eq!(parse_callerid("100"), ("100".into(), String::new()));
+        assert_eq!(
+            OriginateReq::parse_local("Local/100@default/n"),
+            Some(("100".into(), "default".into()))
+        );
+        assert_eq!(OriginateReq::parse_local("SIP/x"), None);
+    }
+}

@@ -1,0 +1,118 @@
+//! What one simulated Asterisk looks like: its name, AMI version, users.
+
+use crate::error::SimError;
+use serde::Deserialize;
+use std::time::Duration;
+
+/// Configuration of one simulated Asterisk. Defaults mirror the captured PBX
+/// (fixtures/asterisk-config/manager.conf) so transcripts replay unchanged.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Instance name (logs, cluster tests).
+    pub name: String,
+    /// Asterisk `systemname`: uniqueids become `<sn>-<epoch>.<n>` and events carry
+    /// `SystemName: <sn>`.
+    pub system_name: Option<String>,
+    /// AMI version shown in the banner.
+    pub version: String,
+    pub users: Vec<SimUser>,
+    /// Answer `Command` in the Asterisk 13 form (`Response: Follows` … `--END COMMAND--`).
+    pub legacy_command: bool,
+    /// First Local channel sequence number, so sims in a cluster name channels apart.
+    pub channel_id_base: u32,
+    /// How long a failed login waits before its answer (Asterisk: 1 s).
+    pub auth_delay: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            name: "sim".into(),
+            system_name: None,
+            version: "11.0.0".into(),
+            users: SimUser::defaults(),
+            legacy_command: false,
+            channel_id_base: 0,
+            auth_delay: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One `[user]` section of manager.conf.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct SimUser {
+    pub username: String,
+    pub secret: String,
+    /// Read classes (`call,system`, `all`).
+    #[serde(default)]
+    pub read: String,
+    /// Write classes.
+    #[serde(default)]
+    pub write: String,
+    /// manager.conf `eventfilter` values: the advanced `action(include),name(X)` form or a
+    /// legacy regex (`!` prefix = exclude).
+    #[serde(default)]
+    pub eventfilters: Vec<String>,
+}
+
+impl SimUser {
+    pub fn new(username: &str, secret: &str, read: &str, write: &str) -> Self {
+        SimUser {
+            username: username.into(),
+            secret: secret.into(),
+            read: read.into(),
+            write: write.into(),
+            eventfilters: Vec::new(),
+        }
+    }
+
+    /// The three users of fixtures/asterisk-config/manager.conf.
+    pub fn defaults() -> Vec<SimUser> {
+        let mut reporting = SimUser::new(
+            "reporting",
+            "reporting-secret",
+            "call,cdr,reporting,user,agent",
+            "reporting",
+        );
+        reporting.eventfilters = ["Hangup", "Cdr", "UserEvent", "QueueCallerJoin", "QueueCallerLeave"]
+            .iter()
+            .map(|n| format!("action(include),name({n})"))
+            .collect();
+        vec![
+            SimUser::new("admin", "admin-secret", "all", "all"),
+            SimUser::new("readonly", "ro-secret", "call,system", ""),
+            reporting,
+        ]
+    }
+}
+
+/// The `--config` file of the binary: `[[users]]` tables.
+#[derive(Debug, Deserialize)]
+struct UsersFile {
+    users: Vec<SimUser>,
+}
+
+/// Reads users from a TOML file (`[[users]] username=… secret=… read=… write=…`).
+pub fn load_users(path: &std::path::Path) -> Result<Vec<SimUser>, SimError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SimError::Config(format!("{}: {e}", path.display())))?;
+    parse_users(&text)
+}
+
+/// Parses the users file text.
+pub fn parse_users(text: &str) -> Result<Vec<SimUser>, SimError> {
+    toml::from_str::<UsersFile>(text)
+        .map(|f| f.users)
+        .map_err(|e| SimError::Config(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_file() {
+        let u = parse_users("[[users]]\nusername='a'\nsecret='b'\nread='all'\nwrite='all'\n").unwrap();
+        assert_eq!(u[0], SimUser::new("a", "b", "all", "all"));
+        assert!(parse_users("nonsense").is_err());
+    }
+}

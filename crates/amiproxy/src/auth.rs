@@ -1,0 +1,91 @@
+//! Checking a client's credentials against the proxy's own users.
+
+use crate::config::{Secret, UserConfig};
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use md5::{Digest, Md5};
+
+/// Compares without an early exit, so timing does not tell how much of a secret matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Plain login. Argon2 verification is slow on purpose: call it off the async threads.
+pub fn check_plain(user: &UserConfig, secret: &str) -> bool {
+    match &user.secret {
+        Secret::Plain(s) => constant_time_eq(s.as_bytes(), secret.as_bytes()),
+        Secret::Argon2(h) => match PasswordHash::new(h) {
+            Ok(hash) => Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok(),
+            Err(_) => false,
+        },
+    }
+}
+
+/// MD5 challenge login: `key` must be lowercase hex md5(challenge + secret).
+pub fn check_md5(user: &UserConfig, challenge: &str, key: &str) -> bool {
+    let Secret::Plain(secret) = &user.secret else {
+        return false;
+    };
+    if !user.allow_md5 {
+        return false;
+    }
+    constant_time_eq(
+        md5_hex(challenge, secret).as_bytes(),
+        key.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+pub fn md5_hex(challenge: &str, secret: &str) -> String {
+    let mut h = Md5::new();
+    h.update(challenge.as_bytes());
+    h.update(secret.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An argon2id PHC string for `secret` (for `amiproxy hash-secret`).
+pub fn hash_secret(secret: &str) -> Result<String, String> {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perms::Classes;
+
+    fn user(secret: Secret) -> UserConfig {
+        UserConfig {
+            name: "u".into(),
+            secret,
+            read: Classes::ALL,
+            write: Classes::ALL,
+            allow_md5: true,
+        }
+    }
+
+    #[test]
+    fn md5_matches_the_transcript() {
+        // 10_challenge_md5_login: challenge 104755524, secret admin-secret.
+        assert_eq!(md5_hex("104755524", "admin-secret"), "8aab36aa5bde3d81c5964af3b51002b9");
+        let u = user(Secret::Plain("admin-secret".into()));
+        assert!(check_md5(&u, "104755524", "8AAB36AA5BDE3D81C5964AF3B51002B9"));
+        assert!(!check_md5(&u, "104755525", "8aab36aa5bde3d81c5964af3b51002b9"));
+    }
+
+    #[test]
+    fn plain_and_argon2() {
+        assert!(check_plain(&user(Secret::Plain("a".into())), "a"));
+        assert!(!check_plain(&user(Secret::Plain("a".into())), "b"));
+        let h = hash_secret("pw").unwrap();
+        let u = user(Secret::Argon2(h));
+        assert!(check_plain(&u, "pw"));
+        assert!(!check_plain(&u, "pw2"));
+        assert!(!check_md5(&u, "1", &md5_hex("1", "pw")));
+    }
+}

@@ -1,0 +1,626 @@
+//! Configuration: one TOML file read with the `config` crate (environment overrides with the
+//! `AMIPROXY__` prefix, e.g. `AMIPROXY__PROXY__ACTION_TIMEOUT_SECS=5`), checked once into
+//! typed values. Every error names the key it is about.
+
+use crate::perms::Classes;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    proxy: RawProxy,
+    #[serde(default, rename = "listener")]
+    listeners: Vec<RawListener>,
+    #[serde(default, rename = "upstream")]
+    upstreams: Vec<RawUpstream>,
+    #[serde(default, rename = "user")]
+    users: Vec<RawUser>,
+    #[serde(default)]
+    routing: RawRouting,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawProxy {
+    banner_version: Option<String>,
+    server_header: String,
+    auth_timeout_secs: u64,
+    auth_limit: usize,
+    action_timeout_secs: u64,
+    event_buffer: usize,
+    slow_client: String,
+    max_line: usize,
+    max_lines: usize,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            banner_version: None,
+            server_header: "Server".into(),
+            auth_timeout_secs: 30,
+            auth_limit: 50,
+            action_timeout_secs: 10,
+            event_buffer: 16384,
+            slow_client: "drop-oldest".into(),
+            max_line: 1024,
+            max_lines: 128,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: String,
+    #[serde(default)]
+    tls: Option<RawListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListenerTls {
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    #[serde(default)]
+    self_signed: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstream {
+    name: String,
+    #[serde(default = "default_kind")]
+    kind: String,
+    address: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    secret: Option<String>,
+    #[serde(default)]
+    tls: bool,
+    ca: Option<PathBuf>,
+    server_name: Option<String>,
+    #[serde(default = "default_ping_interval")]
+    ping_interval_secs: f64,
+    #[serde(default = "default_ping_timeout")]
+    ping_timeout_secs: f64,
+    #[serde(default = "default_backoff_min")]
+    reconnect_min_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    reconnect_max_ms: u64,
+    #[serde(default)]
+    channel_prefixes: Vec<String>,
+    #[serde(default)]
+    queue_prefixes: Vec<String>,
+    #[serde(default)]
+    sim: RawSim,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSim {
+    calls_per_sec: f64,
+    legacy_command: bool,
+    channel_id_base: u32,
+}
+
+fn default_kind() -> String {
+    "asterisk".into()
+}
+fn default_ping_interval() -> f64 {
+    10.0
+}
+fn default_ping_timeout() -> f64 {
+    5.0
+}
+fn default_backoff_min() -> u64 {
+    250
+}
+fn default_backoff_max() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: String,
+    secret: Option<String>,
+    secret_hash: Option<String>,
+    #[serde(default = "default_read")]
+    read: String,
+    #[serde(default)]
+    write: String,
+    #[serde(default)]
+    allow_md5: Option<bool>,
+}
+
+fn default_read() -> String {
+    "all".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawRouting {
+    default_upstream: Option<String>,
+    fanout_actions: Vec<String>,
+}
+
+/// One configuration problem: the key it is about and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// What to do with a client whose event queue overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowClient {
+    /// Skip the oldest events and tell the client how many with `Event: ProxyEventsDropped`.
+    DropOldest,
+    /// Close the connection.
+    Disconnect,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    pub banner_version: Option<String>,
+    pub server_header: String,
+    pub auth_timeout: Duration,
+    pub auth_limit: usize,
+    pub action_timeout: Duration,
+    pub event_buffer: usize,
+    pub slow_client: SlowClient,
+    pub max_line: usize,
+    pub max_lines: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum ListenerTls {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// A certificate made at start-up for localhost (development only).
+    SelfSigned,
+}
+
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimSettings {
+    pub calls_per_sec: f64,
+    pub legacy_command: bool,
+    pub channel_id_base: u32,
+}
+
+/// Where an upstream is: a real Asterisk at an address, or a simulated one run in-process.
+#[derive(Debug, Clone)]
+pub enum UpstreamTarget {
+    Asterisk { address: String, tls: Option<UpstreamTls> },
+    Simulated(SimSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// PEM file of CA certificates; system (webpki) roots when absent.
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub target: UpstreamTarget,
+    pub username: String,
+    pub secret: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub channel_prefixes: Vec<String>,
+    pub queue_prefixes: Vec<String>,
+}
+
+/// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is
+/// md5(challenge + secret)); an argon2 hash serves plain login only.
+#[derive(Clone)]
+pub enum Secret {
+    Plain(String),
+    Argon2(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Plain(_) => f.write_str("Secret::Plain(<redacted>)"),
+            Secret::Argon2(_) => f.write_str("Secret::Argon2(<hash>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub secret: Secret,
+    pub read: Classes,
+    pub write: Classes,
+    pub allow_md5: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_upstream: Option<String>,
+    pub fanout_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: ProxySettings,
+    pub listeners: Vec<ListenerConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub users: Vec<UserConfig>,
+    pub routing: RoutingConfig,
+}
+
+impl Config {
+    /// Reads and checks a config file (plus `AMIPROXY__...` environment overrides).
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("AMIPROXY")
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize::<RawConfig>())
+            .map_err(|e| vec![from_config_error(e)])?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        check(raw, base)
+    }
+
+    /// Parses config text (for tests and `check-config` on stdin).
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<RawConfig>())
+            .map_err(|e| vec![from_config_error(e)])?;
+        check(raw, base)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+fn from_config_error(e: config::ConfigError) -> ConfigProblem {
+    let text = e.to_string();
+    // The config crate words errors as "... for key `x.y`"; surface the key first.
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| "(file)".into());
+    ConfigProblem { key, reason: text }
+}
+
+fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut bad = |key: String, reason: String| problems.push(ConfigProblem { key, reason });
+    let resolve = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { base.join(p) };
+
+    let p = &raw.proxy;
+    let slow_client = match p.slow_client.as_str() {
+        "drop-oldest" => SlowClient::DropOldest,
+        "disconnect" => SlowClient::Disconnect,
+        other => {
+            bad(
+                "proxy.slow_client".into(),
+                format!("`{other}` is not one of drop-oldest, disconnect"),
+            );
+            SlowClient::DropOldest
+        }
+    };
+    if p.event_buffer < 16 {
+        bad("proxy.event_buffer".into(), "must be at least 16".into());
+    }
+    if p.server_header.is_empty() || p.server_header.contains([':', '\r', '\n', ' ']) {
+        bad(
+            "proxy.server_header".into(),
+            "must be a header name (no colon, space or line break)".into(),
+        );
+    }
+    if p.max_line < 64 || p.max_lines < 4 {
+        bad(
+            "proxy.max_line".into(),
+            "max_line must be at least 64 and max_lines at least 4".into(),
+        );
+    }
+    let proxy = ProxySettings {
+        banner_version: p.banner_version.clone(),
+        server_header: p.server_header.clone(),
+        auth_timeout: Duration::from_secs(p.auth_timeout_secs.max(1)),
+        auth_limit: p.auth_limit.max(1),
+        action_timeout: Duration::from_secs(p.action_timeout_secs.max(1)),
+        event_buffer: p.event_buffer.max(16),
+        slow_client,
+        max_line: p.max_line,
+        max_lines: p.max_lines,
+    };
+
+    let mut listeners = Vec::new();
+    if raw.listeners.is_empty() {
+        bad("listener".into(), "at least one [[listener]] is needed".into());
+    }
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let address = match l.address.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                bad(
+                    format!("listener[{i}].address"),
+                    format!("`{}` is not an address: {e}", l.address),
+                );
+                continue;
+            }
+        };
+        let tls = match &l.tls {
+            None => None,
+            Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
+            Some(RawListenerTls {
+                cert: Some(c),
+                key: Some(k),
+                ..
+            }) => {
+                let (cert, key) = (resolve(c), resolve(k));
+                for (what, path) in [("cert", &cert), ("key", &key)] {
+                    if !path.exists() {
+                        bad(
+                            format!("listener[{i}].tls.{what}"),
+                            format!("{} does not exist", path.display()),
+                        );
+                    }
+                }
+                Some(ListenerTls::Files { cert, key })
+            }
+            Some(_) => {
+                bad(
+                    format!("listener[{i}].tls"),
+                    "give both cert and key, or self_signed = true".into(),
+                );
+                None
+            }
+        };
+        listeners.push(ListenerConfig { address, tls });
+    }
+
+    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    if raw.upstreams.is_empty() {
+        bad("upstream".into(), "at least one [[upstream]] is needed".into());
+    }
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let key = |k: &str| format!("upstream[{i}].{k}");
+        if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bad(key("name"), format!("`{}` must be letters, digits, - _ or .", u.name));
+        }
+        if u.name.eq_ignore_ascii_case("all") {
+            bad(key("name"), "`all` is reserved".into());
+        }
+        if upstreams.iter().any(|o| o.name.eq_ignore_ascii_case(&u.name)) {
+            bad(key("name"), format!("`{}` is used twice", u.name));
+        }
+        let target = match u.kind.as_str() {
+            "asterisk" => match &u.address {
+                Some(a) => Some(UpstreamTarget::Asterisk {
+                    address: a.clone(),
+                    tls: (u.tls || u.ca.is_some()).then(|| UpstreamTls {
+                        ca: u.ca.as_deref().map(resolve),
+                        server_name: u.server_name.clone(),
+                    }),
+                }),
+                None => {
+                    bad(
+                        key("address"),
+                        "an asterisk upstream needs an address (host:port)".into(),
+                    );
+                    None
+                }
+            },
+            "simulated" => Some(UpstreamTarget::Simulated(SimSettings {
+                calls_per_sec: u.sim.calls_per_sec,
+                legacy_command: u.sim.legacy_command,
+                channel_id_base: u.sim.channel_id_base,
+            })),
+            other => {
+                bad(key("kind"), format!("`{other}` is not one of asterisk, simulated"));
+                None
+            }
+        };
+        let simulated = matches!(target, Some(UpstreamTarget::Simulated(_)));
+        let (username, secret) = match (&u.username, &u.secret, simulated) {
+            (Some(n), Some(s), _) => (n.clone(), s.clone()),
+            (None, None, true) => ("admin".to_string(), "admin-secret".to_string()),
+            _ => {
+                bad(key("secret"), "an upstream needs username and secret".into());
+                (String::new(), String::new())
+            }
+        };
+        if !(u.ping_interval_secs > 0.0 && u.ping_timeout_secs > 0.0) {
+            bad(
+                key("ping_interval_secs"),
+                "ping interval and timeout must be positive".into(),
+            );
+        }
+        if u.reconnect_min_ms == 0 || u.reconnect_max_ms < u.reconnect_min_ms {
+            bad(
+                key("reconnect_min_ms"),
+                "need 0 < reconnect_min_ms <= reconnect_max_ms".into(),
+            );
+        }
+        if let Some(target) = target {
+            upstreams.push(UpstreamConfig {
+                name: u.name.clone(),
+                target,
+                username,
+                secret,
+                ping_interval: Duration::from_secs_f64(u.ping_interval_secs.max(0.01)),
+                ping_timeout: Duration::from_secs_f64(u.ping_timeout_secs.max(0.01)),
+                reconnect_min: Duration::from_millis(u.reconnect_min_ms.max(1)),
+                reconnect_max: Duration::from_millis(u.reconnect_max_ms.max(u.reconnect_min_ms.max(1))),
+                channel_prefixes: u.channel_prefixes.clone(),
+                queue_prefixes: u.queue_prefixes.clone(),
+            });
+        }
+    }
+
+    let mut users: Vec<UserConfig> = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let key = |k: &str| format!("user[{i}].{k}");
+        if u.name.is_empty() {
+            bad(key("name"), "must not be empty".into());
+        }
+        if users.iter().any(|o| o.name == u.name) {
+            bad(key("name"), format!("`{}` is used twice", u.name));
+        }
+        let secret = match (&u.secret, &u.secret_hash) {
+            (Some(s), None) => Secret::Plain(s.clone()),
+            (None, Some(h)) => {
+                if argon2::PasswordHash::new(h).is_err() {
+                    bad(
+                        key("secret_hash"),
+                        "is not an argon2 PHC string (make one with `amiproxy hash-secret`)".into(),
+                    );
+                }
+                Secret::Argon2(h.clone())
+            }
+            _ => {
+                bad(key("secret"), "give exactly one of secret, secret_hash".into());
+                continue;
+            }
+        };
+        let allow_md5 = match (u.allow_md5, &secret) {
+            (Some(true), Secret::Argon2(_)) => {
+                bad(
+                    key("allow_md5"),
+                    "MD5 challenge login needs the plain secret; a user with secret_hash can only log in plainly"
+                        .into(),
+                );
+                false
+            }
+            (Some(v), _) => v,
+            (None, s) => matches!(s, Secret::Plain(_)),
+        };
+        let read = Classes::parse(&u.read).unwrap_or_else(|e| {
+            bad(key("read"), e);
+            Classes::NONE
+        });
+        let write = Classes::parse(&u.write).unwrap_or_else(|e| {
+            bad(key("write"), e);
+            Classes::NONE
+        });
+        users.push(UserConfig {
+            name: u.name.clone(),
+            secret,
+            read,
+            write,
+            allow_md5,
+        });
+    }
+
+    if let Some(d) = &raw.routing.default_upstream {
+        if !upstreams.iter().any(|u| &u.name == d) {
+            bad(
+                "routing.default_upstream".into(),
+                format!("`{d}` is not a configured upstream"),
+            );
+        }
+    }
+    let routing = RoutingConfig {
+        default_upstream: raw.routing.default_upstream.clone(),
+        fanout_actions: raw.routing.fanout_actions.clone(),
+    };
+
+    if problems.is_empty() {
+        Ok(Config {
+            proxy,
+            listeners,
+            upstreams,
+            users,
+            routing,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[upstream]]
+name = "pbx1"
+kind = "simulated"
+[[user]]
+name = "app"
+secret = "s3cret"
+read = "call,system"
+write = "call"
+"#;
+
+    #[test]
+    fn minimal_config_loads() {
+        let c = Config::from_toml(OK, Path::new(".")).unwrap();
+        assert_eq!(c.upstreams[0].name, "pbx1");
+        assert!(c.users[0].allow_md5);
+        assert_eq!(c.proxy.auth_limit, 50);
+    }
+
+    #[test]
+    fn errors_name_their_key() {
+        let text = OK
+            .replace(
+                "write = \"call\"",
+                "write = \"call,bogus\"\nallow_md5 = true\nsecret_hash = \"x\"",
+            )
+            .replace("kind = \"simulated\"", "kind = \"nope\"");
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"upstream[0].kind"), "{errs:?}");
+        assert!(keys.contains(&"user[0].secret"), "{errs:?}");
+    }
+
+    #[test]
+    fn hashed_user_with_md5_is_refused() {
+        let text = OK.replace(
+            "secret = \"s3cret\"",
+            "secret_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG\"\nallow_md5 = true",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert_eq!(errs[0].key, "user[0].allow_md5", "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_reported() {
+        let errs = Config::from_toml(&format!("{OK}\n[proxy]\nbogus = 1\n"), Path::new(".")).unwrap_err();
+        assert!(errs[0].reason.contains("bogus"), "{errs:?}");
+    }
+}

@@ -1,0 +1,61 @@
+//! The merged event stream: every upstream event is parsed once, tagged once, and published
+//! into one broadcast ring. Each client session reads the ring at its own pace; a client
+//! that falls behind loses the oldest events (and is told how many), never slowing the
+//! upstream readers or any other client.
+
+use crate::perms::Classes;
+use ami_proto::{Message, MessageBuilder};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// One event as every client sees it (before per-client ActionID handling).
+#[derive(Debug)]
+pub struct Event {
+    pub msg: Message,
+    /// The classes of its `Privilege:` header; a client needs all of them.
+    pub classes: Classes,
+}
+
+#[derive(Debug, Clone)]
+pub struct Hub {
+    tx: broadcast::Sender<Arc<Event>>,
+}
+
+impl Hub {
+    pub fn new(capacity: usize) -> Hub {
+        let (tx, _) = broadcast::channel(capacity);
+        Hub { tx }
+    }
+
+    pub fn publish(&self, msg: Message) {
+        let classes = Classes::parse_lenient(msg.get("Privilege").unwrap_or(""));
+        // No receiver is not an error: nobody is logged in.
+        let _ = self.tx.send(Arc::new(Event { msg, classes }));
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+        self.tx.subscribe()
+    }
+
+    pub fn receivers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+}
+
+/// `Event: ProxyUpstreamStatus`: an upstream connected or went away.
+pub fn upstream_status(server_header: &str, server: &str, status: &str, reason: Option<&str>) -> Message {
+    MessageBuilder::event("ProxyUpstreamStatus")
+        .header("Privilege", "system,all")
+        .header(server_header, server)
+        .header("Status", status)
+        .header_opt("Reason", reason)
+        .build()
+}
+
+/// `Event: ProxyEventsDropped`: this client fell behind and lost `count` events.
+pub fn events_dropped(count: u64) -> Message {
+    MessageBuilder::event("ProxyEventsDropped")
+        .header("Privilege", "system,all")
+        .header("Count", &count.to_string())
+        .build()
+}

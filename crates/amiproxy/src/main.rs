@@ -1,0 +1,170 @@
+//! The `amiproxy` binary.
+
+use amiproxy::config::Config;
+use clap::{Parser, Subcommand};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing_subscriber::EnvFilter;
+
+/// An AMI proxy for Asterisk: many client logins over TCP and TLS, per-user policy, one
+/// login per upstream Asterisk, routing over a cluster, one merged event stream.
+#[derive(Parser)]
+#[command(name = "amiproxy", version, about)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables AMIPROXY__SECTION__KEY override it.
+    #[arg(long, short, default_value = "proxy.toml", global = true)]
+    config: PathBuf,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the default).
+    Run,
+    /// Check the configuration and print every problem with its key; exit 1 if any.
+    CheckConfig,
+    /// Read a secret from stdin and print its argon2id hash, for `secret_hash` in the config.
+    HashSecret,
+    /// Write a self-signed development certificate and key (for localhost) as PEM files.
+    GenCert {
+        /// Certificate output path.
+        #[arg(long, default_value = "certs/dev-cert.pem")]
+        cert: PathBuf,
+        /// Private key output path (never commit it).
+        #[arg(long, default_value = "certs/dev-key.pem")]
+        key: PathBuf,
+    },
+}
+
+fn init_logs(json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|problems| {
+        eprintln!("{}: {} problem(s)", path.display(), problems.len());
+        for p in problems {
+            eprintln!("  {p}");
+        }
+        ExitCode::from(1)
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => match load(&cli.config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} listener(s), {} upstream(s), {} user(s))",
+                    cli.config.display(),
+                    c.listeners.len(),
+                    c.upstreams.len(),
+                    c.users.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+        Command::HashSecret => {
+            let mut secret = String::new();
+            if std::io::stdin().read_to_string(&mut secret).is_err() {
+                eprintln!("could not read the secret from stdin");
+                return ExitCode::from(1);
+            }
+            let secret = secret.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                eprintln!("empty secret");
+                return ExitCode::from(1);
+            }
+            match amiproxy::auth::hash_secret(secret) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("hashing failed: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::GenCert { cert, key } => match amiproxy::tls::self_signed() {
+            Ok((c, k)) => {
+                for p in [&cert, &key] {
+                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                }
+                if let Err(e) = std::fs::write(&cert, c).and_then(|_| write_private(&key, &k)) {
+                    eprintln!("writing certificate: {e}");
+                    return ExitCode::from(1);
+                }
+                println!(
+                    "wrote {} and {} (self-signed, for localhost; development only)",
+                    cert.display(),
+                    key.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run => {
+            init_logs(cli.log_json);
+            let config = match load(&cli.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            rt.block_on(async move {
+                let running = match amiproxy::server::start(config).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!("amiproxy: {e}");
+                        return ExitCode::from(1);
+                    }
+                };
+                for a in &running.listeners {
+                    // Tests and scripts read this line to learn ports bound as :0.
+                    println!("listening on {a}");
+                }
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down");
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts.open(path)?.write_all(pem.as_bytes())
+}

@@ -1,0 +1,121 @@
+//! One list answered by several upstreams, delivered as ONE list: one `EventList: start`,
+//! every item (tagged with its server), one `...Complete` whose `ListItems` is the sum.
+//!
+//! All sends happen under the merge's lock, so the start always precedes any item even
+//! though the upstream readers run concurrently.
+
+use crate::client_tx::ClientTx;
+use ami_proto::{Message, MessageBuilder};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug)]
+struct State {
+    tx: ClientTx,
+    client_aid: Option<String>,
+    waiting: usize,
+    started: bool,
+    list_items: u64,
+    items: Option<u64>,
+    complete: Option<Message>,
+    first_error: Option<Message>,
+    done: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Merge(Arc<Mutex<State>>);
+
+impl Merge {
+    pub fn new(tx: ClientTx, client_aid: Option<String>, upstreams: usize) -> Merge {
+        Merge(Arc::new(Mutex::new(State {
+            tx,
+            client_aid,
+            waiting: upstreams,
+            started: false,
+            list_items: 0,
+            items: None,
+            complete: None,
+            first_error: None,
+            done: false,
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A response from one upstream (ActionID already restored). Returns true when that
+    /// upstream's part continues as a list.
+    pub fn response(&self, msg: Message, is_list: bool) -> bool {
+        let mut s = self.lock();
+        if is_list {
+            if !s.started {
+                s.started = true;
+                let _ = s.tx.try_send(msg);
+            }
+            return true;
+        }
+        if s.first_error.is_none() {
+            s.first_error = Some(msg);
+        }
+        s.part_done();
+        false
+    }
+
+    pub fn item(&self, msg: Message) {
+        let s = self.lock();
+        if !s.done {
+            let _ = s.tx.try_send(msg);
+        }
+    }
+
+    /// The `...Complete` event of one upstream's part.
+    pub fn complete(&self, msg: Message) {
+        let mut s = self.lock();
+        s.list_items += count(&msg, "ListItems");
+        if msg.get("Items").is_some() {
+            *s.items.get_or_insert(0) += count(&msg, "Items");
+        }
+        s.complete = Some(msg);
+        s.part_done();
+    }
+
+    /// One upstream will not answer (disconnected, timed out).
+    pub fn abandon(&self) {
+        self.lock().part_done();
+    }
+}
+
+fn count(msg: &Message, key: &str) -> u64 {
+    msg.get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+impl State {
+    fn part_done(&mut self) {
+        if self.done {
+            return;
+        }
+        self.waiting = self.waiting.saturating_sub(1);
+        if self.waiting > 0 {
+            return;
+        }
+        self.done = true;
+        let aid = self.client_aid.as_deref();
+        let out = if self.started {
+            let base = self.complete.take().unwrap_or_else(|| {
+                MessageBuilder::event("ListComplete")
+                    .header("EventList", "Complete")
+                    .build()
+            });
+            let mut m = base.with_header("ListItems", &self.list_items.to_string());
+            if let Some(items) = self.items {
+                m = m.with_header("Items", &items.to_string());
+            }
+            m
+        } else {
+            self.first_error
+                .take()
+                .unwrap_or_else(|| MessageBuilder::error(aid, "No upstream server answered"))
+        };
+        let _ = self.tx.try_send(out);
+    }
+}

@@ -1,0 +1,312 @@
+//! Asterisk's permission classes, as a bit set, and the class table of actions.
+//!
+//! The proxy logs in to each upstream with one powerful account, so it must enforce the
+//! classes itself, with Asterisk's rules: an action is allowed when the user's write classes
+//! share any class with the action's; an event is delivered when the user's read classes hold
+//! all of the event's.
+
+use std::fmt;
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Classes(u32);
+
+/// Asterisk's class names, in the bit order used here.
+const NAMES: [&str; 19] = [
+    "system",
+    "call",
+    "log",
+    "verbose",
+    "command",
+    "agent",
+    "user",
+    "config",
+    "dtmf",
+    "reporting",
+    "cdr",
+    "dialplan",
+    "originate",
+    "agi",
+    "cc",
+    "aoc",
+    "test",
+    "security",
+    "message",
+];
+
+impl Classes {
+    pub const NONE: Classes = Classes(0);
+    pub const ALL: Classes = Classes((1 << NAMES.len()) - 1);
+
+    pub fn named(name: &str) -> Option<Classes> {
+        if name.eq_ignore_ascii_case("all") {
+            return Some(Classes::ALL);
+        }
+        NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .map(|i| Classes(1 << i))
+    }
+
+    pub const fn bit(i: usize) -> Classes {
+        Classes(1 << i)
+    }
+
+    /// Parses a comma list (`call,system`); unknown names are reported.
+    pub fn parse(list: &str) -> Result<Classes, String> {
+        let mut c = Classes::NONE;
+        for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            c = c | Classes::named(part).ok_or_else(|| format!("unknown permission class `{part}`"))?;
+        }
+        Ok(c)
+    }
+
+    /// Parses an event's `Privilege:` header. Asterisk renders an event's classes followed by
+    /// `all` (`call,all`), which is not a class of the event, so `all` and unknown names are
+    /// ignored here.
+    pub fn parse_lenient(list: &str) -> Classes {
+        list.split(',')
+            .map(str::trim)
+            .filter(|p| !p.eq_ignore_ascii_case("all"))
+            .filter_map(Classes::named)
+            .fold(Classes::NONE, |a, b| a | b)
+    }
+
+    pub fn intersects(self, other: Classes) -> bool {
+        self.0 & other.0 != 0
+    }
+
+    pub fn contains(self, other: Classes) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+impl std::ops::BitOr for Classes {
+    type Output = Classes;
+    fn bitor(self, o: Classes) -> Classes {
+        Classes(self.0 | o.0)
+    }
+}
+
+impl fmt::Debug for Classes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for Classes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Classes::ALL {
+            return f.write_str("all");
+        }
+        let names: Vec<&str> = NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// What an action needs.
+pub enum Need {
+    /// Every logged-in user may send it.
+    Nothing,
+    /// The user's write classes must share one of these.
+    Any(Classes),
+}
+
+/// Action names (lower case) by the classes Asterisk 22 registers them with.
+const TABLE: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "ping",
+            "events",
+            "login",
+            "logoff",
+            "challenge",
+            "listcommands",
+            "waitevent",
+            "queuestatus",
+            "queuesummary",
+            "queues",
+            "coresettings",
+            "corestatus",
+        ],
+    ),
+    (
+        "system,call",
+        &[
+            "hangup",
+            "redirect",
+            "atxfer",
+            "blindtransfer",
+            "cancelatxfer",
+            "bridge",
+            "park",
+            "setvar",
+            "playdtmf",
+            "senddtmf",
+            "absolutetimeout",
+            "muteaudio",
+            "mixmonitormute",
+            "monitor",
+            "stopmonitor",
+            "pausemonitor",
+            "unpausemonitor",
+            "changemonitor",
+            "mixmonitor",
+            "stopmixmonitor",
+            "sendtext",
+            "localoptimizeaway",
+            "bridgekick",
+            "bridgedestroy",
+            "confbridgekick",
+            "confbridgemute",
+            "confbridgeunmute",
+            "confbridgelock",
+            "confbridgeunlock",
+            "confbridgestartrecord",
+            "confbridgestoprecord",
+        ],
+    ),
+    (
+        "system,call,reporting",
+        &[
+            "status",
+            "getvar",
+            "extensionstate",
+            "presencestate",
+            "devicestatelist",
+            "extensionstatelist",
+            "presencestatelist",
+            "mailboxstatus",
+            "mailboxcount",
+            "bridgelist",
+            "bridgeinfo",
+            "bridgetechnologylist",
+            "confbridgelist",
+            "confbridgelistrooms",
+            "parkedcalls",
+            "parkinglots",
+            "showdialplan",
+            "voicemailusers",
+            "voicemailuserstatus",
+            "pjsipshowendpoints",
+            "pjsipshowendpoint",
+            "pjsipshowcontacts",
+            "pjsipshowaors",
+            "pjsipshowauths",
+            "pjsipshowregistrationsinbound",
+            "pjsipshowregistrationsoutbound",
+            "sipshowpeer",
+            "sippeers",
+            "sipshowregistry",
+            "iaxpeers",
+            "iaxpeerlist",
+            "agents",
+        ],
+    ),
+    (
+        "system,reporting",
+        &["coreshowchannels", "coreshowchannelmap", "dbget", "dbgettree"],
+    ),
+    ("originate", &["originate"]),
+    ("command", &["command"]),
+    (
+        "system,config",
+        &[
+            "getconfig",
+            "getconfigjson",
+            "listcategories",
+            "createconfig",
+            "updateconfig",
+            "reload",
+            "moduleload",
+        ],
+    ),
+    (
+        "system",
+        &[
+            "modulecheck",
+            "loggerrotate",
+            "dbput",
+            "dbdel",
+            "dbdeltree",
+            "sendflash",
+            "pjsipnotify",
+            "sipnotify",
+            "pjsipqualify",
+            "pjsipregister",
+            "pjsipunregister",
+            "sipqualifypeer",
+        ],
+    ),
+    ("user", &["userevent"]),
+    (
+        "agent",
+        &[
+            "queueadd",
+            "queueremove",
+            "queuepause",
+            "queuepenalty",
+            "queuelog",
+            "queuememberringinuse",
+            "queuereload",
+            "queuereset",
+            "queuechangepriority",
+            "queuewithdrawcaller",
+            "agentlogoff",
+            "queuerule",
+        ],
+    ),
+    ("agi", &["agi"]),
+    ("aoc", &["aocmessage"]),
+    ("message", &["messagesend"]),
+];
+
+/// The write classes of an action. Unknown actions need `system`: the proxy cannot know
+/// what they do, so only trusted users may pass them on.
+pub fn action_needs(action: &str) -> Need {
+    for (classes, names) in TABLE {
+        if names.iter().any(|n| n.eq_ignore_ascii_case(action)) {
+            return if classes.is_empty() {
+                Need::Nothing
+            } else {
+                Need::Any(Classes::parse_lenient(classes))
+            };
+        }
+    }
+    Need::Any(Classes::parse_lenient("system"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_rules() {
+        let rw = Classes::parse("call, system").unwrap();
+        assert!(rw.contains(Classes::parse_lenient("call")));
+        assert!(rw.contains(Classes::parse_lenient("call,all")));
+        assert!(!rw.contains(Classes::parse_lenient("security,all")));
+        assert!(Classes::ALL.contains(Classes::parse_lenient("security,all")));
+        assert!(Classes::parse("bogus").is_err());
+        assert_eq!(Classes::parse("all").unwrap(), Classes::ALL);
+        assert_eq!(format!("{}", Classes::parse("call,system").unwrap()), "system,call");
+        match action_needs("Originate") {
+            Need::Any(c) => assert!(!rw.intersects(c)),
+            Need::Nothing => panic!("originate needs a class"),
+        }
+        match action_needs("hangup") {
+            Need::Any(c) => assert!(rw.intersects(c)),
+            Need::Nothing => panic!(),
+        }
+        assert!(matches!(action_needs("PING"), Need::Nothing));
+    }
+}

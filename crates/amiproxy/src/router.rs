@@ -1,0 +1,286 @@
+//! Where an action goes. Pure data and decisions, no sockets, so every rule is unit-tested.
+//!
+//! Order, first match wins:
+//! 1. an explicit `Server: <name>` header (`all` fans out);
+//! 2. the upstream that owns the channel or uniqueid the action names (learned from events);
+//! 3. prefix rules: channel prefixes (`Channel`, `Interface`, ...) and queue prefixes (`Queue`);
+//! 4. list actions with no target (`Status`, `CoreShowChannels`, `QueueStatus`, ...) and
+//!    `Hangup` by `/regex/` go to every connected upstream, answered as one list;
+//! 5. the default upstream.
+
+use crate::config::Config;
+use ami_proto::Message;
+use dashmap::DashMap;
+
+/// Headers by which actions name a channel (by name or uniqueid).
+pub const CHANNEL_HEADERS: &[&str] = &[
+    "Channel",
+    "ExtraChannel",
+    "ChannelId",
+    "OtherChannelId",
+    "Channel1",
+    "Channel2",
+    "Uniqueid",
+    "Interface",
+];
+
+/// List actions answered by every upstream when the action names no target.
+const DEFAULT_FANOUT: &[&str] = &["status", "coreshowchannels", "queuestatus", "queuesummary"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    One(usize),
+    /// Every connected upstream; answers merged into one list.
+    All,
+    Fail(String),
+}
+
+/// Which upstream owns which channel, learned from events. Keys are channel names and
+/// uniqueids (uniqueids are globally unique when each Asterisk sets `systemname`).
+#[derive(Debug, Default)]
+pub struct Owners {
+    map: DashMap<String, usize>,
+}
+
+impl Owners {
+    pub fn insert(&self, key: &str, upstream: usize) {
+        if !key.is_empty() {
+            self.map.insert(key.to_owned(), upstream);
+        }
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.map.remove(key);
+    }
+
+    pub fn get(&self, key: &str) -> Option<usize> {
+        self.map.get(key).map(|v| *v)
+    }
+
+    /// Forgets everything an upstream owned (it disconnected; it will be relearned).
+    pub fn forget_upstream(&self, upstream: usize) {
+        self.map.retain(|_, v| *v != upstream);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Updates ownership from one upstream event.
+    pub fn learn(&self, upstream: usize, event: &str, msg: &Message) {
+        let ev = event.as_bytes();
+        if ev.eq_ignore_ascii_case(b"Newchannel") || ev.eq_ignore_ascii_case(b"CoreShowChannel") {
+            self.insert(msg.get("Channel").unwrap_or(""), upstream);
+            self.insert(msg.get("Uniqueid").unwrap_or(""), upstream);
+        } else if ev.eq_ignore_ascii_case(b"Rename") {
+            for k in ["Channel", "Oldname"] {
+                if let Some(old) = msg.get(k) {
+                    self.remove(old);
+                }
+            }
+            self.insert(msg.get("Newname").unwrap_or(""), upstream);
+            self.insert(msg.get("Uniqueid").unwrap_or(""), upstream);
+        } else if ev.eq_ignore_ascii_case(b"Hangup") {
+            for k in ["Channel", "Uniqueid"] {
+                if let Some(v) = msg.get(k) {
+                    self.remove(v);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Router {
+    names: Vec<String>,
+    channel_prefixes: Vec<(String, usize)>,
+    queue_prefixes: Vec<(String, usize)>,
+    fanout: Vec<String>,
+    default: usize,
+}
+
+impl Router {
+    pub fn new(cfg: &Config) -> Router {
+        let names: Vec<String> = cfg.upstreams.iter().map(|u| u.name.clone()).collect();
+        let mut channel_prefixes = Vec::new();
+        let mut queue_prefixes = Vec::new();
+        for (i, u) in cfg.upstreams.iter().enumerate() {
+            channel_prefixes.extend(u.channel_prefixes.iter().map(|p| (p.clone(), i)));
+            queue_prefixes.extend(u.queue_prefixes.iter().map(|p| (p.clone(), i)));
+        }
+        // Longest prefix first, so `PJSIP/pbx1-` wins over `PJSIP/`.
+        channel_prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        queue_prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        let mut fanout: Vec<String> = DEFAULT_FANOUT.iter().map(|s| s.to_string()).collect();
+        fanout.extend(cfg.routing.fanout_actions.iter().map(|s| s.to_ascii_lowercase()));
+        let default = cfg
+            .routing
+            .default_upstream
+            .as_ref()
+            .and_then(|d| names.iter().position(|n| n == d))
+            .unwrap_or(0);
+        Router {
+            names,
+            channel_prefixes,
+            queue_prefixes,
+            fanout,
+            default,
+        }
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.names.iter().position(|n| n.eq_ignore_ascii_case(name))
+    }
+
+    pub fn name(&self, idx: usize) -> &str {
+        self.names.get(idx).map(String::as_str).unwrap_or("?")
+    }
+
+    /// Decides where `msg` (an action named `action`) goes. `server` is the value of the
+    /// client's routing header, if it sent one.
+    pub fn route(&self, msg: &Message, action: &str, server: Option<&str>, owners: &Owners) -> Route {
+        if let Some(s) = server {
+            if s.eq_ignore_ascii_case("all") {
+                return Route::All;
+            }
+            return match self.index_of(s) {
+                Some(i) => Route::One(i),
+                None => Route::Fail(format!("Unknown upstream server: {s}")),
+            };
+        }
+        let is_hangup = action.eq_ignore_ascii_case("hangup");
+        for h in CHANNEL_HEADERS {
+            let Some(v) = msg.get(h).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if is_hangup && *h == "Channel" && v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
+                return Route::All;
+            }
+            if let Some(i) = owners.get(v) {
+                return Route::One(i);
+            }
+            if let Some((_, i)) = self.channel_prefixes.iter().find(|(p, _)| v.starts_with(p.as_str())) {
+                return Route::One(*i);
+            }
+        }
+        if let Some(q) = msg.get("Queue").filter(|v| !v.is_empty()) {
+            if let Some((_, i)) = self.queue_prefixes.iter().find(|(p, _)| q.starts_with(p.as_str())) {
+                return Route::One(*i);
+            }
+        }
+        let lc = action.to_ascii_lowercase();
+        if self.names.len() > 1 && self.fanout.contains(&lc) {
+            return Route::All;
+        }
+        Route::One(self.default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ami_proto::MessageBuilder;
+    use std::path::Path;
+
+    fn router() -> Router {
+        let cfg = Config::from_toml(
+            r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[upstream]]
+name = "pbx1"
+kind = "simulated"
+channel_prefixes = ["PJSIP/a-"]
+queue_prefixes = ["sales"]
+[[upstream]]
+name = "pbx2"
+kind = "simulated"
+channel_prefixes = ["PJSIP/b-"]
+queue_prefixes = ["support"]
+[routing]
+default_upstream = "pbx2"
+"#,
+            Path::new("."),
+        )
+        .unwrap();
+        Router::new(&cfg)
+    }
+
+    fn action(headers: &[(&str, &str)]) -> Message {
+        headers
+            .iter()
+            .fold(MessageBuilder::new(), |b, (k, v)| b.header(k, v))
+            .build()
+    }
+
+    #[test]
+    fn rules_in_order() {
+        let r = router();
+        let owners = Owners::default();
+        owners.insert("Local/1@x-0001;1", 0);
+        owners.insert("pbx1-123.4", 0);
+        let m = action(&[("Action", "Hangup"), ("Channel", "Local/1@x-0001;1")]);
+        assert_eq!(r.route(&m, "Hangup", None, &owners), Route::One(0));
+        assert_eq!(r.route(&m, "Hangup", Some("pbx2"), &owners), Route::One(1));
+        assert_eq!(
+            r.route(&m, "Hangup", Some("nope"), &owners),
+            Route::Fail("Unknown upstream server: nope".into())
+        );
+        let m = action(&[("Action", "Hangup"), ("Channel", "pbx1-123.4")]);
+        assert_eq!(r.route(&m, "Hangup", None, &owners), Route::One(0));
+        let m = action(&[("Action", "Hangup"), ("Channel", "/Local/.*/")]);
+        assert_eq!(r.route(&m, "Hangup", None, &owners), Route::All);
+        let m = action(&[("Action", "Originate"), ("Channel", "PJSIP/b-100")]);
+        assert_eq!(r.route(&m, "Originate", None, &owners), Route::One(1));
+        let m = action(&[
+            ("Action", "QueueAdd"),
+            ("Queue", "sales-east"),
+            ("Interface", "Local/9@y"),
+        ]);
+        assert_eq!(r.route(&m, "QueueAdd", None, &owners), Route::One(0));
+        let m = action(&[("Action", "QueueStatus")]);
+        assert_eq!(r.route(&m, "QueueStatus", None, &owners), Route::All);
+        let m = action(&[("Action", "Status"), ("Channel", "Local/1@x-0001;1")]);
+        assert_eq!(r.route(&m, "Status", None, &owners), Route::One(0));
+        let m = action(&[("Action", "CoreStatus")]);
+        assert_eq!(r.route(&m, "CoreStatus", None, &owners), Route::One(1));
+    }
+
+    #[test]
+    fn ownership_follows_events() {
+        let o = Owners::default();
+        let ev = |h: &[(&str, &str)]| action(h);
+        o.learn(
+            1,
+            "Newchannel",
+            &ev(&[("Event", "Newchannel"), ("Channel", "SIP/a-1"), ("Uniqueid", "u1")]),
+        );
+        assert_eq!(o.get("SIP/a-1"), Some(1));
+        o.learn(
+            1,
+            "Rename",
+            &ev(&[
+                ("Event", "Rename"),
+                ("Channel", "SIP/a-1"),
+                ("Newname", "SIP/a-1<MASQ>"),
+                ("Uniqueid", "u1"),
+            ]),
+        );
+        assert_eq!(o.get("SIP/a-1"), None);
+        assert_eq!(o.get("SIP/a-1<MASQ>"), Some(1));
+        o.learn(
+            1,
+            "Hangup",
+            &ev(&[("Event", "Hangup"), ("Channel", "SIP/a-1<MASQ>"), ("Uniqueid", "u1")]),
+        );
+        assert!(o.is_empty());
+        o.insert("x", 2);
+        o.insert("y", 1);
+        o.forget_upstream(2);
+        assert_eq!(o.len(), 1);
+    }
+}

@@ -1,0 +1,513 @@
+//! One client connection: the banner, login, the proxy's own answers (Ping, Events, Logoff,
+//! Challenge, Filter, WaitEvent), permission checks, forwarding, and event delivery.
+//!
+//! Everything a client costs happens in its own task: its filters, its socket writes. A
+//! client that stops reading only ever slows itself.
+
+use crate::auth;
+use crate::client_tx::ClientTx;
+use crate::config::{SlowClient, UserConfig};
+use crate::core::Core;
+use crate::hub::{self, Event};
+use crate::merge::Merge;
+use crate::perms::{action_needs, Classes, Need};
+use crate::router::Route;
+use crate::upstream::{Io, Waiter};
+use ami_proto::{AmiDecoder, Decoded, Limits, Message, MessageBuilder, Role};
+use futures::StreamExt;
+use rand::Rng;
+use regex::Regex;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn, Instrument};
+
+/// Delay before answering a failed login, as Asterisk does, to slow down guessing.
+const LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
+/// Responses and list items waiting for one client's socket.
+const RESPONSE_QUEUE: usize = 65_536;
+/// Events written before a flush.
+const EVENT_BATCH: usize = 512;
+
+/// Actions the proxy answers itself and never forwards: they change the state of a session,
+/// and the upstream session is shared by everyone.
+const LOCAL_ACTIONS: &[&str] = &["login", "logoff", "challenge", "ping", "events", "filter", "waitevent"];
+
+/// Why a session ends.
+enum End {
+    Closed,
+}
+
+/// A session's legacy `Filter` rules (regular expressions over the event text).
+#[derive(Default)]
+struct Filters {
+    include: Vec<Regex>,
+    exclude: Vec<Regex>,
+}
+
+impl Filters {
+    fn allows(&self, ev: &Message) -> bool {
+        if self.include.is_empty() && self.exclude.is_empty() {
+            return true;
+        }
+        let text = String::from_utf8_lossy(ev.as_bytes());
+        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&text)))
+            && !self.exclude.iter().any(|r| r.is_match(&text))
+    }
+}
+
+struct Session<W> {
+    core: Arc<Core>,
+    peer: SocketAddr,
+    out: BufWriter<W>,
+    tx: ClientTx,
+    user: Option<Arc<UserConfig>>,
+    /// Classes the client asked events for (`Events:` at login or the Events action).
+    mask: Classes,
+    challenge: Option<String>,
+    filters: Filters,
+}
+
+/// Serves one accepted connection to its end.
+pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+    let span = tracing::info_span!("client", %peer, user = tracing::field::Empty);
+    async move {
+        let (rd, wr) = tokio::io::split(io);
+        let limits = Limits {
+            max_line: core.config.proxy.max_line,
+            max_lines: core.config.proxy.max_lines,
+            max_message: core.config.proxy.max_line * (core.config.proxy.max_lines + 1),
+        };
+        let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
+        let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE);
+        let mut s = Session {
+            core: core.clone(),
+            peer,
+            out: BufWriter::with_capacity(32 * 1024, wr),
+            tx,
+            user: None,
+            mask: Classes::ALL,
+            challenge: None,
+            filters: Filters::default(),
+        };
+        let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, core.banner_version());
+        if s.out.write_all(banner.as_bytes()).await.is_err() || s.out.flush().await.is_err() {
+            return;
+        }
+        // Unauthenticated: only Login, Challenge and Logoff, within the auth timeout.
+        let deadline = tokio::time::Instant::now() + core.config.proxy.auth_timeout;
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
+                Err(_) => {
+                    info!("closing: no login within the auth timeout");
+                    return;
+                }
+                Ok(None) | Ok(Some(Err(_))) => return,
+                Ok(Some(Ok(f))) => f,
+            };
+            match s.pre_login(frame).await {
+                Ok(true) => break,
+                Ok(false) => continue,
+                Err(End::Closed) => return,
+            }
+        }
+        drop(permit);
+        let Some(user) = s.user.clone() else { return };
+        tracing::Span::current().record("user", user.name.as_str());
+        info!("logged in");
+        let mut events = core.hub.subscribe();
+        let _ = s.out.flush().await;
+        loop {
+            let res = tokio::select! {
+                biased;
+                _ = overflow.wait() => {
+                    warn!("closing: client does not read its responses");
+                    Err(End::Closed)
+                }
+                Some(m) = rx.recv() => {
+                    let mut r = s.out.write_all(m.as_bytes()).await;
+                    while r.is_ok() {
+                        match rx.try_recv() {
+                            Ok(m) => r = s.out.write_all(m.as_bytes()).await,
+                            Err(_) => break,
+                        }
+                    }
+                    r.map_err(|_| End::Closed)
+                }
+                frame = frames.next() => match frame {
+                    Some(Ok(f)) => s.logged_in(f).await,
+                    Some(Err(e)) => {
+                        debug!(error = %e, "read error");
+                        Err(End::Closed)
+                    }
+                    None => Err(End::Closed),
+                },
+                ev = events.recv() => s.on_event(ev, &mut events).await,
+            };
+            if res.is_err() || s.out.flush().await.is_err() {
+                break;
+            }
+        }
+        debug!("session ended");
+    }
+    .instrument(span)
+    .await
+}
+
+impl<W: AsyncWrite + Unpin> Session<W> {
+    async fn send(&mut self, m: &Message) -> Result<(), End> {
+        self.out.write_all(m.as_bytes()).await.map_err(|_| End::Closed)
+    }
+
+    async fn error(&mut self, aid: Option<&str>, text: &str) -> Result<(), End> {
+        self.send(&MessageBuilder::error(aid, text)).await
+    }
+
+    /// Handles a frame before login. Ok(true) once logged in.
+    async fn pre_login(&mut self, frame: Decoded) -> Result<bool, End> {
+        let m = match frame {
+            Decoded::Message(m) => m,
+            Decoded::Rejected { reason, action_id } => {
+                self.error(action_id.as_deref(), reason.asterisk_message()).await?;
+                return self.flush().await.map(|_| false);
+            }
+            Decoded::Banner(_) => return Ok(false),
+        };
+        let aid = m.action_id();
+        let res = match m.action().map(str::to_ascii_lowercase).as_deref() {
+            None => self.error(aid, "Missing action in request").await.map(|_| false),
+            Some("login") => self.login(&m).await,
+            Some("challenge") => self.challenge(&m).await.map(|_| false),
+            Some("logoff") => {
+                self.goodbye(aid).await?;
+                Err(End::Closed)
+            }
+            Some(_) => self.error(aid, "Permission denied").await.map(|_| false),
+        };
+        self.flush().await?;
+        res
+    }
+
+    async fn flush(&mut self) -> Result<(), End> {
+        self.out.flush().await.map_err(|_| End::Closed)
+    }
+
+    async fn goodbye(&mut self, aid: Option<&str>) -> Result<(), End> {
+        let m = MessageBuilder::response("Goodbye", aid)
+            .header("Message", "Thanks for all the fish.")
+            .build();
+        self.send(&m).await?;
+        self.flush().await
+    }
+
+    async fn challenge(&mut self, m: &Message) -> Result<(), End> {
+        let aid = m.action_id();
+        if !m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5")) {
+            return self.error(aid, "Must specify AuthType").await;
+        }
+        let challenge = self
+            .challenge
+            .get_or_insert_with(|| rand::thread_rng().gen_range(100_000_000..1_000_000_000u32).to_string())
+            .clone();
+        let r = MessageBuilder::response("Success", aid)
+            .header("Challenge", &challenge)
+            .build();
+        self.send(&r).await
+    }
+
+    async fn login(&mut self, m: &Message) -> Result<bool, End> {
+        let aid = m.action_id().map(str::to_owned);
+        let username = m.get("Username").unwrap_or("");
+        let user = self.core.config.user(username).cloned();
+        let ok = match &user {
+            None => false,
+            Some(u) if m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5")) => match &self.challenge {
+                Some(ch) => auth::check_md5(u, ch, m.get("Key").unwrap_or("")),
+                None => false,
+            },
+            Some(u) => {
+                let (u, secret) = (u.clone(), m.get("Secret").unwrap_or("").to_owned());
+                tokio::task::spawn_blocking(move || auth::check_plain(&u, &secret))
+                    .await
+                    .unwrap_or(false)
+            }
+        };
+        let Some(user) = user.filter(|_| ok) else {
+            // Never log the secret or key, only who tried.
+            warn!(username = %username, "authentication failed");
+            tokio::time::sleep(LOGIN_FAIL_DELAY).await;
+            let _ = self.error(aid.as_deref(), "Authentication failed").await;
+            let _ = self.flush().await;
+            return Err(End::Closed);
+        };
+        self.mask = match m.get("Events") {
+            Some(e) => events_mask(e),
+            None => Classes::ALL,
+        };
+        self.send(&MessageBuilder::success(aid.as_deref(), "Authentication accepted"))
+            .await?;
+        let system = Classes::parse_lenient("system");
+        if user.read.contains(system) && self.mask.contains(system) && !self.mask.is_empty() {
+            let up = self.core.started.elapsed().as_secs().to_string();
+            let fb = MessageBuilder::event("FullyBooted")
+                .header("Privilege", "system,all")
+                .header("Uptime", &up)
+                .header("LastReload", &up)
+                .header("Status", "Fully Booted")
+                .build();
+            self.send(&fb).await?;
+        }
+        self.user = Some(Arc::new(user));
+        Ok(true)
+    }
+
+    async fn logged_in(&mut self, frame: Decoded) -> Result<(), End> {
+        let m = match frame {
+            Decoded::Message(m) => m,
+            Decoded::Rejected { reason, action_id } => {
+                return self.error(action_id.as_deref(), reason.asterisk_message()).await;
+            }
+            Decoded::Banner(_) => return Ok(()),
+        };
+        let aid = m.action_id().map(str::to_owned);
+        let aid = aid.as_deref();
+        let Some(action) = m.action().map(str::to_owned) else {
+            return self.error(aid, "Missing action in request").await;
+        };
+        let lc = action.to_ascii_lowercase();
+        let Some(user) = self.user.clone() else {
+            return Err(End::Closed);
+        };
+        if let Need::Any(classes) = action_needs(&lc) {
+            let allowed = user.write.intersects(classes) || (lc == "filter" && user.write.contains(classes));
+            if !allowed {
+                info!(target: "amiproxy::audit", user = %user.name, peer = %self.peer, action = %action, outcome = "refused", reason = "permission");
+                return self.error(aid, "Permission denied").await;
+            }
+        }
+        // Ping with an explicit server header goes to that upstream: a way to check a link.
+        let routed_ping = lc == "ping" && m.get(self.core.server_header()).is_some();
+        if LOCAL_ACTIONS.contains(&lc.as_str()) && !routed_ping {
+            return self.local(&lc, &m, aid).await;
+        }
+        self.forward(&user, &action, &lc, m.clone(), aid).await
+    }
+
+    async fn local(&mut self, lc: &str, m: &Message, aid: Option<&str>) -> Result<(), End> {
+        match lc {
+            "login" => self.send(&MessageBuilder::success(aid, "Already authenticated")).await,
+            "logoff" => {
+                self.goodbye(aid).await?;
+                Err(End::Closed)
+            }
+            "challenge" => self.challenge(m).await,
+            "ping" => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let ts = format!("{}.{:06}", now.as_secs(), now.subsec_micros());
+                self.send(
+                    &MessageBuilder::response("Success", aid)
+                        .header("Ping", "Pong")
+                        .header("Timestamp", &ts)
+                        .build(),
+                )
+                .await
+            }
+            "events" => {
+                self.mask = events_mask(m.get("EventMask").unwrap_or(""));
+                let state = if self.mask.is_empty() { "Off" } else { "On" };
+                self.send(&MessageBuilder::response("Success", aid).header("Events", state).build())
+                    .await
+            }
+            "filter" => self.filter(m, aid).await,
+            "waitevent" => {
+                // Answered after the timeout without holding up this session's loop.
+                let secs: u64 = m
+                    .get("Timeout")
+                    .and_then(|t| t.trim().parse().ok())
+                    .unwrap_or(0)
+                    .min(300);
+                let (tx, aid) = (self.tx.clone(), aid.map(str::to_owned));
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(secs)).await;
+                    tx.try_send(MessageBuilder::success(aid.as_deref(), "Waiting for Event completed."));
+                    tx.try_send(
+                        MessageBuilder::event("WaitEventComplete")
+                            .header_opt("ActionID", aid.as_deref())
+                            .build(),
+                    );
+                });
+                Ok(())
+            }
+            _ => self.error(aid, "Permission denied").await,
+        }
+    }
+
+    /// Asterisk's legacy `Filter` action: `Filter: <regex>` includes, `!<regex>` excludes.
+    async fn filter(&mut self, m: &Message, aid: Option<&str>) -> Result<(), End> {
+        let op = m.get("Operation").unwrap_or("");
+        if !op.eq_ignore_ascii_case("Add") {
+            return self.error(aid, "Unknown operation").await;
+        }
+        let f = m.get("Filter").unwrap_or("");
+        let (exclude, pattern) = match f.strip_prefix('!') {
+            Some(p) => (true, p),
+            None => (false, f),
+        };
+        match Regex::new(pattern) {
+            Ok(r) if !pattern.is_empty() => {
+                if exclude {
+                    self.filters.exclude.push(r);
+                } else {
+                    self.filters.include.push(r);
+                }
+                self.send(&MessageBuilder::success(aid, "Success")).await
+            }
+            _ => {
+                self.error(aid, "Filter did not compile.  Check the syntax of the filter given.")
+                    .await
+            }
+        }
+    }
+
+    async fn forward(
+        &mut self,
+        user: &UserConfig,
+        action: &str,
+        lc: &str,
+        m: Message,
+        aid: Option<&str>,
+    ) -> Result<(), End> {
+        let core = self.core.clone();
+        let header = core.server_header();
+        let server = m.get(header).map(str::to_owned);
+        let route = core.router.route(&m, action, server.as_deref(), &core.owners);
+        let out = if server.is_some() { m.without_header(header) } else { m };
+        let timeout = core.config.proxy.action_timeout;
+        let audit = |server: &str, outcome: &str, reason: &str| {
+            info!(target: "amiproxy::audit", user = %user.name, peer = %self.peer, action = %action, server, outcome, reason);
+        };
+        match route {
+            Route::Fail(text) => {
+                audit("", "refused", &text);
+                self.error(aid, &text).await
+            }
+            Route::One(i) => {
+                let up = &core.upstreams[i];
+                let down = format!("Upstream server {} is not connected", up.name());
+                if !up.is_connected() {
+                    audit(up.name(), "refused", "upstream down");
+                    return self.error(aid, &down).await;
+                }
+                let uaid = core.next_action_id();
+                if lc == "originate" || lc == "userevent" {
+                    core.remember_broadcast_aid(&uaid, aid);
+                }
+                let bytes = out.with_header("ActionID", &uaid).bytes().clone();
+                let waiter = Waiter::Client {
+                    tx: self.tx.clone(),
+                    client_aid: aid.map(str::to_owned),
+                    in_list: false,
+                    deadline: Instant::now() + timeout,
+                };
+                match up.send(uaid, bytes, waiter) {
+                    Ok(()) => {
+                        audit(up.name(), "forwarded", "");
+                        Ok(())
+                    }
+                    Err(w) => {
+                        audit(up.name(), "refused", "upstream down");
+                        w.fail(&down);
+                        Ok(())
+                    }
+                }
+            }
+            Route::All => {
+                let ups: Vec<_> = core.upstreams.iter().filter(|u| u.is_connected()).cloned().collect();
+                if ups.is_empty() {
+                    audit("all", "refused", "no upstream connected");
+                    return self.error(aid, "No upstream server is connected").await;
+                }
+                let merge = Merge::new(self.tx.clone(), aid.map(str::to_owned), ups.len());
+                for up in ups {
+                    let uaid = core.next_action_id();
+                    let bytes = out.with_header("ActionID", &uaid).bytes().clone();
+                    let waiter = Waiter::Merge {
+                        merge: merge.clone(),
+                        client_aid: aid.map(str::to_owned),
+                        in_list: false,
+                        deadline: Instant::now() + timeout,
+                    };
+                    if let Err(w) = up.send(uaid, bytes, waiter) {
+                        w.fail("");
+                    }
+                }
+                audit("all", "forwarded", "");
+                Ok(())
+            }
+        }
+    }
+
+    async fn on_event(
+        &mut self,
+        ev: Result<Arc<Event>, broadcast::error::RecvError>,
+        events: &mut broadcast::Receiver<Arc<Event>>,
+    ) -> Result<(), End> {
+        let mut ev = match ev {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => return self.lagged(n).await,
+            Err(broadcast::error::RecvError::Closed) => return Err(End::Closed),
+        };
+        for _ in 0..EVENT_BATCH {
+            if self.wants(&ev) {
+                self.send(&ev.msg).await?;
+            }
+            ev = match events.try_recv() {
+                Ok(ev) => ev,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => return self.lagged(n).await,
+                Err(_) => return Ok(()),
+            };
+        }
+        if self.wants(&ev) {
+            self.send(&ev.msg).await?;
+        }
+        Ok(())
+    }
+
+    async fn lagged(&mut self, n: u64) -> Result<(), End> {
+        match self.core.config.proxy.slow_client {
+            SlowClient::DropOldest => {
+                debug!(dropped = n, "client fell behind; oldest events dropped");
+                self.send(&hub::events_dropped(n)).await
+            }
+            SlowClient::Disconnect => {
+                warn!(dropped = n, "closing: client fell behind the event stream");
+                Err(End::Closed)
+            }
+        }
+    }
+
+    fn wants(&self, ev: &Event) -> bool {
+        let Some(user) = &self.user else { return false };
+        !ev.classes.is_empty()
+            && user.read.contains(ev.classes)
+            && self.mask.contains(ev.classes)
+            && self.filters.allows(&ev.msg)
+    }
+}
+
+/// Asterisk's reading of an `Events`/`EventMask` value: on, off, or a class list (a list
+/// with no known class is off).
+fn events_mask(v: &str) -> Classes {
+    let v = v.trim();
+    let on = ["on", "yes", "true", "all"];
+    if on.iter().any(|o| v.eq_ignore_ascii_case(o)) {
+        Classes::ALL
+    } else {
+        Classes::parse_lenient(v)
+    }
+}

@@ -1,0 +1,566 @@
+//! One persistent AMI login per upstream Asterisk.
+//!
+//! The link reconnects forever with capped exponential backoff and jitter, pings to find a
+//! dead peer, relearns channel ownership on every (re)connect, and answers every action in
+//! flight with `Response: Error` the moment the upstream goes away.
+
+use crate::client_tx::ClientTx;
+use crate::config::{UpstreamConfig, UpstreamTarget};
+use crate::core::{restore_aid, Core};
+use crate::error::ProxyError;
+use crate::hub;
+use crate::merge::Merge;
+use ami_proto::{AmiDecoder, Decoded, Kind, Message, MessageBuilder, Role};
+use bytes::Bytes;
+use futures::StreamExt;
+use rand::Rng;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::codec::FramedRead;
+use tracing::{debug, info, warn, Instrument};
+
+/// Actions queued for one upstream's socket before it counts as stalled.
+const WRITE_QUEUE: usize = 65_536;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Who waits for the answer to an action sent upstream.
+pub enum Waiter {
+    /// One client; the answer gets its own ActionID back.
+    Client {
+        tx: ClientTx,
+        client_aid: Option<String>,
+        in_list: bool,
+        deadline: Instant,
+    },
+    /// One part of a list fanned out to several upstreams.
+    Merge {
+        merge: Merge,
+        client_aid: Option<String>,
+        in_list: bool,
+        deadline: Instant,
+    },
+    /// The proxy itself (keepalive, ownership relearning): the final message, nothing else.
+    Internal {
+        tx: Option<oneshot::Sender<Message>>,
+        in_list: bool,
+        deadline: Instant,
+    },
+}
+
+impl Waiter {
+    fn in_list(&self) -> bool {
+        match self {
+            Waiter::Client { in_list, .. } | Waiter::Merge { in_list, .. } | Waiter::Internal { in_list, .. } => {
+                *in_list
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self {
+            Waiter::Client { deadline, .. } | Waiter::Merge { deadline, .. } | Waiter::Internal { deadline, .. } => {
+                *deadline
+            }
+        }
+    }
+
+    fn extend(&mut self, by: Duration) {
+        let d = match self {
+            Waiter::Client { deadline, .. } | Waiter::Merge { deadline, .. } | Waiter::Internal { deadline, .. } => {
+                deadline
+            }
+        };
+        *d = Instant::now() + by;
+    }
+
+    /// Answers a waiter that will get no answer from the upstream.
+    pub fn fail(self, message: &str) {
+        match self {
+            Waiter::Client { tx, client_aid, .. } => {
+                tx.try_send(MessageBuilder::error(client_aid.as_deref(), message));
+            }
+            Waiter::Merge { merge, .. } => merge.abandon(),
+            Waiter::Internal { .. } => {}
+        }
+    }
+}
+
+#[derive(Default)]
+struct Link {
+    writer: Option<mpsc::Sender<Bytes>>,
+    pending: HashMap<String, Waiter>,
+}
+
+pub struct Upstream {
+    pub idx: usize,
+    pub config: UpstreamConfig,
+    link: Mutex<Link>,
+    connected: AtomicBool,
+    version: Mutex<Option<String>>,
+    pub reconnects: AtomicU64,
+    pub sim: Mutex<Option<ami_sim::SimHandle>>,
+}
+
+impl Upstream {
+    pub fn new(idx: usize, config: UpstreamConfig) -> Upstream {
+        Upstream {
+            idx,
+            config,
+            link: Mutex::new(Link::default()),
+            connected: AtomicBool::new(false),
+            version: Mutex::new(None),
+            reconnects: AtomicU64::new(0),
+            sim: Mutex::new(None),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    pub fn version(&self) -> Option<String> {
+        lock(&self.version).clone()
+    }
+
+    fn link(&self) -> MutexGuard<'_, Link> {
+        lock(&self.link)
+    }
+
+    /// Queues an action (already carrying `aid`) and registers who waits for its answer.
+    /// Gives the waiter back if the upstream is down or stalled.
+    pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Waiter> {
+        let mut link = self.link();
+        let Some(writer) = &link.writer else { return Err(waiter) };
+        if writer.try_send(bytes).is_err() {
+            return Err(waiter);
+        }
+        link.pending.insert(aid, waiter);
+        Ok(())
+    }
+
+    /// Sends an action of the proxy's own and waits for its final message.
+    async fn internal(&self, core: &Core, action: MessageBuilder, timeout: Duration) -> Option<Message> {
+        let aid = core.next_action_id();
+        let bytes = action.header("ActionID", &aid).into_bytes();
+        let (tx, rx) = oneshot::channel();
+        let waiter = Waiter::Internal {
+            tx: Some(tx),
+            in_list: false,
+            deadline: Instant::now() + timeout,
+        };
+        self.send(aid, bytes, waiter).ok()?;
+        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+    }
+
+    /// Handles one message from the upstream.
+    fn dispatch(&self, core: &Core, msg: Message) {
+        match msg.kind() {
+            Kind::Response => self.on_response(core, msg),
+            Kind::Event => self.on_event(core, msg),
+            _ => debug!(
+                server = self.name(),
+                "ignoring a message that is neither response nor event"
+            ),
+        }
+    }
+
+    fn on_response(&self, core: &Core, msg: Message) {
+        let Some(aid) = msg.action_id().map(str::to_owned) else {
+            return;
+        };
+        let mut link = self.link();
+        let Some(waiter) = link.pending.get_mut(&aid) else {
+            debug!(server = self.name(), action_id = %aid, "response nobody waits for");
+            return;
+        };
+        let is_list = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"))
+            && msg.get("Response").is_some_and(|v| v.eq_ignore_ascii_case("Success"));
+        let header = core.server_header();
+        let keep = match waiter {
+            Waiter::Client {
+                tx,
+                client_aid,
+                in_list,
+                ..
+            } => {
+                tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
+                *in_list = is_list;
+                is_list
+            }
+            Waiter::Merge {
+                merge,
+                client_aid,
+                in_list,
+                ..
+            } => {
+                *in_list = merge.response(restore_aid(msg, client_aid.as_deref()), is_list);
+                *in_list
+            }
+            Waiter::Internal { tx, in_list, .. } => {
+                if is_list {
+                    *in_list = true;
+                } else if let Some(tx) = tx.take() {
+                    let _ = tx.send(msg);
+                }
+                is_list
+            }
+        };
+        if keep {
+            waiter.extend(core.config.proxy.action_timeout);
+        } else {
+            link.pending.remove(&aid);
+        }
+    }
+
+    fn on_event(&self, core: &Core, msg: Message) {
+        let name = msg.get("Event").unwrap_or("");
+        if let Some(aid) = msg.action_id() {
+            let mut link = self.link();
+            if let Some(waiter) = link.pending.get_mut(aid).filter(|w| w.in_list()) {
+                if name.eq_ignore_ascii_case("CoreShowChannel") {
+                    core.owners.learn(self.idx, name, &msg);
+                }
+                let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+                let header = core.server_header();
+                match waiter {
+                    Waiter::Client { tx, client_aid, .. } => {
+                        tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_appended(header, self.name()));
+                    }
+                    Waiter::Merge { merge, client_aid, .. } => {
+                        let m = restore_aid(msg.clone(), client_aid.as_deref());
+                        if done {
+                            merge.complete(m);
+                        } else {
+                            merge.item(m.with_appended(header, self.name()));
+                        }
+                    }
+                    Waiter::Internal { tx, .. } => {
+                        if done {
+                            if let Some(tx) = tx.take() {
+                                let _ = tx.send(msg.clone());
+                            }
+                        }
+                    }
+                }
+                let aid = aid.to_owned();
+                if done {
+                    link.pending.remove(&aid);
+                } else {
+                    waiter.extend(core.config.proxy.action_timeout);
+                }
+                return;
+            }
+        }
+        core.owners.learn(self.idx, name, &msg);
+        let msg = if msg.action_id().is_some() {
+            core.restore_broadcast_aid(name, msg.clone())
+        } else {
+            msg.clone()
+        };
+        core.hub.publish(msg.with_appended(core.server_header(), self.name()));
+    }
+
+    /// Fails everything in flight (the upstream is gone) and stops taking actions.
+    fn disconnected(&self, core: &Core, reason: &str) {
+        let pending = {
+            let mut link = self.link();
+            link.writer = None;
+            self.connected.store(false, Ordering::Release);
+            std::mem::take(&mut link.pending)
+        };
+        let msg = format!("Upstream server {} disconnected: {reason}", self.name());
+        for (_, w) in pending {
+            w.fail(&msg);
+        }
+        core.owners.forget_upstream(self.idx);
+    }
+
+    /// Answers actions whose upstream did not reply in time.
+    fn expire(&self, now: Instant) {
+        let expired: Vec<Waiter> = {
+            let mut link = self.link();
+            let keys: Vec<String> = link
+                .pending
+                .iter()
+                .filter(|(_, w)| w.deadline() <= now)
+                .map(|(k, _)| k.clone())
+                .collect();
+            keys.into_iter().filter_map(|k| link.pending.remove(&k)).collect()
+        };
+        let msg = format!("Timeout waiting for response from upstream server {}", self.name());
+        for w in expired {
+            w.fail(&msg);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs one upstream link forever.
+pub async fn run(core: Arc<Core>, idx: usize) {
+    let up = core.upstreams[idx].clone();
+    let span = tracing::info_span!("upstream", server = %up.name());
+    async move {
+        let address = match resolve_target(&up).await {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "cannot start upstream");
+                return;
+            }
+        };
+        // Answers actions whose upstream stays silent, for the life of the proxy.
+        let sweeper_up = up.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                t.tick().await;
+                sweeper_up.expire(Instant::now());
+            }
+        });
+        let mut failures: u32 = 0;
+        loop {
+            match session(&core, &up, &address).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    if failures == 0 {
+                        warn!(error = %e, "upstream unavailable");
+                    } else {
+                        debug!(error = %e, "upstream still unavailable");
+                    }
+                }
+            }
+            failures = failures.saturating_add(1);
+            let delay = backoff(up.config.reconnect_min, up.config.reconnect_max, failures);
+            debug!(?delay, "reconnecting after backoff");
+            tokio::time::sleep(delay).await;
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Capped exponential backoff with jitter (half to full of the capped delay).
+fn backoff(min: Duration, max: Duration, failures: u32) -> Duration {
+    let exp = min.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
+    let capped = exp.min(max);
+    capped.mul_f64(rand::thread_rng().gen_range(0.5..=1.0))
+}
+
+async fn resolve_target(up: &Upstream) -> Result<String, ProxyError> {
+    match &up.config.target {
+        UpstreamTarget::Asterisk { address, .. } => Ok(address.clone()),
+        UpstreamTarget::Simulated(s) => {
+            let cfg = ami_sim::SimConfig {
+                name: up.name().to_owned(),
+                system_name: Some(up.name().to_owned()),
+                legacy_command: s.legacy_command,
+                channel_id_base: s.channel_id_base,
+                ..Default::default()
+            };
+            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+            let handle = ami_sim::start(cfg, listen).await.map_err(|e| ProxyError::Upstream {
+                server: up.name().to_owned(),
+                reason: e.to_string(),
+            })?;
+            if s.calls_per_sec > 0.0 {
+                handle.set_call_rate(s.calls_per_sec);
+            }
+            let addr = handle.addr().to_string();
+            info!(%addr, "simulated Asterisk started in-process");
+            *lock(&up.sim) = Some(handle);
+            Ok(addr)
+        }
+    }
+}
+
+async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError> {
+    let err = |reason: String| ProxyError::Upstream {
+        server: up.name().to_owned(),
+        reason,
+    };
+    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address))
+        .await
+        .map_err(|_| err(format!("connect to {address} timed out")))?
+        .map_err(|e| err(format!("connect to {address}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    match &up.config.target {
+        UpstreamTarget::Asterisk { tls: Some(tls), .. } => {
+            let cfg = crate::tls::client_config(tls)?;
+            let host = tls.server_name.clone().unwrap_or_else(|| {
+                address
+                    .rsplit_once(':')
+                    .map(|(h, _)| h.trim_matches(['[', ']']).to_owned())
+                    .unwrap_or_default()
+            });
+            let name = crate::tls::server_name(&host)?;
+            let stream = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await
+                .map_err(|e| err(format!("tls handshake with {address}: {e}")))?;
+            Ok(Box::new(stream))
+        }
+        _ => Ok(Box::new(tcp)),
+    }
+}
+
+/// One connection: connect, log in, serve until it fails. Ok(()) when it was up at all.
+async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<(), ProxyError> {
+    let err = |reason: String| ProxyError::Upstream {
+        server: up.name().to_owned(),
+        reason,
+    };
+    let io = connect(up, address).await?;
+    let (rd, wr) = tokio::io::split(io);
+    let mut frames = FramedRead::with_capacity(rd, AmiDecoder::new(Role::Upstream), 64 * 1024);
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+
+    // Banner, then our login.
+    let banner = match tokio::time::timeout(CONNECT_TIMEOUT, frames.next()).await {
+        Ok(Some(Ok(Decoded::Banner(b)))) => b,
+        Ok(Some(Ok(_))) => return Err(err("no banner".into())),
+        Ok(Some(Err(e))) => return Err(err(format!("reading banner: {e}"))),
+        Ok(None) => return Err(err("closed before the banner".into())),
+        Err(_) => return Err(err("no banner in time".into())),
+    };
+    let version = banner
+        .strip_prefix(ami_proto::BANNER_PREFIX)
+        .unwrap_or(&banner)
+        .trim()
+        .to_owned();
+    let login_aid = core.next_action_id();
+    let login = MessageBuilder::action("Login")
+        .header("ActionID", &login_aid)
+        .header("Username", &up.config.username)
+        .header("Secret", &up.config.secret)
+        .header("Events", "on")
+        .into_bytes();
+    wr.write_all(&login).await?;
+    wr.flush().await?;
+    let deadline = tokio::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, frames.next())
+            .await
+            .map_err(|_| err("no answer to login in time".into()))?;
+        match frame {
+            Some(Ok(Decoded::Message(m))) if m.kind() == Kind::Response && m.action_id() == Some(&login_aid) => {
+                if m.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")) {
+                    break;
+                }
+                return Err(err(format!(
+                    "login refused: {}",
+                    m.get("Message").unwrap_or("no reason given")
+                )));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(err(format!("during login: {e}"))),
+            None => return Err(err("closed during login".into())),
+        }
+    }
+
+    // Up: open the write queue, announce, relearn channel ownership.
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let mut writer = tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            wr.write_all(&b).await?;
+            if wrx.is_empty() {
+                wr.flush().await?;
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    {
+        let mut link = up.link();
+        link.writer = Some(wtx);
+        up.connected.store(true, Ordering::Release);
+    }
+    *lock(&up.version) = Some(version.clone());
+    up.reconnects.fetch_add(1, Ordering::Relaxed);
+    info!(%address, %version, "upstream connected");
+    core.hub
+        .publish(hub::upstream_status(core.server_header(), up.name(), "Connected", None));
+    {
+        let (core, up) = (core.clone(), up.clone());
+        tokio::spawn(async move {
+            let timeout = core.config.proxy.action_timeout;
+            if up
+                .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
+                .await
+                .is_none()
+            {
+                debug!(server = up.name(), "could not relearn channels");
+            }
+        });
+    }
+
+    let reason = serve(core, up, &mut frames, &mut writer).await;
+    writer.abort();
+    warn!(%reason, "upstream disconnected");
+    up.disconnected(core, &reason);
+    core.hub.publish(hub::upstream_status(
+        core.server_header(),
+        up.name(),
+        "Disconnected",
+        Some(&reason),
+    ));
+    Ok(())
+}
+
+type Frames = FramedRead<tokio::io::ReadHalf<Box<dyn Io>>, AmiDecoder>;
+
+/// Reads until the connection fails; returns why.
+async fn serve(
+    core: &Arc<Core>,
+    up: &Arc<Upstream>,
+    frames: &mut Frames,
+    writer: &mut tokio::task::JoinHandle<std::io::Result<()>>,
+) -> String {
+    // Any frame proves the upstream alive; a Ping each interval makes sure frames come.
+    let mut ping = tokio::time::interval(up.config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut last_seen = Instant::now();
+    let allowed_silence = up.config.ping_interval + up.config.ping_timeout;
+    loop {
+        tokio::select! {
+            frame = frames.next() => {
+                last_seen = Instant::now();
+                match frame {
+                    Some(Ok(Decoded::Message(m))) => up.dispatch(core, m),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return format!("read error: {e}"),
+                    None => return "connection closed by upstream".into(),
+                }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > allowed_silence {
+                    return "keepalive ping timed out".into();
+                }
+                let aid = core.next_action_id();
+                let deadline = Instant::now() + up.config.ping_timeout;
+                let bytes = MessageBuilder::action("Ping").header("ActionID", &aid).into_bytes();
+                if up.send(aid, bytes, Waiter::Internal { tx: None, in_list: false, deadline }).is_err() {
+                    return "write queue full".into();
+                }
+            }
+            res = &mut *writer => return match res {
+                Ok(Ok(())) => "writer closed".into(),
+                Ok(Err(e)) => format!("write error: {e}"),
+                Err(e) => format!("writer failed: {e}"),
+            },
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The proxy over a cluster: routing rules, channel ownership, merged lists, tagged events,
+//! and a slow client beside a fast one.
+
+mod common;
+
+use common::*;
+use std::collections::HashSet;
+
+async fn cluster() -> (Vec<ami_sim::SimHandle>, Proxy) {
+    cluster_with("").await
+}
+
+async fn cluster_with(proxy_section: &str) -> (Vec<ami_sim::SimHandle>, Proxy) {
+    let s1 = sim_with("pbx1", |c| c.channel_id_base = 0).await;
+    let s2 = sim_with("pbx2", |c| c.channel_id_base = 0x1000).await;
+    let mut ups = upstreams_toml(&[&s1, &s2]);
+    // Prefix rules: Local/2xx channels and the support queue live on pbx2.
+    ups = ups.replacen(
+        "name = \"pbx2\"\n",
+        "name = \"pbx2\"\nchannel_prefixes = [\"Local/2\"]\nqueue_prefixes = [\"support\"]\n",
+        1,
+    );
+    let proxy = start_proxy(&format!(
+        "{proxy_section}\n[routing]\ndefault_upstream = \"pbx1\"\n\n{ups}{USERS}"
+    ));
+    (vec![s1, s2], proxy)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routing_by_header_prefix_owner_and_default() {
+    let (_sims, proxy) = cluster().await;
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+
+    // Explicit header; unknown server is an error naming it.
+    c.send("Action: DBPut\r\nServer: pbx2\r\nFamily: r\r\nKey: k\r\nVal: on-pbx2\r\nActionID: h\r\n\r\n")
+        .await;
+    assert_eq!(c.response("h").await.get("Server"), Some("pbx2"));
+    c.send("Action: DBGet\r\nServer: pbx9\r\nFamily: r\r\nKey: k\r\nActionID: u\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.response("u").await.get("Message"),
+        Some("Unknown upstream server: pbx9")
+    );
+    // Default upstream: pbx1 has no such key.
+    c.send("Action: DBGet\r\nFamily: r\r\nKey: k\r\nActionID: d\r\n\r\n")
+        .await;
+    let r = c.response("d").await;
+    assert_eq!(r.get("Server"), Some("pbx1"));
+    assert_eq!(r.get("Response"), Some("Error"));
+
+    // Channel prefix rule: Local/2... goes to pbx2.
+    c.send("Action: Originate\r\nChannel: Local/200@default\r\nApplication: Wait\r\nData: 5\r\nAsync: true\r\nActionID: o2\r\n\r\n").await;
+    assert_eq!(c.response("o2").await.get("Server"), Some("pbx2"));
+    // Its channel is learned from the events; a Hangup naming it goes to its owner.
+    let nc = c
+        .until(|m| m.event_name() == Some("Newchannel") && m.get("Server") == Some("pbx2"))
+        .await;
+    let chan = nc.get("Channel").unwrap().to_owned();
+    // Make the default upstream own a channel too, so a wrong route would be visible.
+    c.send("Action: Originate\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 5\r\nAsync: true\r\nActionID: o1\r\n\r\n").await;
+    assert_eq!(c.response("o1").await.get("Server"), Some("pbx1"));
+    c.send(&format!("Action: Hangup\r\nChannel: {chan}\r\nActionID: hu\r\n\r\n"))
+        .await;
+    let r = c.response("hu").await;
+    assert_eq!(r.get("Server"), Some("pbx2"), "{r:?}");
+    assert_eq!(r.get("Response"), Some("Success"), "{r:?}");
+
+    // Queue prefix rule.
+    c.send("Action: QueueAdd\r\nQueue: support\r\nInterface: Local/2001@agents\r\nActionID: qa\r\n\r\n")
+        .await;
+    let r = c.response("qa").await;
+    assert_eq!(r.get("Server"), Some("pbx2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_from_every_upstream_come_back_as_one() {
+    let (_sims, proxy) = cluster().await;
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+
+    let (resp, items, complete) = c.list("Action: QueueSummary\r\n", "qs").await;
+    assert_eq!(resp.get("Response"), Some("Success"));
+    let servers: HashSet<&str> = items.iter().filter_map(|m| m.get("Server")).collect();
+    assert_eq!(servers, HashSet::from(["pbx1", "pbx2"]), "{items:?}");
+    assert_eq!(
+        complete.get("ListItems").unwrap().parse::<usize>().unwrap(),
+        items.len()
+    );
+    assert_eq!(complete.event_name(), Some("QueueSummaryComplete"));
+
+    // Channels on both servers, listed once each, tagged.
+    for (i, ext) in ["100", "200"].iter().enumerate() {
+        let server = if *ext == "200" { "pbx2" } else { "pbx1" };
+        c.send(&format!(
+            "Action: Originate\r\nServer: {server}\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 10\r\nAsync: true\r\nActionID: o{i}\r\n\r\n"
+        ))
+        .await;
+        c.response(&format!("o{i}")).await;
+        c.until(|m| m.event_name() == Some("OriginateResponse") && m.action_id() == Some(&format!("o{i}")))
+            .await;
+    }
+    let (_, items, complete) = c.list("Action: CoreShowChannels\r\n", "csc").await;
+    let servers: HashSet<&str> = items.iter().filter_map(|m| m.get("Server")).collect();
+    assert_eq!(servers, HashSet::from(["pbx1", "pbx2"]), "{items:?}");
+    assert_eq!(
+        complete.get("ListItems").unwrap().parse::<usize>().unwrap(),
+        items.len()
+    );
+    let (_, items, complete) = c.list("Action: Status\r\n", "st").await;
+    assert!(items.len() >= 4, "{items:?}");
+    assert_eq!(complete.get("Items").unwrap().parse::<usize>().unwrap(), items.len());
+    // Exactly one Complete: nothing else carries this ActionID afterwards.
+    c.send("Action: Ping\r\nActionID: after\r\n\r\n").await;
+    let next = c.until(|m| m.action_id().is_some()).await;
+    assert_eq!(next.action_id(), Some("after"), "{next:?}");
+
+    // Hangup by regex goes to all.
+    let (_, _items, done) = c.list("Action: Hangup\r\nChannel: /Local/600/\r\n", "hr").await;
+    assert!(done.get("ListItems").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_from_all_upstreams_tagged_and_a_slow_client_hurts_only_itself() {
+    let (sims, proxy) = cluster_with("[proxy]\nevent_buffer = 4096\n").await;
+    let mut fast = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut slow = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut fast, "pbx1").await;
+    wait_upstream(&mut fast, "pbx2").await;
+    sims[0].set_firehose(Some(10_000));
+    sims[1].set_firehose(Some(10_000));
+    // The fast client reads 60k events from both servers, each server's sequence gapless.
+    let mut last = [0u64; 2];
+    let mut got = 0;
+    while got < 60_000 {
+        let m = fast.next().await.unwrap();
+        if m.get("UserEvent") != Some("SimFirehose") {
+            continue;
+        }
+        let i = match m.get("Server") {
+            Some("pbx1") => 0,
+            Some("pbx2") => 1,
+            other => panic!("untagged event {other:?}"),
+        };
+        let seq: u64 = m.get("SimSeq").unwrap().parse().unwrap();
+        assert!(
+            last[i] == 0 || seq == last[i] + 1,
+            "gap on pbx{}: {} -> {seq}",
+            i + 1,
+            last[i]
+        );
+        last[i] = seq;
+        got += 1;
+    }
+    sims[0].set_firehose(None);
+    sims[1].set_firehose(None);
+    assert!(last[0] > 0 && last[1] > 0);
+    // The slow client, reading only now, is told it lost events.
+    let dropped = slow.until(|m| m.event_name() == Some("ProxyEventsDropped")).await;
+    assert!(dropped.get("Count").unwrap().parse::<u64>().unwrap() > 0);
+}

@@ -1,0 +1,281 @@
+//! Test harness: simulated Asterisks in-process, the real `amiproxy` binary as a child
+//! process, and a small AMI client. Nothing sleeps to wait: every wait is for a signal (a
+//! line on stdout, a message on a socket) with a deadline.
+#![allow(dead_code)]
+
+use ami_proto::{AmiDecoder, Decoded, Message, Role};
+use bytes::BytesMut;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Decoder;
+
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+pub async fn sim(name: &str) -> ami_sim::SimHandle {
+    sim_with(name, |_| {}).await
+}
+
+pub async fn sim_with(name: &str, f: impl FnOnce(&mut ami_sim::SimConfig)) -> ami_sim::SimHandle {
+    let mut cfg = ami_sim::SimConfig {
+        name: name.to_owned(),
+        system_name: Some(name.to_owned()),
+        auth_delay: Duration::from_millis(10),
+        ..Default::default()
+    };
+    f(&mut cfg);
+    ami_sim::start(cfg, "127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("sim starts")
+}
+
+/// A running proxy binary; killed on drop.
+pub struct Proxy {
+    child: Child,
+    pub addrs: Vec<SocketAddr>,
+    pub dir: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Proxy {
+    pub fn addr(&self) -> SocketAddr {
+        self.addrs[0]
+    }
+}
+
+pub fn tempdir(tag: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let d = std::env::temp_dir().join(format!("amiproxy-test-{}-{tag}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Config text for upstreams pointing at these sims (admin/admin-secret), fast keepalive.
+pub fn upstreams_toml(sims: &[&ami_sim::SimHandle]) -> String {
+    let mut s = String::new();
+    for sim in sims {
+        s.push_str(&format!(
+            "[[upstream]]\nname = \"{}\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\nping_interval_secs = 0.5\nping_timeout_secs = 1.0\nreconnect_min_ms = 50\nreconnect_max_ms = 300\n\n",
+            sim.name(),
+            sim.addr()
+        ));
+    }
+    s
+}
+
+pub const USERS: &str = r#"
+[[user]]
+name = "admin"
+secret = "admin-secret"
+read = "all"
+write = "all"
+
+[[user]]
+name = "ro"
+secret = "ro-secret"
+read = "call,system"
+write = ""
+"#;
+
+/// Starts the binary with `config` (listeners are written by the caller or defaulted to
+/// one plain listener on port 0) and waits for its "listening on" lines.
+pub fn start_proxy(config: &str) -> Proxy {
+    let dir = tempdir("proxy");
+    let config = if config.contains("[[listener]]") {
+        config.to_owned()
+    } else {
+        format!("[[listener]]\naddress = \"127.0.0.1:0\"\n\n{config}")
+    };
+    let n_listeners = config.matches("[[listener]]").count();
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("amiproxy starts");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+            }
+        }
+    });
+    let mut addrs = Vec::new();
+    for _ in 0..n_listeners {
+        addrs.push(rx.recv_timeout(DEADLINE).expect("proxy prints its listening address"));
+    }
+    Proxy { child, addrs, dir }
+}
+
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A bare AMI client over any stream.
+pub struct Client {
+    io: Box<dyn Stream>,
+    buf: BytesMut,
+    dec: AmiDecoder,
+    pub banner: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let tcp = tokio::time::timeout(DEADLINE, TcpStream::connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        Self::over(Box::new(tcp)).await
+    }
+
+    pub async fn over(io: Box<dyn Stream>) -> Client {
+        let mut c = Client {
+            io,
+            buf: BytesMut::new(),
+            dec: AmiDecoder::new(Role::Upstream),
+            banner: String::new(),
+        };
+        match c.next_decoded().await {
+            Some(Decoded::Banner(b)) => c.banner = b,
+            other => panic!("expected a banner, got {other:?}"),
+        }
+        c
+    }
+
+    pub async fn login(addr: SocketAddr, user: &str, secret: &str) -> Client {
+        let mut c = Client::connect(addr).await;
+        c.send(&format!(
+            "Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\nActionID: login\r\n\r\n"
+        ))
+        .await;
+        let r = c.response("login").await;
+        assert_eq!(r.get("Message"), Some("Authentication accepted"), "{r:?}");
+        c
+    }
+
+    pub async fn send(&mut self, text: &str) {
+        self.io.write_all(text.as_bytes()).await.unwrap();
+        self.io.flush().await.unwrap();
+    }
+
+    pub async fn send_bytes(&mut self, b: &[u8]) {
+        self.io.write_all(b).await.unwrap();
+        self.io.flush().await.unwrap();
+    }
+
+    async fn next_decoded(&mut self) -> Option<Decoded> {
+        loop {
+            if let Some(d) = self.dec.decode(&mut self.buf).expect("well-formed stream") {
+                return Some(d);
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.io.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next message, or None at EOF. Panics after the deadline.
+    pub async fn next(&mut self) -> Option<Message> {
+        self.next_within(DEADLINE).await.expect("a message before the deadline")
+    }
+
+    /// Err(()) on timeout.
+    pub async fn next_within(&mut self, d: Duration) -> Result<Option<Message>, ()> {
+        match tokio::time::timeout(d, self.next_decoded()).await {
+            Err(_) => Err(()),
+            Ok(None) => Ok(None),
+            Ok(Some(Decoded::Message(m))) => Ok(Some(m)),
+            Ok(Some(other)) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// Reads until a message matches, returning it (others are skipped).
+    pub async fn until(&mut self, mut f: impl FnMut(&Message) -> bool) -> Message {
+        loop {
+            let m = self.next().await.expect("connection open");
+            if f(&m) {
+                return m;
+            }
+        }
+    }
+
+    pub async fn response(&mut self, aid: &str) -> Message {
+        self.until(|m| m.response().is_some() && m.action_id() == Some(aid))
+            .await
+    }
+
+    pub async fn event(&mut self, name: &str) -> Message {
+        self.until(|m| m.event_name().is_some_and(|e| e.eq_ignore_ascii_case(name)))
+            .await
+    }
+
+    /// Sends an action and collects its list: the response, the items, the Complete event.
+    pub async fn list(&mut self, action: &str, aid: &str) -> (Message, Vec<Message>, Message) {
+        self.send(&format!("{action}ActionID: {aid}\r\n\r\n")).await;
+        let resp = self.response(aid).await;
+        assert_eq!(resp.get("EventList"), Some("start"), "{resp:?}");
+        let mut items = Vec::new();
+        loop {
+            let m = self.until(|m| m.action_id() == Some(aid)).await;
+            if m.get("EventList") == Some("Complete") {
+                return (resp, items, m);
+            }
+            items.push(m);
+        }
+    }
+
+    /// True when the peer closes within the deadline.
+    pub async fn closed(&mut self) -> bool {
+        loop {
+            match self.next_within(DEADLINE).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => continue,
+                Err(()) => return false,
+            }
+        }
+    }
+}
+
+/// Waits until `f` holds, polling with a deadline.
+pub async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while !f() {
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the proxy's link to `server` is up, by pinging through it.
+pub async fn wait_upstream(c: &mut Client, server: &str) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    for n in 0.. {
+        let aid = format!("wait-{server}-{n}");
+        c.send(&format!("Action: Ping\r\nServer: {server}\r\nActionID: {aid}\r\n\r\n"))
+            .await;
+        if c.response(&aid).await.get("Response") == Some("Success") {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < end, "upstream {server} never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,317 @@
+//! End-to-end tests: the real `amiproxy` binary in front of simulated Asterisks on loopback.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn one_sim_config(sim: &ami_sim::SimHandle) -> String {
+    format!("{}{USERS}", upstreams_toml(&[sim]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_ping_events_logoff_like_asterisk() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+
+    // Before login: nothing but Login/Challenge/Logoff.
+    let mut c = Client::connect(proxy.addr()).await;
+    assert!(c.banner.starts_with("Asterisk Call Manager/"), "{}", c.banner);
+    c.send("Action: Ping\r\nActionID: pre-auth-ping\r\n\r\n").await;
+    let r = c.next().await.unwrap();
+    assert_eq!(
+        r.as_bytes(),
+        b"Response: Error\r\nActionID: pre-auth-ping\r\nMessage: Permission denied\r\n\r\n"
+    );
+    c.send("Foo: bar\r\nActionID: noaction\r\n\r\n").await;
+    let r = c.next().await.unwrap();
+    assert_eq!(
+        r.as_bytes(),
+        b"Response: Error\r\nActionID: noaction\r\nMessage: Missing action in request\r\n\r\n"
+    );
+
+    // Plain login with events on: response then FullyBooted.
+    c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: login-1\r\n\r\n")
+        .await;
+    let r = c.next().await.unwrap();
+    assert_eq!(
+        r.as_bytes(),
+        b"Response: Success\r\nActionID: login-1\r\nMessage: Authentication accepted\r\n\r\n"
+    );
+    let fb = c.next().await.unwrap();
+    assert_eq!(fb.event_name(), Some("FullyBooted"));
+    assert_eq!(fb.get("Status"), Some("Fully Booted"));
+
+    // Ping answered by the proxy, with and without ActionID; lower-case and bare LF accepted.
+    c.send("action: ping\nactionid: lowercase\n\n").await;
+    let r = c.response("lowercase").await;
+    assert_eq!(r.get("Ping"), Some("Pong"));
+    assert!(r.get("Timestamp").is_some());
+    c.send("Action: Ping\r\n\r\n").await;
+    let r = c.until(|m| m.response().is_some()).await;
+    assert_eq!(r.action_id(), None);
+    assert_eq!(r.get("Ping"), Some("Pong"));
+
+    // A second login, Events off and on, as Asterisk answers them.
+    c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: relogin\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.response("relogin").await.get("Message"),
+        Some("Already authenticated")
+    );
+    c.send("Action: Events\r\nEventMask: off\r\nActionID: ev-off\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.response("ev-off").await.as_bytes(),
+        b"Response: Success\r\nActionID: ev-off\r\nEvents: Off\r\n\r\n"
+    );
+    c.send("Action: Events\r\nEventMask: bogus\r\nActionID: ev-bogus\r\n\r\n")
+        .await;
+    assert_eq!(c.response("ev-bogus").await.get("Events"), Some("Off"));
+    c.send("Action: Events\r\nEventMask: call\r\nActionID: ev-call\r\n\r\n")
+        .await;
+    assert_eq!(c.response("ev-call").await.get("Events"), Some("On"));
+
+    // An oversize line gets Asterisk's error and the session goes on.
+    let long = "x".repeat(3000);
+    c.send(&format!("Action: Ping\r\nActionID: big\r\nFoo: {long}\r\n\r\n"))
+        .await;
+    let r = c.response("big").await;
+    assert_eq!(r.get("Message"), Some("Failed to parse message: line too long"));
+
+    c.send("Action: Logoff\r\nActionID: bye-1\r\n\r\n").await;
+    let r = c.response("bye-1").await;
+    assert_eq!(
+        r.as_bytes(),
+        b"Response: Goodbye\r\nActionID: bye-1\r\nMessage: Thanks for all the fish.\r\n\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_login_is_delayed_then_closed() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    for (user, secret) in [("admin", "wrong-secret"), ("nobody", "x")] {
+        let mut c = Client::connect(proxy.addr()).await;
+        let t = std::time::Instant::now();
+        c.send(&format!(
+            "Action: Login\r\nUsername: {user}\r\nSecret: {secret}\r\nActionID: bad-1\r\n\r\n"
+        ))
+        .await;
+        let r = c.next().await.unwrap();
+        assert!(
+            t.elapsed() >= Duration::from_millis(900),
+            "answered after {:?}",
+            t.elapsed()
+        );
+        assert_eq!(
+            r.as_bytes(),
+            b"Response: Error\r\nActionID: bad-1\r\nMessage: Authentication failed\r\n\r\n"
+        );
+        assert!(c.closed().await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn md5_challenge_login() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut c = Client::connect(proxy.addr()).await;
+    c.send("Action: Challenge\r\nAuthType: plaintext\r\nActionID: ch-bad\r\n\r\n")
+        .await;
+    assert_eq!(c.response("ch-bad").await.get("Message"), Some("Must specify AuthType"));
+    c.send("Action: Challenge\r\nAuthType: MD5\r\nActionID: ch-1\r\n\r\n")
+        .await;
+    let r = c.response("ch-1").await;
+    let challenge = r.get("Challenge").unwrap().to_owned();
+    let key = amiproxy::auth::md5_hex(&challenge, "admin-secret");
+    c.send(&format!(
+        "Action: Login\r\nAuthType: MD5\r\nUsername: admin\r\nKey: {key}\r\nEvents: off\r\nActionID: md5-login\r\n\r\n"
+    ))
+    .await;
+    let r = c.next().await.unwrap();
+    assert_eq!(
+        r.as_bytes(),
+        b"Response: Success\r\nActionID: md5-login\r\nMessage: Authentication accepted\r\n\r\n"
+    );
+    c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
+    // Events off: the very next message is the Ping answer (no FullyBooted).
+    assert_eq!(c.next().await.unwrap().action_id(), Some("p"));
+
+    let mut bad = Client::connect(proxy.addr()).await;
+    bad.send("Action: Challenge\r\nAuthType: MD5\r\nActionID: ch\r\n\r\n")
+        .await;
+    bad.response("ch").await;
+    bad.send("Action: Login\r\nAuthType: MD5\r\nUsername: admin\r\nKey: 00000000000000000000000000000000\r\nActionID: l\r\n\r\n").await;
+    assert_eq!(bad.response("l").await.get("Message"), Some("Authentication failed"));
+    assert!(bad.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_actions_with_the_clients_own_action_id() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    c.send("Action: DBPut\r\nFamily: t\r\nKey: k\r\nVal: v1\r\nActionID: put\r\n\r\n")
+        .await;
+    let r = c.response("put").await;
+    assert_eq!(r.get("Message"), Some("Updated database successfully"), "{r:?}");
+    assert_eq!(r.get("Server"), Some("pbx1"));
+    // No ActionID from the client: none in the answer either.
+    c.send("Action: DBPut\r\nFamily: t\r\nKey: k2\r\nVal: v2\r\n\r\n").await;
+    let r = c.until(|m| m.response().is_some()).await;
+    assert_eq!(r.action_id(), None, "{r:?}");
+    assert_eq!(r.get("Message"), Some("Updated database successfully"));
+    // Unknown action: the upstream's own words, when the user may send it.
+    c.send("Action: NoSuchAction\r\nActionID: unknown-1\r\n\r\n").await;
+    let r = c.response("unknown-1").await;
+    assert_eq!(
+        r.get("Message"),
+        Some("Invalid/unknown command: NoSuchAction. Use Action: ListCommands to show available commands.")
+    );
+
+    // A read-only user is refused what its write classes do not allow, and stays connected.
+    let mut ro = Client::login(proxy.addr(), "ro", "ro-secret").await;
+    ro.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: o\r\n\r\n")
+        .await;
+    assert_eq!(ro.response("o").await.get("Message"), Some("Permission denied"));
+    ro.send("Action: Ping\r\nActionID: still\r\n\r\n").await;
+    assert_eq!(ro.response("still").await.get("Ping"), Some("Pong"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_originate_response_carries_the_originators_action_id() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    a.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: orig-1\r\n\r\n").await;
+    let r = a.response("orig-1").await;
+    assert_eq!(r.get("Message"), Some("Originate successfully queued"));
+    let ev = a.event("OriginateResponse").await;
+    assert_eq!(ev.action_id(), Some("orig-1"));
+    assert_eq!(ev.get("Server"), Some("pbx1"));
+    // Broadcast: the other session sees it too, with the originator's ActionID.
+    let ev = b.event("OriginateResponse").await;
+    assert_eq!(ev.action_id(), Some("orig-1"));
+
+    a.send("Action: UserEvent\r\nUserEvent: AmiTest\r\nHeader1: one\r\nActionID: ue-1\r\n\r\n")
+        .await;
+    assert_eq!(a.response("ue-1").await.get("Message"), Some("Event Sent"));
+    let ev = b.until(|m| m.get("UserEvent") == Some("AmiTest")).await;
+    assert_eq!(ev.action_id(), Some("ue-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_action_id_from_two_clients_never_crosses() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    for (c, v) in [(&mut a, "from-a"), (&mut b, "from-b")] {
+        c.send(&format!(
+            "Action: DBPut\r\nFamily: x\r\nKey: {v}\r\nVal: {v}\r\nActionID: p\r\n\r\n"
+        ))
+        .await;
+        c.response("p").await;
+    }
+    // Both pipeline 50 DBGets with the same ActionID at once.
+    let mut burst_a = String::new();
+    let mut burst_b = String::new();
+    for _ in 0..50 {
+        burst_a.push_str("Action: DBGet\r\nFamily: x\r\nKey: from-a\r\nActionID: same\r\n\r\n");
+        burst_b.push_str("Action: DBGet\r\nFamily: x\r\nKey: from-b\r\nActionID: same\r\n\r\n");
+    }
+    a.send(&burst_a).await;
+    b.send(&burst_b).await;
+    for (c, want) in [(&mut a, "from-a"), (&mut b, "from-b")] {
+        // Each DBGet answers a list: response, DBGetResponse, DBGetComplete.
+        let (mut values, mut responses, mut completes) = (0, 0, 0);
+        while values < 50 || responses < 50 || completes < 50 {
+            let m = c.until(|m| m.action_id() == Some("same")).await;
+            match (m.response(), m.event_name()) {
+                (Some(_), _) => responses += 1,
+                (_, Some("DBGetResponse")) => {
+                    assert_eq!(m.get("Val"), Some(want), "crossed answer: {m:?}");
+                    values += 1;
+                }
+                (_, Some("DBGetComplete")) => completes += 1,
+                _ => panic!("unexpected {m:?}"),
+            }
+        }
+        // Nothing more for this ActionID is pending.
+        assert!(c.next_within(Duration::from_millis(200)).await.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_death_fails_in_flight_and_comes_back() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!(
+        "[proxy]\naction_timeout_secs = 30\n\n{}",
+        one_sim_config(&sim)
+    ));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+
+    // An action in flight when the upstream dies is answered at once.
+    sim.set_stalled(true);
+    c.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: inflight\r\n\r\n")
+        .await;
+    sim.stop_listener().await;
+    let r = c.response("inflight").await;
+    assert_eq!(r.get("Response"), Some("Error"));
+    assert!(r.get("Message").unwrap().contains("pbx1"), "{r:?}");
+    let ev = c.until(|m| m.event_name() == Some("ProxyUpstreamStatus")).await;
+    assert_eq!(ev.get("Status"), Some("Disconnected"));
+    assert_eq!(ev.get("Server"), Some("pbx1"));
+
+    // While it is down, an action for it is refused, naming it; never sent elsewhere.
+    c.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: down\r\n\r\n")
+        .await;
+    let r = c.response("down").await;
+    assert_eq!(r.get("Message"), Some("Upstream server pbx1 is not connected"));
+
+    sim.set_stalled(false);
+    sim.restart_listener().await.unwrap();
+    let ev = c.until(|m| m.event_name() == Some("ProxyUpstreamStatus")).await;
+    assert_eq!(ev.get("Status"), Some("Connected"));
+    // Events resume.
+    c.send("Action: UserEvent\r\nUserEvent: Back\r\nActionID: ue\r\n\r\n")
+        .await;
+    let ev = c.until(|m| m.get("UserEvent") == Some("Back")).await;
+    assert_eq!(ev.get("Server"), Some("pbx1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_upstream_times_out_actions() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!("[proxy]\naction_timeout_secs = 1\n\n{}", one_sim_config(&sim)));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    sim.set_stalled(true);
+    c.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: slow\r\n\r\n")
+        .await;
+    let r = c.response("slow").await;
+    assert_eq!(r.get("Response"), Some("Error"));
+    assert!(r.get("Message").unwrap().starts_with("Timeout"), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_reaches_a_connection_that_has_not_logged_in() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut watcher = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut watcher, "pbx1").await;
+    let mut anon = Client::connect(proxy.addr()).await;
+    sim.set_firehose(Some(1000));
+    // The logged-in client sees the stream; the anonymous one sees nothing at all.
+    watcher.until(|m| m.get("UserEvent") == Some("SimFirehose")).await;
+    watcher.until(|m| m.get("UserEvent") == Some("SimFirehose")).await;
+    sim.set_firehose(None);
+    assert!(anon.next_within(Duration::from_millis(300)).await.is_err());
+}

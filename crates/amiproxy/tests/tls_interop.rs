@@ -1,0 +1,129 @@
+//! TLS listeners, and a real client library (panoramisk) through the proxy over TLS.
+
+mod common;
+
+use common::*;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use std::process::Command;
+use std::sync::Arc;
+
+/// A proxy with a TLS listener whose certificate `amiproxy gen-cert` made.
+async fn tls_proxy(sims: &[&ami_sim::SimHandle]) -> (Proxy, std::path::PathBuf) {
+    let dir = tempdir("certs");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .args(["gen-cert", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}{USERS}",
+        cert.display(),
+        key.display(),
+        upstreams_toml(sims)
+    );
+    (start_proxy(&config), cert)
+}
+
+async fn tls_client(
+    addr: std::net::SocketAddr,
+    ca: &std::path::Path,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Client {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    Client::over(Box::new(tls)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_login_and_ping_with_tls12_and_tls13() {
+    let sim = sim("pbx1").await;
+    let (proxy, ca) = tls_proxy(&[&sim]).await;
+    for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let mut c = tls_client(proxy.addr(), &ca, v).await;
+        assert!(c.banner.starts_with("Asterisk Call Manager/"));
+        c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: l\r\n\r\n")
+            .await;
+        assert_eq!(c.response("l").await.get("Message"), Some("Authentication accepted"));
+        c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
+        assert_eq!(c.response("p").await.get("Ping"), Some("Pong"));
+    }
+    // Garbage instead of a TLS handshake does not hurt the listener.
+    let mut raw = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"Action: Login\r\n\r\n\x16\x03\x01garbage")
+        .await
+        .unwrap();
+    drop(raw);
+    let mut c = tls_client(proxy.addr(), &ca, &rustls::version::TLS13).await;
+    c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: l\r\n\r\n")
+        .await;
+    assert_eq!(c.response("l").await.get("Message"), Some("Authentication accepted"));
+}
+
+fn python_has_panoramisk() -> bool {
+    let ok = Command::new("python3")
+        .args(["-c", "import panoramisk"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "panoramisk is required in CI (pip install -r tests/python/requirements.txt)"
+        );
+        eprintln!("SKIPPED: panoramisk is not installed (python3 -m pip install -r tests/python/requirements.txt)");
+    }
+    ok
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panoramisk_through_the_proxy_over_tls() {
+    if !python_has_panoramisk() {
+        return;
+    }
+    let s1 = sim_with("pbx1", |c| c.channel_id_base = 0).await;
+    let s2 = sim_with("pbx2", |c| c.channel_id_base = 0x1000).await;
+    let (proxy, ca) = tls_proxy(&[&s1, &s2]).await;
+    // Make sure both links are up before the script runs.
+    let mut c = tls_client(proxy.addr(), &ca, &rustls::version::TLS13).await;
+    c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: l\r\n\r\n")
+        .await;
+    c.response("l").await;
+    for s in ["pbx1", "pbx2"] {
+        wait_upstream(&mut c, s).await;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/proxy_panoramisk.py");
+    let out = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("127.0.0.1")
+        .arg(proxy.addr().port().to_string())
+        .arg(&ca)
+        .args(["admin", "admin-secret"])
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "panoramisk failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ok:"), "{stdout}");
+    assert!(stdout.contains("'pbx1', 'pbx2'"), "merged list from both: {stdout}");
+}
