@@ -266,14 +266,20 @@ impl Message {
     /// forge extra headers, so they become spaces (`_` in the key); lengths are unchanged.
     fn line_for(at: usize, key: &str, value: &str) -> (Vec<u8>, Field) {
         let mut line = Vec::with_capacity(key.len() + value.len() + 4);
-        line.extend(key.bytes().map(|b| if matches!(b, b'\r' | b'\n' | b':') { b'_' } else { b }));
+        line.extend(
+            key.bytes()
+                .map(|b| if matches!(b, b'\r' | b'\n' | b':') { b'_' } else { b }),
+        );
         line.extend_from_slice(b": ");
         line.extend(value.bytes().map(|b| if matches!(b, b'\r' | b'\n') { b' ' } else { b }));
         let end = line.len();
         line.extend_from_slice(b"\r\n");
         // Leading blanks of the value are skipped, as `Field::parse` does.
         let value_at = key.len() + 2;
-        let blanks = line[value_at..end].iter().take_while(|&&b| b == b' ' || b == b'\t').count();
+        let blanks = line[value_at..end]
+            .iter()
+            .take_while(|&&b| b == b' ' || b == b'\t')
+            .count();
         let field = Field {
             start: at as u32,
             key_end: (at + key.len()) as u32,
@@ -403,7 +409,9 @@ mod tests {
     #[test]
     fn edits_cannot_inject_headers() {
         let m = msg("Response: Success\r\n\r\n");
-        let r = m.with_header("ActionID", "x\r\nAction: Originate").with_appended("Bad:Key\n", "\nv");
+        let r = m
+            .with_header("ActionID", "x\r\nAction: Originate")
+            .with_appended("Bad:Key\n", "\nv");
         assert_eq!(r.get("Action"), None);
         assert_eq!(r.field_count(), 3);
         assert_eq!(r, Message::parse(r.bytes().clone()));

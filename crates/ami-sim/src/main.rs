@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 /// A simulated Asterisk speaking AMI like Asterisk 22.
 #[derive(Debug, Parser)]
-#[command(name = "ami-sim", version)]
+#[command(name = "ami-sim", disable_version_flag = true)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:5038")]
@@ -70,4 +70,25 @@ async fn main() -> Result<(), SimError> {
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Args::command().debug_assert();
+        let a = Args::parse_from([
+            "ami-sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--version",
+            "2.10.6",
+            "--legacy-command",
+        ]);
+        assert_eq!(a.version, "2.10.6");
+        assert!(a.legacy_command);
+    }
 }
