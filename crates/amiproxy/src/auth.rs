@@ -66,6 +66,10 @@ mod tests {
             read: Classes::ALL,
             write: Classes::ALL,
             allow_md5: true,
+            policy: Default::default(),
+            actions_per_sec: 0,
+            burst: 0,
+            max_connections: 0,
         }
     }
 

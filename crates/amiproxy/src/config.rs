@@ -2,7 +2,10 @@
 //! `AMIPROXY__` prefix, e.g. `AMIPROXY__PROXY__ACTION_TIMEOUT_SECS=5`), checked once into
 //! typed values. Every error names the key it is about.
 
+use crate::filter::EventFilter;
+use crate::glob::Glob;
 use crate::perms::Classes;
+use crate::policy::{ArgRule, Policy, Scope};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,32 @@ struct RawConfig {
     users: Vec<RawUser>,
     #[serde(default)]
     routing: RawRouting,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLimits {
+    max_connections: usize,
+    actions_per_sec: u32,
+    burst: u32,
+    failed_logins: u32,
+    failed_login_window_secs: u64,
+    ban_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_connections: 0,
+            actions_per_sec: 0,
+            burst: 0,
+            failed_logins: 5,
+            failed_login_window_secs: 60,
+            ban_secs: 60,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +166,39 @@ struct RawUser {
     write: String,
     #[serde(default)]
     allow_md5: Option<bool>,
+    #[serde(default)]
+    permit: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    actions: Option<Vec<String>>,
+    #[serde(default)]
+    deny_actions: Vec<String>,
+    commands: Option<Vec<String>>,
+    #[serde(default, rename = "rule")]
+    rules: Vec<RawRule>,
+    #[serde(default)]
+    channels: Vec<String>,
+    #[serde(default)]
+    queues: Vec<String>,
+    #[serde(default)]
+    servers: Vec<String>,
+    #[serde(default)]
+    eventfilter: Vec<String>,
+    #[serde(default)]
+    actions_per_sec: u32,
+    #[serde(default)]
+    burst: u32,
+    #[serde(default)]
+    max_connections: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    action: String,
+    header: String,
+    pattern: String,
+    effect: String,
 }
 
 fn default_read() -> String {
@@ -260,6 +322,22 @@ pub struct UserConfig {
     pub read: Classes,
     pub write: Classes,
     pub allow_md5: bool,
+    pub policy: Policy,
+    /// Actions per second shared by all the user's connections (0: no limit).
+    pub actions_per_sec: u32,
+    pub burst: u32,
+    /// Connections at once (0: no limit).
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    pub actions_per_sec: u32,
+    pub burst: u32,
+    pub failed_logins: u32,
+    pub failed_login_window: Duration,
+    pub ban: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -275,6 +353,7 @@ pub struct Config {
     pub upstreams: Vec<UpstreamConfig>,
     pub users: Vec<UserConfig>,
     pub routing: RoutingConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Config {
@@ -534,12 +613,79 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             bad(key("write"), e);
             Classes::NONE
         });
+        let mut policy = Policy::default();
+        for (list, field, out) in [
+            (&u.permit, "permit", &mut policy.permit),
+            (&u.deny, "deny", &mut policy.deny),
+        ] {
+            for (j, net) in list.iter().enumerate() {
+                let parsed = net
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(n) => out.push(n),
+                    Err(_) => bad(
+                        format!("user[{i}].{field}[{j}]"),
+                        format!("`{net}` is not an address or CIDR network"),
+                    ),
+                }
+            }
+        }
+        let globs = |l: &[String]| l.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+        policy.actions = u.actions.as_deref().map(globs);
+        policy.deny_actions = globs(&u.deny_actions);
+        policy.commands = u.commands.as_deref().map(globs);
+        policy.scope = Scope {
+            channels: globs(&u.channels),
+            queues: globs(&u.queues),
+            servers: u.servers.clone(),
+        };
+        for (j, srv) in u.servers.iter().enumerate() {
+            if !raw.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(srv)) {
+                bad(
+                    format!("user[{i}].servers[{j}]"),
+                    format!("`{srv}` is not a configured upstream"),
+                );
+            }
+        }
+        for (j, r) in u.rules.iter().enumerate() {
+            let allow = match r.effect.as_str() {
+                "allow" => true,
+                "deny" => false,
+                other => {
+                    bad(
+                        format!("user[{i}].rule[{j}].effect"),
+                        format!("`{other}` is not allow or deny"),
+                    );
+                    continue;
+                }
+            };
+            match regex::Regex::new(&r.pattern) {
+                Ok(pattern) => policy.rules.push(ArgRule {
+                    action: Glob::new(&r.action),
+                    header: r.header.clone(),
+                    pattern,
+                    allow,
+                }),
+                Err(e) => bad(format!("user[{i}].rule[{j}].pattern"), e.to_string()),
+            }
+        }
+        for (j, f) in u.eventfilter.iter().enumerate() {
+            match EventFilter::parse(f) {
+                Ok(f) => policy.filters.add(f),
+                Err(e) => bad(format!("user[{i}].eventfilter[{j}]"), e),
+            }
+        }
         users.push(UserConfig {
             name: u.name.clone(),
             secret,
             read,
             write,
             allow_md5,
+            policy,
+            actions_per_sec: u.actions_per_sec,
+            burst: u.burst.max(u.actions_per_sec),
+            max_connections: u.max_connections,
         });
     }
 
@@ -556,6 +702,16 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         fanout_actions: raw.routing.fanout_actions.clone(),
     };
 
+    let l = &raw.limits;
+    let limits = LimitsConfig {
+        max_connections: l.max_connections,
+        actions_per_sec: l.actions_per_sec,
+        burst: l.burst.max(l.actions_per_sec),
+        failed_logins: l.failed_logins,
+        failed_login_window: Duration::from_secs(l.failed_login_window_secs.max(1)),
+        ban: Duration::from_secs(l.ban_secs),
+    };
+
     if problems.is_empty() {
         Ok(Config {
             proxy,
@@ -563,6 +719,7 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             upstreams,
             users,
             routing,
+            limits,
         })
     } else {
         Err(problems)

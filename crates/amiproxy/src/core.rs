@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::hub::Hub;
+use crate::limits::Limits;
 use crate::router::{Owners, Router};
 use crate::upstream::Upstream;
 use ami_proto::Message;
@@ -27,6 +28,7 @@ pub struct Core {
     pub started: Instant,
     /// Unauthenticated connections (Asterisk's `authlimit`).
     pub unauth: Arc<Semaphore>,
+    pub limits: Limits,
 }
 
 impl Core {
@@ -40,6 +42,7 @@ impl Core {
             .map(|(i, u)| Arc::new(Upstream::new(i, u.clone())))
             .collect();
         let unauth = Arc::new(Semaphore::new(config.proxy.auth_limit));
+        let limits = Limits::new(&config.limits, &config.users);
         Arc::new(Core {
             config,
             router,
@@ -50,6 +53,7 @@ impl Core {
             next_aid: AtomicU64::new(1),
             started: Instant::now(),
             unauth,
+            limits,
         })
     }
 

@@ -40,6 +40,9 @@ pub enum Route {
 #[derive(Debug, Default)]
 pub struct Owners {
     map: DashMap<String, usize>,
+    /// Uniqueid → (channel name, upstream), so a scope given by channel names also covers
+    /// actions that name a channel by its uniqueid.
+    names: DashMap<String, (String, usize)>,
 }
 
 impl Owners {
@@ -51,6 +54,19 @@ impl Owners {
 
     pub fn remove(&self, key: &str) {
         self.map.remove(key);
+        self.names.remove(key);
+    }
+
+    /// Records that `uniqueid` is the channel `name`.
+    pub fn name_uniqueid(&self, uniqueid: &str, name: &str) {
+        if let Some(up) = self.get(uniqueid) {
+            self.names.insert(uniqueid.to_owned(), (name.to_owned(), up));
+        }
+    }
+
+    /// The channel name of a uniqueid, when known.
+    pub fn channel_of(&self, uniqueid: &str) -> Option<String> {
+        self.names.get(uniqueid).map(|v| v.0.clone())
     }
 
     pub fn get(&self, key: &str) -> Option<usize> {
@@ -60,6 +76,7 @@ impl Owners {
     /// Forgets everything an upstream owned (it disconnected; it will be relearned).
     pub fn forget_upstream(&self, upstream: usize) {
         self.map.retain(|_, v| *v != upstream);
+        self.names.retain(|_, v| v.1 != upstream);
     }
 
     pub fn len(&self) -> usize {
@@ -74,16 +91,20 @@ impl Owners {
     pub fn learn(&self, upstream: usize, event: &str, msg: &Message) {
         let ev = event.as_bytes();
         if ev.eq_ignore_ascii_case(b"Newchannel") || ev.eq_ignore_ascii_case(b"CoreShowChannel") {
-            self.insert(msg.get("Channel").unwrap_or(""), upstream);
-            self.insert(msg.get("Uniqueid").unwrap_or(""), upstream);
+            let (chan, uid) = (msg.get("Channel").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
+            self.insert(chan, upstream);
+            self.insert(uid, upstream);
+            self.name_uniqueid(uid, chan);
         } else if ev.eq_ignore_ascii_case(b"Rename") {
             for k in ["Channel", "Oldname"] {
                 if let Some(old) = msg.get(k) {
                     self.remove(old);
                 }
             }
-            self.insert(msg.get("Newname").unwrap_or(""), upstream);
-            self.insert(msg.get("Uniqueid").unwrap_or(""), upstream);
+            let (chan, uid) = (msg.get("Newname").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
+            self.insert(chan, upstream);
+            self.insert(uid, upstream);
+            self.name_uniqueid(uid, chan);
         } else if ev.eq_ignore_ascii_case(b"Hangup") {
             for k in ["Channel", "Uniqueid"] {
                 if let Some(v) = msg.get(k) {

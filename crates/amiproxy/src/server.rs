@@ -40,6 +40,17 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     for i in 0..core.upstreams.len() {
         tokio::spawn(upstream::run(core.clone(), i));
     }
+    {
+        // Keyed limiter state (failed logins per address) is pruned so it stays small.
+        let core = core.clone();
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                t.tick().await;
+                core.limits.prune();
+            }
+        });
+    }
     let mut addrs = Vec::new();
     for (listener, acceptor) in bound {
         let addr = listener.local_addr()?;
@@ -60,6 +71,12 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener, tls: Option<TlsAcce
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        // The proxy's own cap on client connections, if configured.
+        let Some(conn_slot) = core.limits.connection_slot() else {
+            warn!(%peer, "refusing connection: limits.max_connections reached");
+            drop(tcp);
+            continue;
         };
         // Asterisk's authlimit: too many connections that have not logged in yet.
         let Ok(permit) = core.unauth.clone().try_acquire_owned() else {
@@ -86,6 +103,7 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener, tls: Option<TlsAcce
                 },
             };
             session::serve(core, io, peer, permit).await;
+            drop(conn_slot);
         });
     }
 }

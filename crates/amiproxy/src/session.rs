@@ -8,15 +8,18 @@ use crate::auth;
 use crate::client_tx::ClientTx;
 use crate::config::{SlowClient, UserConfig};
 use crate::core::Core;
+use crate::filter::{EventFilter, FilterSet};
 use crate::hub::{self, Event};
+use crate::limits::UserSlot;
 use crate::merge::Merge;
 use crate::perms::{action_needs, Classes, Need};
 use crate::router::Route;
 use crate::upstream::{Io, Waiter};
 use ami_proto::{AmiDecoder, Decoded, Limits, Message, MessageBuilder, Role};
 use futures::StreamExt;
+use governor::DefaultDirectRateLimiter;
 use rand::Rng;
-use regex::Regex;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,24 +44,6 @@ enum End {
     Closed,
 }
 
-/// A session's legacy `Filter` rules (regular expressions over the event text).
-#[derive(Default)]
-struct Filters {
-    include: Vec<Regex>,
-    exclude: Vec<Regex>,
-}
-
-impl Filters {
-    fn allows(&self, ev: &Message) -> bool {
-        if self.include.is_empty() && self.exclude.is_empty() {
-            return true;
-        }
-        let text = String::from_utf8_lossy(ev.as_bytes());
-        (self.include.is_empty() || self.include.iter().any(|r| r.is_match(&text)))
-            && !self.exclude.iter().any(|r| r.is_match(&text))
-    }
-}
-
 struct Session<W> {
     core: Arc<Core>,
     peer: SocketAddr,
@@ -68,10 +53,18 @@ struct Session<W> {
     /// Classes the client asked events for (`Events:` at login or the Events action).
     mask: Classes,
     challenge: Option<String>,
-    filters: Filters,
+    /// The user's configured event filters plus those this session added with `Filter`.
+    filters: FilterSet,
+    /// This connection's own action rate, when one is configured.
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Held while logged in: counts toward the user's `max_connections`.
+    slot: Option<UserSlot>,
+    /// List items hidden by the user's scope, per ActionID, to correct `ListItems`.
+    hidden_items: HashMap<Option<String>, u64>,
 }
 
 /// Serves one accepted connection to its end.
+/// `permit` is the connection's unauthenticated slot (Asterisk's authlimit), released at login.
 pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: OwnedSemaphorePermit) {
     let span = tracing::info_span!("client", %peer, user = tracing::field::Empty);
     async move {
@@ -91,7 +84,10 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
             user: None,
             mask: Classes::ALL,
             challenge: None,
-            filters: Filters::default(),
+            filters: FilterSet::default(),
+            limiter: core.limits.connection_limiter(),
+            slot: None,
+            hidden_items: HashMap::new(),
         };
         let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, core.banner_version());
         if s.out.write_all(banner.as_bytes()).await.is_err() || s.out.flush().await.is_err() {
@@ -128,14 +124,14 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
                     Err(End::Closed)
                 }
                 Some(m) = rx.recv() => {
-                    let mut r = s.out.write_all(m.as_bytes()).await;
+                    let mut r = s.answer(m).await;
                     while r.is_ok() {
                         match rx.try_recv() {
-                            Ok(m) => r = s.out.write_all(m.as_bytes()).await,
+                            Ok(m) => r = s.answer(m).await,
                             Err(_) => break,
                         }
                     }
-                    r.map_err(|_| End::Closed)
+                    r
                 }
                 frame = frames.next() => match frame {
                     Some(Ok(f)) => s.logged_in(f).await,
@@ -158,6 +154,29 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
+    /// Writes an answer from an upstream: list items outside the user's scope are hidden,
+    /// and the list's `ListItems` counts only what the client saw.
+    async fn answer(&mut self, m: Message) -> Result<(), End> {
+        let Some(user) = &self.user else { return Ok(()) };
+        if m.kind() == ami_proto::Kind::Event {
+            let key = m.action_id().map(str::to_owned);
+            if m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete")) {
+                if let Some(hidden) = self.hidden_items.remove(&key) {
+                    let fix = |m: Message, h: &str| match m.get(h).and_then(|v| v.trim().parse::<u64>().ok()) {
+                        Some(n) => m.with_header(h, &n.saturating_sub(hidden).to_string()),
+                        None => m,
+                    };
+                    let m = fix(fix(m, "ListItems"), "Items");
+                    return self.send(&m).await;
+                }
+            } else if !user.policy.event_in_scope(&m, self.core.server_header()) {
+                *self.hidden_items.entry(key).or_insert(0) += 1;
+                return Ok(());
+            }
+        }
+        self.send(&m).await
+    }
+
     async fn send(&mut self, m: &Message) -> Result<(), End> {
         self.out.write_all(m.as_bytes()).await.map_err(|_| End::Closed)
     }
@@ -221,9 +240,24 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     async fn login(&mut self, m: &Message) -> Result<bool, End> {
         let aid = m.action_id().map(str::to_owned);
         let username = m.get("Username").unwrap_or("");
+        let ip = self.peer.ip();
+        let banned = self.core.limits.is_banned(ip);
         let user = self.core.config.user(username).cloned();
+        let mut reason = "bad secret";
         let ok = match &user {
-            None => false,
+            _ if banned => {
+                reason = "address banned after failed logins";
+                false
+            }
+            None => {
+                reason = "unknown user";
+                false
+            }
+            // The source-address ACL is checked before the secret, and answered the same way.
+            Some(u) if !u.policy.permits_addr(ip) => {
+                reason = "source address not permitted";
+                false
+            }
             Some(u) if m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5")) => match &self.challenge {
                 Some(ch) => auth::check_md5(u, ch, m.get("Key").unwrap_or("")),
                 None => false,
@@ -237,12 +271,27 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         };
         let Some(user) = user.filter(|_| ok) else {
             // Never log the secret or key, only who tried.
-            warn!(username = %username, "authentication failed");
+            warn!(username = %username, reason, "authentication failed");
+            audit(username, self.peer, "Login", "", "refused", reason);
+            if !banned {
+                self.core.limits.login_failed(ip);
+            }
             tokio::time::sleep(LOGIN_FAIL_DELAY).await;
             let _ = self.error(aid.as_deref(), "Authentication failed").await;
             let _ = self.flush().await;
             return Err(End::Closed);
         };
+        match self.core.limits.user_slot(&user.name, user.max_connections) {
+            Some(slot) => self.slot = Some(slot),
+            None => {
+                warn!(username = %username, "refusing login: the user has its maximum of connections");
+                let _ = self.error(aid.as_deref(), "Too many connections for this user").await;
+                let _ = self.flush().await;
+                return Err(End::Closed);
+            }
+        }
+        audit(&user.name, self.peer, "Login", "", "accepted", "");
+        self.filters = user.policy.filters.clone();
         self.mask = match m.get("Events") {
             Some(e) => events_mask(e),
             None => Classes::ALL,
@@ -281,12 +330,22 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let Some(user) = self.user.clone() else {
             return Err(End::Closed);
         };
+        if lc != "logoff" && !self.core.limits.allow_action(&user.name, self.limiter.as_ref()) {
+            self.audit(&user, &action, "", "refused", "rate limit");
+            return self.error(aid, "Rate limit exceeded").await;
+        }
         if let Need::Any(classes) = action_needs(&lc) {
-            let allowed = user.write.intersects(classes) || (lc == "filter" && user.write.contains(classes));
-            if !allowed {
-                info!(target: "amiproxy::audit", user = %user.name, peer = %self.peer, action = %action, outcome = "refused", reason = "permission");
+            if !user.write.intersects(classes) {
+                self.audit(&user, &action, "", "refused", "write classes");
                 return self.error(aid, "Permission denied").await;
             }
+        }
+        if let Err(reason) = user
+            .policy
+            .check_action(user.write, &lc, &m, &self.core.owners, self.core.server_header())
+        {
+            self.audit(&user, &action, "", "refused", &reason);
+            return self.error(aid, "Permission denied").await;
         }
         // Ping with an explicit server header goes to that upstream: a way to check a link.
         let routed_ping = lc == "ping" && m.get(self.core.server_header()).is_some();
@@ -294,6 +353,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             return self.local(&lc, &m, aid).await;
         }
         self.forward(&user, &action, &lc, m.clone(), aid).await
+    }
+
+    fn audit(&self, user: &UserConfig, action: &str, server: &str, outcome: &str, reason: &str) {
+        audit(&user.name, self.peer, action, server, outcome, reason);
     }
 
     async fn local(&mut self, lc: &str, m: &Message, aid: Option<&str>) -> Result<(), End> {
@@ -347,27 +410,23 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
     }
 
-    /// Asterisk's legacy `Filter` action: `Filter: <regex>` includes, `!<regex>` excludes.
+    /// Asterisk's `Filter` action: `Filter: <regex>` (`!` excludes), or the advanced form
+    /// with `MatchCriteria: action(..),name(..),header(..),method(..)` and `Filter: <value>`.
     async fn filter(&mut self, m: &Message, aid: Option<&str>) -> Result<(), End> {
-        let op = m.get("Operation").unwrap_or("");
-        if !op.eq_ignore_ascii_case("Add") {
+        if !m.get("Operation").unwrap_or("").eq_ignore_ascii_case("Add") {
             return self.error(aid, "Unknown operation").await;
         }
-        let f = m.get("Filter").unwrap_or("");
-        let (exclude, pattern) = match f.strip_prefix('!') {
-            Some(p) => (true, p),
-            None => (false, f),
+        let value = m.get("Filter").unwrap_or("");
+        let parsed = match m.get("MatchCriteria").filter(|c| !c.is_empty()) {
+            Some(criteria) => EventFilter::advanced(criteria, value),
+            None => EventFilter::legacy(value),
         };
-        match Regex::new(pattern) {
-            Ok(r) if !pattern.is_empty() => {
-                if exclude {
-                    self.filters.exclude.push(r);
-                } else {
-                    self.filters.include.push(r);
-                }
+        match parsed {
+            Ok(f) => {
+                self.filters.add(f);
                 self.send(&MessageBuilder::success(aid, "Success")).await
             }
-            _ => {
+            Err(_) => {
                 self.error(aid, "Filter did not compile.  Check the syntax of the filter given.")
                     .await
             }
@@ -388,13 +447,17 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let route = core.router.route(&m, action, server.as_deref(), &core.owners);
         let out = if server.is_some() { m.without_header(header) } else { m };
         let timeout = core.config.proxy.action_timeout;
-        let audit = |server: &str, outcome: &str, reason: &str| {
-            info!(target: "amiproxy::audit", user = %user.name, peer = %self.peer, action = %action, server, outcome, reason);
-        };
+        let peer = self.peer;
+        let audit =
+            |server: &str, outcome: &str, reason: &str| audit(&user.name, peer, action, server, outcome, reason);
         match route {
             Route::Fail(text) => {
                 audit("", "refused", &text);
                 self.error(aid, &text).await
+            }
+            Route::One(i) if !user.policy.server_allowed(core.upstreams[i].name()) => {
+                audit(core.upstreams[i].name(), "refused", "server outside the user's scope");
+                self.error(aid, "Permission denied").await
             }
             Route::One(i) => {
                 let up = &core.upstreams[i];
@@ -427,7 +490,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 }
             }
             Route::All => {
-                let ups: Vec<_> = core.upstreams.iter().filter(|u| u.is_connected()).cloned().collect();
+                let ups: Vec<_> = core
+                    .upstreams
+                    .iter()
+                    .filter(|u| u.is_connected() && user.policy.server_allowed(u.name()))
+                    .cloned()
+                    .collect();
                 if ups.is_empty() {
                     audit("all", "refused", "no upstream connected");
                     return self.error(aid, "No upstream server is connected").await;
@@ -496,8 +564,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         !ev.classes.is_empty()
             && user.read.contains(ev.classes)
             && self.mask.contains(ev.classes)
+            && user.policy.event_in_scope(&ev.msg, self.core.server_header())
             && self.filters.allows(&ev.msg)
     }
+}
+
+/// One audit line per action forwarded or refused, on its own target (`amiproxy::audit`) so
+/// it can be routed to a file. Never any header values beyond the action name.
+fn audit(user: &str, peer: SocketAddr, action: &str, server: &str, outcome: &str, reason: &str) {
+    info!(target: "amiproxy::audit", user, %peer, action, server, outcome, reason);
 }
 
 /// Asterisk's reading of an `Events`/`EventMask` value: on, off, or a class list (a list

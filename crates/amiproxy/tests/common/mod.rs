@@ -52,6 +52,11 @@ impl Proxy {
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
     }
+
+    /// What the proxy logged so far (when started with `log_to_file`).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("proxy.log")).unwrap_or_default()
+    }
 }
 
 pub fn tempdir(tag: &str) -> PathBuf {
@@ -92,6 +97,12 @@ write = ""
 /// Starts the binary with `config` (listeners are written by the caller or defaulted to
 /// one plain listener on port 0) and waits for its "listening on" lines.
 pub fn start_proxy(config: &str) -> Proxy {
+    start_proxy_env(config, &[("RUST_LOG", "warn")], false)
+}
+
+/// Like [`start_proxy`], with environment variables; with `log_to_file`, stderr goes to
+/// `<dir>/proxy.log` (see [`Proxy::log`]).
+pub fn start_proxy_env(config: &str, env: &[(&str, &str)], log_to_file: bool) -> Proxy {
     let dir = tempdir("proxy");
     let config = if config.contains("[[listener]]") {
         config.to_owned()
@@ -101,12 +112,17 @@ pub fn start_proxy(config: &str) -> Proxy {
     let n_listeners = config.matches("[[listener]]").count();
     let path = dir.join("proxy.toml");
     std::fs::write(&path, config).unwrap();
+    let stderr = if log_to_file {
+        Stdio::from(std::fs::File::create(dir.join("proxy.log")).unwrap())
+    } else {
+        Stdio::inherit()
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
         .arg("--config")
         .arg(&path)
-        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .expect("amiproxy starts");
     let stdout = child.stdout.take().unwrap();

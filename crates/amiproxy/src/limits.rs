@@ -1,0 +1,218 @@
+//! Rate and count limits (governor): actions per second per user and per connection,
+//! failed logins per source address (then the address is refused for a while), client
+//! connections per user and in total. Keyed state is pruned so memory does not grow with
+//! the number of addresses ever seen.
+
+use crate::config::{LimitsConfig, UserConfig};
+use dashmap::DashMap;
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
+    let rate = NonZeroU32::new(per_sec)?;
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(rate);
+    Some(Quota::per_second(rate).allow_burst(burst))
+}
+
+pub struct Limits {
+    per_user: HashMap<String, Arc<DefaultDirectRateLimiter>>,
+    conn_quota: Option<Quota>,
+    failed: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    banned: DashMap<IpAddr, Instant>,
+    ban: Duration,
+    user_conns: Arc<DashMap<String, usize>>,
+    total: Option<Arc<Semaphore>>,
+    /// Logins refused because the address was banned.
+    pub banned_refusals: AtomicU64,
+    /// Actions refused by a rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+/// One client connection's place under `limits.max_connections`; dropping it frees it.
+pub enum ConnectionSlot {
+    Unlimited,
+    Held(OwnedSemaphorePermit),
+}
+
+/// A user's connection slot; dropping it frees the slot.
+pub struct UserSlot {
+    map: Arc<DashMap<String, usize>>,
+    user: String,
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        if let Some(mut n) = self.map.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+        }
+        self.map.remove_if(&self.user, |_, n| *n == 0);
+    }
+}
+
+impl Limits {
+    pub fn new(cfg: &LimitsConfig, users: &[UserConfig]) -> Limits {
+        let per_user = users
+            .iter()
+            .filter_map(|u| {
+                let q = quota(u.actions_per_sec, u.burst)?;
+                Some((u.name.clone(), Arc::new(RateLimiter::direct(q))))
+            })
+            .collect();
+        let failed = NonZeroU32::new(cfg.failed_logins).map(|n| {
+            let period = cfg.failed_login_window / n.get();
+            let q = Quota::with_period(period.max(Duration::from_millis(1)))
+                .unwrap_or_else(|| Quota::per_second(n))
+                .allow_burst(n);
+            RateLimiter::keyed(q)
+        });
+        Limits {
+            per_user,
+            conn_quota: quota(cfg.actions_per_sec, cfg.burst),
+            failed,
+            banned: DashMap::new(),
+            ban: cfg.ban,
+            user_conns: Arc::new(DashMap::new()),
+            total: (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections))),
+            banned_refusals: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+        }
+    }
+
+    /// A limiter for one new connection, when a per-connection rate is configured.
+    pub fn connection_limiter(&self) -> Option<DefaultDirectRateLimiter> {
+        self.conn_quota.map(RateLimiter::direct)
+    }
+
+    /// Checks the user's shared rate and the connection's own; false (and counted) when over.
+    pub fn allow_action(&self, user: &str, conn: Option<&DefaultDirectRateLimiter>) -> bool {
+        let user_ok = self.per_user.get(user).is_none_or(|l| l.check().is_ok());
+        let conn_ok = conn.is_none_or(|l| l.check().is_ok());
+        let ok = user_ok && conn_ok;
+        if !ok {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    pub fn is_banned(&self, ip: IpAddr) -> bool {
+        match self.banned.get(&ip) {
+            Some(until) if *until > Instant::now() => {
+                self.banned_refusals.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts a failed login; past the limit the address is refused for the ban time.
+    pub fn login_failed(&self, ip: IpAddr) {
+        if let Some(l) = &self.failed {
+            if l.check_key(&ip).is_err() {
+                self.banned.insert(ip, Instant::now() + self.ban);
+                tracing::warn!(%ip, ban_secs = self.ban.as_secs(), "too many failed logins; address refused for a while");
+            }
+        }
+    }
+
+    /// A slot among the total client connections, or None when the proxy is full.
+    pub fn connection_slot(&self) -> Option<ConnectionSlot> {
+        match &self.total {
+            None => Some(ConnectionSlot::Unlimited),
+            Some(s) => s.clone().try_acquire_owned().ok().map(ConnectionSlot::Held),
+        }
+    }
+
+    /// A slot among the user's connections, or None when the user is at its limit.
+    pub fn user_slot(&self, user: &str, max: usize) -> Option<UserSlot> {
+        let mut n = self.user_conns.entry(user.to_owned()).or_insert(0);
+        if max > 0 && *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(UserSlot {
+            map: self.user_conns.clone(),
+            user: user.to_owned(),
+        })
+    }
+
+    pub fn tracked_addresses(&self) -> usize {
+        self.failed.as_ref().map_or(0, |l| l.len()) + self.banned.len()
+    }
+
+    /// Forgets addresses whose counters have refilled and bans that have expired.
+    pub fn prune(&self) {
+        if let Some(l) = &self.failed {
+            l.retain_recent();
+            l.shrink_to_fit();
+        }
+        let now = Instant::now();
+        self.banned.retain(|_, until| *until > now);
+        self.banned.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> LimitsConfig {
+        LimitsConfig {
+            max_connections: 2,
+            actions_per_sec: 0,
+            burst: 0,
+            failed_logins: 3,
+            failed_login_window: Duration::from_secs(60),
+            ban: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn failed_logins_ban_then_prune() {
+        let l = Limits::new(&cfg(), &[]);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        for _ in 0..3 {
+            l.login_failed(ip);
+            assert!(!l.is_banned(ip));
+        }
+        l.login_failed(ip);
+        assert!(l.is_banned(ip));
+        assert!(!l.is_banned("10.0.0.2".parse().unwrap()));
+        for i in 0..1000u32 {
+            l.login_failed(IpAddr::from(i.to_be_bytes()));
+        }
+        assert!(l.tracked_addresses() > 1000);
+    }
+
+    #[test]
+    fn connection_and_user_slots() {
+        let l = Limits::new(&cfg(), &[]);
+        let a = l.connection_slot().unwrap();
+        let _b = l.connection_slot().unwrap();
+        assert!(l.connection_slot().is_none());
+        drop(a);
+        assert!(l.connection_slot().is_some());
+        let s1 = l.user_slot("u", 1).unwrap();
+        assert!(l.user_slot("u", 1).is_none());
+        drop(s1);
+        assert!(l.user_slot("u", 1).is_some());
+    }
+
+    #[test]
+    fn connection_rate() {
+        let mut c = cfg();
+        c.actions_per_sec = 1;
+        c.burst = 2;
+        let l = Limits::new(&c, &[]);
+        let conn = l.connection_limiter();
+        assert!(l.allow_action("u", conn.as_ref()));
+        assert!(l.allow_action("u", conn.as_ref()));
+        assert!(!l.allow_action("u", conn.as_ref()));
+        assert_eq!(l.rate_limited.load(Ordering::Relaxed), 1);
+    }
+}

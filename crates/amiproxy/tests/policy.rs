@@ -1,0 +1,339 @@
+//! Policy at the wire, through the binary: attack payloads, tenant scope both ways, argument
+//! rules, action lists, ACLs, event filters, rate limits and the audit log.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const POLICY_USERS: &str = r#"
+[[user]]
+name = "admin"
+secret = "admin-secret"
+read = "all"
+write = "all"
+
+# May originate and run commands, but has no `system`.
+[[user]]
+name = "dialer"
+secret = "dialer-secret"
+read = "call,system"
+write = "call,originate,command,config,user"
+
+# A dialer allowed Originate into one context only.
+[[user]]
+name = "outbound"
+secret = "outbound-secret"
+read = "call"
+write = "originate"
+rule = [{ action = "Originate", header = "Context", pattern = "^outbound$", effect = "allow" }]
+
+# A tenant: sees and touches only Local/100 channels and the sales queue.
+[[user]]
+name = "acme"
+secret = "acme-secret"
+read = "all"
+write = "call,reporting,agent,originate"
+channels = ["Local/100@default*"]
+queues = ["sales"]
+
+[[user]]
+name = "lists"
+secret = "lists-secret"
+read = "all"
+write = "all"
+actions = ["DB*", "Ping"]
+deny_actions = ["DBDelTree"]
+
+[[user]]
+name = "faraway"
+secret = "faraway-secret"
+write = "all"
+permit = ["10.0.0.0/8"]
+
+[[user]]
+name = "filtered"
+secret = "filtered-secret"
+read = "all"
+write = "all"
+eventfilter = [
+  "action(include),name(UserEvent)",
+  "eventfilter(action(exclude),header(UserEvent),method(exact)) = Noise",
+]
+
+[[user]]
+name = "limited"
+secret = "limited-secret"
+read = "all"
+write = "all"
+actions_per_sec = 5
+burst = 5
+max_connections = 1
+"#;
+
+async fn setup() -> (ami_sim::SimHandle, Proxy) {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!("{}{POLICY_USERS}", upstreams_toml(&[&sim])));
+    (sim, proxy)
+}
+
+async fn denied(c: &mut Client, action: &str, aid: &str) {
+    c.send(&format!("{action}ActionID: {aid}\r\n\r\n")).await;
+    let r = c.response(aid).await;
+    assert_eq!(r.get("Message"), Some("Permission denied"), "{action}: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attack_payloads_are_refused_and_the_connection_stays() {
+    let (_sim, proxy) = setup().await;
+    let mut c = Client::login(proxy.addr(), "dialer", "dialer-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    let attacks = [
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: System\r\nData: touch /tmp/pwned\r\n",
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: SET\r\nData: FILE(/etc/asterisk/manager.conf)=x\r\n",
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: NoOp\r\nData: ${SHELL(id)}\r\n",
+        "Action: GetConfig\r\nFilename: ../../etc/passwd\r\n",
+        "Action: Command\r\nCommand: !sh\r\n",
+        "Action: Filter\r\nOperation: Add\r\nFilter: Event: Hangup\r\n",
+    ];
+    for (i, a) in attacks.iter().enumerate() {
+        denied(&mut c, a, &format!("atk-{i}")).await;
+    }
+    // Harmless forms of the same actions go through.
+    c.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: fine\r\n\r\n")
+        .await;
+    assert_eq!(c.response("fine").await.get("Response"), Some("Success"));
+    c.send("Action: Command\r\nCommand: core show version\r\nActionID: cmd\r\n\r\n")
+        .await;
+    assert_eq!(c.response("cmd").await.get("Response"), Some("Success"));
+    c.send("Action: Ping\r\nActionID: alive\r\n\r\n").await;
+    assert_eq!(c.response("alive").await.get("Ping"), Some("Pong"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn originate_into_one_context_only() {
+    let (_sim, proxy) = setup().await;
+    let mut c = Client::login(proxy.addr(), "outbound", "outbound-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    denied(
+        &mut c,
+        "Action: Originate\r\nChannel: Local/100@default\r\nContext: default\r\nExten: 100\r\nPriority: 1\r\n",
+        "o1",
+    )
+    .await;
+    denied(
+        &mut c,
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\n",
+        "o2",
+    )
+    .await;
+    c.send("Action: Originate\r\nChannel: Local/100@default\r\nContext: outbound\r\nExten: 100\r\nPriority: 1\r\nActionID: o3\r\n\r\n").await;
+    let r = c.response("o3").await;
+    assert_ne!(r.get("Message"), Some("Permission denied"), "{r:?}");
+    assert_eq!(r.get("Server"), Some("pbx1"), "forwarded: {r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_scope_applies_both_ways() {
+    let (_sim, proxy) = setup().await;
+    let mut admin = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut acme = Client::login(proxy.addr(), "acme", "acme-secret").await;
+    wait_upstream(&mut admin, "pbx1").await;
+    for (ext, aid) in [("600", "other"), ("100", "mine")] {
+        admin.send(&format!("Action: Originate\r\nChannel: Local/{ext}@default\r\nApplication: Wait\r\nData: 10\r\nAsync: true\r\nActionID: {aid}\r\n\r\n")).await;
+        admin
+            .until(|m| m.event_name() == Some("OriginateResponse") && m.action_id() == Some(aid))
+            .await;
+    }
+    // The tenant's event stream: only its own channels.
+    let nc = acme.until(|m| m.event_name() == Some("Newchannel")).await;
+    assert!(nc.get("Channel").unwrap().starts_with("Local/100@default"), "{nc:?}");
+    // Its lists: only its own items, and ListItems counts what it saw.
+    let (_, items, complete) = acme.list("Action: CoreShowChannels\r\n", "csc").await;
+    assert!(!items.is_empty());
+    for i in &items {
+        assert!(i.get("Channel").unwrap().starts_with("Local/100@default"), "{i:?}");
+    }
+    assert_eq!(
+        complete.get("ListItems").unwrap().parse::<usize>().unwrap(),
+        items.len()
+    );
+    let (_, all, _) = admin.list("Action: CoreShowChannels\r\n", "csc-admin").await;
+    assert!(all.len() > items.len());
+    // Actions naming another tenant's channel or queue are refused.
+    let foreign = all
+        .iter()
+        .find(|m| m.get("Channel").unwrap().starts_with("Local/600"))
+        .unwrap();
+    let chan = foreign.get("Channel").unwrap();
+    denied(&mut acme, &format!("Action: Hangup\r\nChannel: {chan}\r\n"), "h1").await;
+    let uid = foreign.get("Uniqueid").unwrap();
+    denied(&mut acme, &format!("Action: Hangup\r\nChannel: {uid}\r\n"), "h2").await;
+    denied(&mut acme, "Action: Hangup\r\nChannel: /.*/\r\n", "h3").await;
+    denied(&mut acme, "Action: QueueStatus\r\nQueue: support\r\n", "q1").await;
+    denied(
+        &mut acme,
+        "Action: Originate\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 1\r\n",
+        "o1",
+    )
+    .await;
+    let (_, q, done) = acme.list("Action: QueueStatus\r\n", "qs").await;
+    assert!(q.iter().all(|m| m.get("Queue") == Some("sales")), "{q:?}");
+    assert_eq!(done.get("ListItems").unwrap().parse::<usize>().unwrap(), q.len());
+    // Its own channel it may hang up.
+    let mine = items[0].get("Channel").unwrap();
+    acme.send(&format!("Action: Hangup\r\nChannel: {mine}\r\nActionID: h-own\r\n\r\n"))
+        .await;
+    assert_eq!(acme.response("h-own").await.get("Response"), Some("Success"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn action_allow_and_deny_lists() {
+    let (_sim, proxy) = setup().await;
+    let mut c = Client::login(proxy.addr(), "lists", "lists-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    c.send("Action: DBPut\r\nFamily: f\r\nKey: k\r\nVal: v\r\nActionID: ok\r\n\r\n")
+        .await;
+    assert_eq!(c.response("ok").await.get("Response"), Some("Success"));
+    denied(&mut c, "Action: DBDelTree\r\nFamily: f\r\n", "d1").await;
+    denied(&mut c, "Action: CoreShowChannels\r\n", "d2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_address_acl_refuses_like_a_bad_login() {
+    let (_sim, proxy) = setup().await;
+    let mut c = Client::connect(proxy.addr()).await;
+    c.send("Action: Login\r\nUsername: faraway\r\nSecret: faraway-secret\r\nActionID: l\r\n\r\n")
+        .await;
+    assert_eq!(c.response("l").await.get("Message"), Some("Authentication failed"));
+    assert!(c.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_filters_from_config_and_the_filter_action() {
+    let (sim, proxy) = setup().await;
+    let mut f = Client::login(proxy.addr(), "filtered", "filtered-secret").await;
+    let mut admin = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut admin, "pbx1").await;
+    // A session filter through the Filter action (admin has system): advanced form.
+    admin
+        .send("Action: Filter\r\nOperation: Add\r\nMatchCriteria: action(exclude),header(UserEvent),method(starts_with)\r\nFilter: Skip\r\nActionID: flt\r\n\r\n")
+        .await;
+    assert_eq!(admin.response("flt").await.get("Message"), Some("Success"));
+    admin
+        .send("Action: Filter\r\nOperation: Add\r\nFilter: bad(regex\r\nActionID: bad\r\n\r\n")
+        .await;
+    assert_eq!(
+        admin.response("bad").await.get("Message"),
+        Some("Filter did not compile.  Check the syntax of the filter given.")
+    );
+    let mut burst = String::new();
+    for name in ["Noise", "SkipMe", "Good"] {
+        burst.push_str(&format!(
+            "Action: UserEvent\r\nUserEvent: {name}\r\nActionID: ue-{name}\r\n\r\n"
+        ));
+    }
+    admin.send(&burst).await;
+    sim.set_firehose(None);
+    // The filtered user: only UserEvents, not Noise. First UserEvent it sees is SkipMe.
+    let first = f
+        .until(|m| m.event_name().is_some() && m.event_name() != Some("FullyBooted"))
+        .await;
+    assert_eq!(first.get("UserEvent"), Some("SkipMe"), "{first:?}");
+    let second = f.until(|m| m.event_name().is_some()).await;
+    assert_eq!(second.get("UserEvent"), Some("Good"), "{second:?}");
+    // The admin session: everything but SkipMe*.
+    let seen: Vec<String> = {
+        let mut v = Vec::new();
+        while v.len() < 2 {
+            let m = admin.until(|m| m.event_name() == Some("UserEvent")).await;
+            v.push(m.get("UserEvent").unwrap().to_owned());
+        }
+        v
+    };
+    assert_eq!(seen, vec!["Noise", "Good"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_and_connection_caps() {
+    let (_sim, proxy) = setup().await;
+    let mut c = Client::login(proxy.addr(), "limited", "limited-secret").await;
+    let mut burst = String::new();
+    for i in 0..20 {
+        burst.push_str(&format!("Action: Ping\r\nActionID: p{i}\r\n\r\n"));
+    }
+    c.send(&burst).await;
+    let mut limited = 0;
+    for i in 0..20 {
+        let r = c.response(&format!("p{i}")).await;
+        if r.get("Message") == Some("Rate limit exceeded") {
+            limited += 1;
+        }
+    }
+    assert!(limited >= 10, "only {limited} of 20 limited");
+    // Still connected.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    c.send("Action: Ping\r\nActionID: later\r\n\r\n").await;
+    assert_eq!(c.response("later").await.get("Ping"), Some("Pong"));
+    // One connection at a time for this user.
+    let mut second = Client::connect(proxy.addr()).await;
+    second
+        .send("Action: Login\r\nUsername: limited\r\nSecret: limited-secret\r\nActionID: l2\r\n\r\n")
+        .await;
+    assert_eq!(
+        second.response("l2").await.get("Message"),
+        Some("Too many connections for this user")
+    );
+    assert!(second.closed().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_ban_the_address_and_the_audit_log_has_no_secrets() {
+    let sim = sim("pbx1").await;
+    let config = format!(
+        "[limits]\nfailed_logins = 2\nfailed_login_window_secs = 60\nban_secs = 60\n\n{}{POLICY_USERS}",
+        upstreams_toml(&[&sim])
+    );
+    let proxy = start_proxy_env(&config, &[("RUST_LOG", "trace")], true);
+    for i in 0..3 {
+        let mut c = Client::connect(proxy.addr()).await;
+        c.send(&format!(
+            "Action: Login\r\nUsername: admin\r\nSecret: wrong-{i}\r\nActionID: l\r\n\r\n"
+        ))
+        .await;
+        assert_eq!(c.response("l").await.get("Message"), Some("Authentication failed"));
+    }
+    // Banned now: even the right secret is refused.
+    let mut c = Client::connect(proxy.addr()).await;
+    c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: l\r\n\r\n")
+        .await;
+    assert_eq!(c.response("l").await.get("Message"), Some("Authentication failed"));
+
+    // The audit log has a line per refused action; no secret at any level.
+    let sim2 = common::sim("pbx2").await;
+    let proxy2 = start_proxy_env(
+        &format!("{}{POLICY_USERS}", upstreams_toml(&[&sim2])),
+        &[("RUST_LOG", "trace")],
+        true,
+    );
+    let mut d = Client::login(proxy2.addr(), "dialer", "dialer-secret").await;
+    wait_upstream(&mut d, "pbx2").await;
+    denied(&mut d, "Action: Command\r\nCommand: !sh\r\n", "x").await;
+    d.send("Action: Challenge\r\nAuthType: MD5\r\nActionID: ch\r\n\r\n")
+        .await;
+    d.response("ch").await;
+    eventually("the audit line", || {
+        proxy2
+            .log()
+            .lines()
+            .any(|l| l.contains("amiproxy::audit") && l.contains("refused"))
+    })
+    .await;
+    for p in [&proxy, &proxy2] {
+        let log = p.log();
+        assert!(log.contains("amiproxy::audit"), "no audit line in log");
+        for secret in ["admin-secret", "dialer-secret", "wrong-0", "wrong-1"] {
+            assert!(!log.contains(secret), "secret {secret} leaked into the log");
+        }
+    }
+}
