@@ -26,6 +26,32 @@ struct RawConfig {
     routing: RawRouting,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    metrics: RawMetrics,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: String,
+    format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +90,8 @@ struct RawProxy {
     slow_client: String,
     max_line: usize,
     max_lines: usize,
+    shutdown_timeout_secs: f64,
+    watch_config: bool,
 }
 
 impl Default for RawProxy {
@@ -78,6 +106,8 @@ impl Default for RawProxy {
             slow_client: "drop-oldest".into(),
             max_line: 1024,
             max_lines: 128,
+            shutdown_timeout_secs: 10.0,
+            watch_config: false,
         }
     }
 }
@@ -236,6 +266,10 @@ pub enum SlowClient {
 
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
+    /// How long a graceful shutdown may take.
+    pub shutdown_timeout: Duration,
+    /// Reload when the config file changes (polled), as well as on SIGHUP.
+    pub watch_config: bool,
     pub banner_version: Option<String>,
     pub server_header: String,
     pub auth_timeout: Duration,
@@ -247,7 +281,7 @@ pub struct ProxySettings {
     pub max_lines: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenerTls {
     Files {
         cert: PathBuf,
@@ -257,13 +291,13 @@ pub enum ListenerTls {
     SelfSigned,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: Option<ListenerTls>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SimSettings {
     pub calls_per_sec: f64,
     pub legacy_command: bool,
@@ -271,20 +305,20 @@ pub struct SimSettings {
 }
 
 /// Where an upstream is: a real Asterisk at an address, or a simulated one run in-process.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum UpstreamTarget {
     Asterisk { address: String, tls: Option<UpstreamTls> },
     Simulated(SimSettings),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
     /// PEM file of CA certificates; system (webpki) roots when absent.
     pub ca: Option<PathBuf>,
     pub server_name: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
     pub target: UpstreamTarget,
@@ -354,6 +388,21 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     pub routing: RoutingConfig,
     pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` and `GET /health` are served; off when absent.
+    pub address: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,amiproxy::audit=info`); `RUST_LOG` wins over it.
+    pub level: String,
+    pub json: bool,
 }
 
 impl Config {
@@ -432,7 +481,15 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             "max_line must be at least 64 and max_lines at least 4".into(),
         );
     }
+    if !(p.shutdown_timeout_secs > 0.0 && p.shutdown_timeout_secs < 3600.0) {
+        bad(
+            "proxy.shutdown_timeout_secs".into(),
+            "must be between 0 and 3600".into(),
+        );
+    }
     let proxy = ProxySettings {
+        shutdown_timeout: Duration::from_secs_f64(p.shutdown_timeout_secs.clamp(0.01, 3600.0)),
+        watch_config: p.watch_config,
         banner_version: p.banner_version.clone(),
         server_header: p.server_header.clone(),
         auth_timeout: Duration::from_secs(p.auth_timeout_secs.max(1)),
@@ -712,6 +769,41 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         ban: Duration::from_secs(l.ban_secs),
     };
 
+    let metrics = MetricsConfig {
+        address: raw
+            .metrics
+            .address
+            .as_deref()
+            .and_then(|a| match a.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    bad("metrics.address".into(), format!("`{a}` is not an address: {e}"));
+                    None
+                }
+            }),
+    };
+    let json = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            bad("log.format".into(), format!("`{other}` is not one of text, json"));
+            false
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        bad(
+            "log.level".into(),
+            format!(
+                "`{}` is not a log filter (e.g. info, warn,amiproxy::audit=info)",
+                raw.log.level
+            ),
+        );
+    }
+    let log = LogConfig {
+        level: raw.log.level.clone(),
+        json,
+    };
+
     if problems.is_empty() {
         Ok(Config {
             proxy,
@@ -720,6 +812,8 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             users,
             routing,
             limits,
+            metrics,
+            log,
         })
     } else {
         Err(problems)

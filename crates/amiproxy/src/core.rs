@@ -6,55 +6,146 @@ use crate::limits::Limits;
 use crate::router::{Owners, Router};
 use crate::upstream::Upstream;
 use ami_proto::Message;
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{watch, Semaphore};
 
 /// How long the ActionID of an async Originate or UserEvent is remembered, so the broadcast
 /// event that carries it can be given back the client's own ActionID.
 const BROADCAST_AID_TTL: Duration = Duration::from_secs(600);
 
-pub struct Core {
-    pub config: Config,
+/// What a configuration defines, swapped whole on reload: sessions and links read one
+/// consistent snapshot per decision.
+pub struct State {
+    pub config: Arc<Config>,
     pub router: Router,
+    /// Current upstreams, in configuration order (the router's positions index this).
+    pub upstreams: Vec<Arc<Upstream>>,
+}
+
+impl State {
+    pub fn upstream_named(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.upstreams.iter().find(|u| u.name().eq_ignore_ascii_case(name))
+    }
+}
+
+/// Where the proxy is in its life; sessions watch it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Shutting down: take no new actions, deliver the answers still coming.
+    Draining,
+    /// Send `Event: Shutdown` and close.
+    Closing,
+}
+
+pub struct Core {
+    state: ArcSwap<State>,
     pub owners: Owners,
     pub hub: Hub,
-    pub upstreams: Vec<Arc<Upstream>>,
     /// Upstream ActionID → the client's own (or none) for broadcast events that echo it.
     broadcast_aids: DashMap<String, (Option<String>, Instant)>,
     next_aid: AtomicU64,
+    next_upstream_id: AtomicUsize,
     pub started: Instant,
-    /// Unauthenticated connections (Asterisk's `authlimit`).
+    /// Unauthenticated connections (Asterisk's `authlimit`; fixed at start-up).
     pub unauth: Arc<Semaphore>,
     pub limits: Limits,
+    /// Bumped on every reload; sessions re-read their user when it changes.
+    generation: watch::Sender<u64>,
+    phase: watch::Sender<Phase>,
+
+    server_header: String,
+    /// Client connections open now (for shutdown to wait on).
+    pub sessions: Arc<AtomicUsize>,
+}
+
+/// Counts one open client connection while alive.
+pub struct SessionCount(Arc<AtomicUsize>);
+
+impl Drop for SessionCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Core {
     pub fn new(config: Config) -> Arc<Core> {
-        let router = Router::new(&config);
         let hub = Hub::new(config.proxy.event_buffer);
-        let upstreams = config
-            .upstreams
-            .iter()
-            .enumerate()
-            .map(|(i, u)| Arc::new(Upstream::new(i, u.clone())))
-            .collect();
         let unauth = Arc::new(Semaphore::new(config.proxy.auth_limit));
         let limits = Limits::new(&config.limits, &config.users);
-        Arc::new(Core {
-            config,
-            router,
+        let core = Arc::new(Core {
+            state: ArcSwap::from_pointee(State {
+                config: Arc::new(config.clone()),
+                router: Router::new(&config, &[]),
+                upstreams: Vec::new(),
+            }),
             owners: Owners::default(),
             hub,
-            upstreams,
             broadcast_aids: DashMap::new(),
             next_aid: AtomicU64::new(1),
+            next_upstream_id: AtomicUsize::new(1),
             started: Instant::now(),
             unauth,
             limits,
-        })
+            generation: watch::channel(0).0,
+            phase: watch::channel(Phase::Running).0,
+
+            server_header: config.proxy.server_header.clone(),
+            sessions: Arc::new(AtomicUsize::new(0)),
+        });
+        let upstreams: Vec<Arc<Upstream>> = config.upstreams.iter().map(|u| core.new_upstream(u.clone())).collect();
+        core.install(config, upstreams);
+        core
+    }
+
+    pub fn session_started(&self) -> SessionCount {
+        self.sessions.fetch_add(1, Ordering::AcqRel);
+        SessionCount(self.sessions.clone())
+    }
+
+    pub fn new_upstream(&self, cfg: crate::config::UpstreamConfig) -> Arc<Upstream> {
+        Arc::new(Upstream::new(
+            self.next_upstream_id.fetch_add(1, Ordering::Relaxed),
+            cfg,
+        ))
+    }
+
+    /// Makes `config` (with these upstream links) the current state.
+    pub fn install(&self, config: Config, upstreams: Vec<Arc<Upstream>>) {
+        let ids: Vec<usize> = upstreams.iter().map(|u| u.id).collect();
+        let router = Router::new(&config, &ids);
+        self.limits.update(&config.limits, &config.users);
+        self.state.store(Arc::new(State {
+            config: Arc::new(config),
+            router,
+            upstreams,
+        }));
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// The current state (cheap: an atomic load).
+    pub fn state(&self) -> Arc<State> {
+        self.state.load_full()
+    }
+
+    pub fn config(&self) -> Arc<Config> {
+        self.state.load().config.clone()
+    }
+
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    pub fn phase(&self) -> watch::Receiver<Phase> {
+        self.phase.subscribe()
+    }
+
+    pub fn set_phase(&self, p: Phase) {
+        self.phase.send_replace(p);
     }
 
     /// A fresh upstream ActionID, unique for the life of the proxy.
@@ -62,8 +153,9 @@ impl Core {
         format!("amiproxy-{}", self.next_aid.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The tag header name (fixed at start-up: clients and rules depend on it).
     pub fn server_header(&self) -> &str {
-        &self.config.proxy.server_header
+        &self.server_header
     }
 
     /// Remembers that broadcast events carrying `upstream_aid` belong to a client action.
@@ -93,10 +185,11 @@ impl Core {
 
     /// The banner version clients see: configured, else the first connected upstream's.
     pub fn banner_version(&self) -> String {
-        if let Some(v) = &self.config.proxy.banner_version {
+        let st = self.state.load();
+        if let Some(v) = &st.config.proxy.banner_version {
             return v.clone();
         }
-        self.upstreams
+        st.upstreams
             .iter()
             .find_map(|u| u.version())
             .unwrap_or_else(|| "11.0.0".to_owned())

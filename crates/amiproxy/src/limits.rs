@@ -4,6 +4,7 @@
 //! the number of addresses ever seen.
 
 use crate::config::{LimitsConfig, UserConfig};
+use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::collections::HashMap;
@@ -21,8 +22,9 @@ fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
 }
 
 pub struct Limits {
-    per_user: HashMap<String, Arc<DefaultDirectRateLimiter>>,
-    conn_quota: Option<Quota>,
+    /// Swapped on reload (rates per user and per connection can change).
+    per_user: ArcSwap<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    conn_quota: ArcSwap<Option<Quota>>,
     failed: Option<DefaultKeyedRateLimiter<IpAddr>>,
     banned: DashMap<IpAddr, Instant>,
     ban: Duration,
@@ -57,13 +59,7 @@ impl Drop for UserSlot {
 
 impl Limits {
     pub fn new(cfg: &LimitsConfig, users: &[UserConfig]) -> Limits {
-        let per_user = users
-            .iter()
-            .filter_map(|u| {
-                let q = quota(u.actions_per_sec, u.burst)?;
-                Some((u.name.clone(), Arc::new(RateLimiter::direct(q))))
-            })
-            .collect();
+        let per_user = ArcSwap::from_pointee(Self::user_limiters(users));
         let failed = NonZeroU32::new(cfg.failed_logins).map(|n| {
             let period = cfg.failed_login_window / n.get();
             let q = Quota::with_period(period.max(Duration::from_millis(1)))
@@ -73,7 +69,7 @@ impl Limits {
         });
         Limits {
             per_user,
-            conn_quota: quota(cfg.actions_per_sec, cfg.burst),
+            conn_quota: ArcSwap::from_pointee(quota(cfg.actions_per_sec, cfg.burst)),
             failed,
             banned: DashMap::new(),
             ban: cfg.ban,
@@ -84,14 +80,31 @@ impl Limits {
         }
     }
 
+    fn user_limiters(users: &[UserConfig]) -> HashMap<String, Arc<DefaultDirectRateLimiter>> {
+        users
+            .iter()
+            .filter_map(|u| {
+                let q = quota(u.actions_per_sec, u.burst)?;
+                Some((u.name.clone(), Arc::new(RateLimiter::direct(q))))
+            })
+            .collect()
+    }
+
+    /// A reload: new per-user and per-connection rates (counters start afresh). The
+    /// failed-login and total-connection settings keep their start-up values.
+    pub fn update(&self, cfg: &LimitsConfig, users: &[UserConfig]) {
+        self.per_user.store(Arc::new(Self::user_limiters(users)));
+        self.conn_quota.store(Arc::new(quota(cfg.actions_per_sec, cfg.burst)));
+    }
+
     /// A limiter for one new connection, when a per-connection rate is configured.
     pub fn connection_limiter(&self) -> Option<DefaultDirectRateLimiter> {
-        self.conn_quota.map(RateLimiter::direct)
+        self.conn_quota.load().map(RateLimiter::direct)
     }
 
     /// Checks the user's shared rate and the connection's own; false (and counted) when over.
     pub fn allow_action(&self, user: &str, conn: Option<&DefaultDirectRateLimiter>) -> bool {
-        let user_ok = self.per_user.get(user).is_none_or(|l| l.check().is_ok());
+        let user_ok = self.per_user.load().get(user).is_none_or(|l| l.check().is_ok());
         let conn_ok = conn.is_none_or(|l| l.check().is_ok());
         let ok = user_ok && conn_ok;
         if !ok {

@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand};
 use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 /// An AMI proxy for Asterisk: many client logins over TCP and TLS, per-user policy, one
@@ -41,8 +43,9 @@ enum Command {
     },
 }
 
-fn init_logs(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Levels from `RUST_LOG` when set, else from the config's `log.level`.
+fn init_logs(level: &str, json: bool) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     use std::io::IsTerminal;
     // Colours only on a terminal: a log file or journald gets plain text.
     let b = tracing_subscriber::fmt()
@@ -128,11 +131,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Run => {
-            init_logs(cli.log_json);
             let config = match load(&cli.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            init_logs(&config.log.level, cli.log_json || config.log.json);
             let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
@@ -140,24 +143,77 @@ fn main() -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            rt.block_on(async move {
-                let running = match amiproxy::server::start(config).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!("amiproxy: {e}");
-                        return ExitCode::from(1);
-                    }
-                };
-                for a in &running.listeners {
-                    // Tests and scripts read this line to learn ports bound as :0.
-                    println!("listening on {a}");
-                }
-                let _ = tokio::signal::ctrl_c().await;
-                tracing::info!("shutting down");
-                ExitCode::SUCCESS
-            })
+            rt.block_on(run(cli.config, config))
         }
     }
+}
+
+/// Runs until SIGTERM or SIGINT; SIGHUP (or a changed file, with `watch_config`) reloads.
+async fn run(path: PathBuf, config: Config) -> ExitCode {
+    let watch = config.proxy.watch_config;
+    let running = match amiproxy::server::start(config).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("amiproxy: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for a in running.listener_addrs() {
+        // Tests and scripts read these lines to learn ports bound as :0.
+        println!("listening on {a}");
+    }
+    if let Some(a) = running.metrics_addr {
+        println!("metrics on {a}");
+    }
+    let (mut hup, mut term) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
+        (Ok(h), Ok(t)) => (h, t),
+        _ => {
+            eprintln!("amiproxy: cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+    };
+    let mut last_modified = modified(&path);
+    let mut poll = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let reload = tokio::select! {
+            _ = hup.recv() => true,
+            _ = poll.tick(), if watch => {
+                let m = modified(&path);
+                let changed = m != last_modified;
+                last_modified = m;
+                changed
+            }
+            _ = term.recv() => false,
+            _ = tokio::signal::ctrl_c() => false,
+        };
+        if !reload {
+            break;
+        }
+        match Config::load(&path) {
+            Ok(new) => {
+                if let Err(e) = running.reload(new).await {
+                    tracing::error!(error = %e, "reload failed; the running configuration is kept");
+                }
+            }
+            Err(problems) => {
+                for p in &problems {
+                    tracing::error!(key = %p.key, reason = %p.reason, "invalid configuration");
+                }
+                tracing::error!(
+                    count = problems.len(),
+                    "reload refused; the running configuration is kept"
+                );
+            }
+        }
+    }
+    let deadline = running.core.config().proxy.shutdown_timeout;
+    tracing::info!(?deadline, "shutting down");
+    running.shutdown(deadline).await;
+    ExitCode::SUCCESS
+}
+
+fn modified(path: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 fn write_private(path: &std::path::Path, pem: &str) -> std::io::Result<()> {

@@ -270,6 +270,14 @@ const TABLE: &[(&str, &[&str])] = &[
     ("message", &["messagesend"]),
 ];
 
+/// Whether the action is one the proxy knows (used to bound metric labels).
+pub fn is_known(action: &str) -> bool {
+    TABLE
+        .iter()
+        .any(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(action)))
+        || ["filter"].iter().any(|n| n.eq_ignore_ascii_case(action))
+}
+
 /// The write classes of an action. Unknown actions need `system`: the proxy cannot know
 /// what they do, so only trusted users may pass them on.
 pub fn action_needs(action: &str) -> Need {

@@ -118,6 +118,8 @@ impl Owners {
 #[derive(Debug)]
 pub struct Router {
     names: Vec<String>,
+    /// The stable id of each upstream (what [`Owners`] records), by position.
+    ids: Vec<usize>,
     channel_prefixes: Vec<(String, usize)>,
     queue_prefixes: Vec<(String, usize)>,
     fanout: Vec<String>,
@@ -125,7 +127,8 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(cfg: &Config) -> Router {
+    /// `ids` are the upstream links' stable ids, in configuration order.
+    pub fn new(cfg: &Config, ids: &[usize]) -> Router {
         let names: Vec<String> = cfg.upstreams.iter().map(|u| u.name.clone()).collect();
         let mut channel_prefixes = Vec::new();
         let mut queue_prefixes = Vec::new();
@@ -146,6 +149,7 @@ impl Router {
             .unwrap_or(0);
         Router {
             names,
+            ids: ids.to_vec(),
             channel_prefixes,
             queue_prefixes,
             fanout,
@@ -181,8 +185,8 @@ impl Router {
             if is_hangup && *h == "Channel" && v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
                 return Route::All;
             }
-            if let Some(i) = owners.get(v) {
-                return Route::One(i);
+            if let Some(pos) = owners.get(v).and_then(|id| self.ids.iter().position(|x| *x == id)) {
+                return Route::One(pos);
             }
             if let Some((_, i)) = self.channel_prefixes.iter().find(|(p, _)| v.starts_with(p.as_str())) {
                 return Route::One(*i);
@@ -228,7 +232,7 @@ default_upstream = "pbx2"
             Path::new("."),
         )
         .unwrap();
-        Router::new(&cfg)
+        Router::new(&cfg, &[10, 20])
     }
 
     fn action(headers: &[(&str, &str)]) -> Message {
@@ -242,8 +246,8 @@ default_upstream = "pbx2"
     fn rules_in_order() {
         let r = router();
         let owners = Owners::default();
-        owners.insert("Local/1@x-0001;1", 0);
-        owners.insert("pbx1-123.4", 0);
+        owners.insert("Local/1@x-0001;1", 10);
+        owners.insert("pbx1-123.4", 10);
         let m = action(&[("Action", "Hangup"), ("Channel", "Local/1@x-0001;1")]);
         assert_eq!(r.route(&m, "Hangup", None, &owners), Route::One(0));
         assert_eq!(r.route(&m, "Hangup", Some("pbx2"), &owners), Route::One(1));

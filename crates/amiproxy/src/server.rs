@@ -1,44 +1,80 @@
-//! Start-up: the shared core, one task per upstream link, and the listeners.
+//! Start-up, reload and shutdown: the shared core, one task per upstream link, the
+//! listeners, and the metrics/health endpoint.
 
-use crate::config::Config;
-use crate::core::Core;
+use crate::config::{Config, ListenerConfig};
+use crate::core::{Core, Phase};
 use crate::error::ProxyError;
 use crate::session;
-use crate::upstream::{self, Io};
+use crate::upstream::{self, Io, Upstream};
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 /// How long a TLS client may take to finish its handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+struct ListenerHandle {
+    config: ListenerConfig,
+    addr: SocketAddr,
+    stop: CancellationToken,
+}
+
 /// A running proxy.
 pub struct Running {
     pub core: Arc<Core>,
-    /// The bound address of each listener, in config order (useful when a port was 0).
-    pub listeners: Vec<SocketAddr>,
+    listeners: Mutex<Vec<ListenerHandle>>,
+    /// Where the metrics and health endpoint listens, if configured.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// A listener bound but not yet accepting.
+struct Bound {
+    config: ListenerConfig,
+    listener: TcpListener,
+    acceptor: Option<TlsAcceptor>,
+}
+
+async fn bind(l: &ListenerConfig) -> Result<Bound, ProxyError> {
+    let acceptor = match &l.tls {
+        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(l.address).await.map_err(|source| ProxyError::Bind {
+        addr: l.address,
+        source,
+    })?;
+    Ok(Bound {
+        config: l.clone(),
+        listener,
+        acceptor,
+    })
 }
 
 /// Binds every listener and starts every upstream link; returns once all are bound.
 pub async fn start(config: Config) -> Result<Running, ProxyError> {
     let mut bound = Vec::new();
     for l in &config.listeners {
-        let acceptor = match &l.tls {
-            Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
-            None => None,
-        };
-        let listener = TcpListener::bind(l.address).await.map_err(|source| ProxyError::Bind {
-            addr: l.address,
-            source,
-        })?;
-        bound.push((listener, acceptor));
+        bound.push(bind(l).await?);
     }
+    let metrics_listener = match config.metrics.address {
+        Some(addr) => {
+            crate::metrics::Metrics::install();
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ProxyError::Bind { addr, source })?,
+            )
+        }
+        None => None,
+    };
     let core = Core::new(config);
-    for i in 0..core.upstreams.len() {
-        tokio::spawn(upstream::run(core.clone(), i));
+    for up in core.state().upstreams.iter() {
+        tokio::spawn(upstream::run(core.clone(), up.clone()));
     }
     {
         // Keyed limiter state (failed logins per address) is pruned so it stays small.
@@ -51,26 +87,189 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
             }
         });
     }
-    let mut addrs = Vec::new();
-    for (listener, acceptor) in bound {
-        let addr = listener.local_addr()?;
-        info!(%addr, tls = acceptor.is_some(), "listening");
-        addrs.push(addr);
-        tokio::spawn(accept_loop(core.clone(), listener, acceptor));
+    let metrics_addr = match metrics_listener {
+        Some(l) => {
+            let addr = l.local_addr()?;
+            info!(%addr, "metrics and health endpoint listening");
+            tokio::spawn(crate::http::serve(core.clone(), l));
+            Some(addr)
+        }
+        None => None,
+    };
+    let running = Running {
+        core,
+        listeners: Mutex::new(Vec::new()),
+        metrics_addr,
+    };
+    for b in bound {
+        running.accept(b)?;
     }
-    Ok(Running { core, listeners: addrs })
+    Ok(running)
 }
 
-async fn accept_loop(core: Arc<Core>, listener: TcpListener, tls: Option<TlsAcceptor>) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
+impl Running {
+    fn accept(&self, b: Bound) -> Result<(), ProxyError> {
+        let addr = b.listener.local_addr()?;
+        info!(%addr, tls = b.acceptor.is_some(), "listening");
+        let stop = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            self.core.clone(),
+            b.listener,
+            b.acceptor,
+            stop.clone(),
+            Arc::from(addr.to_string()),
+        ));
+        self.lock().push(ListenerHandle {
+            config: b.config,
+            addr,
+            stop,
+        });
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ListenerHandle>> {
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The bound address of each listener, in the order they were started.
+    pub fn listener_addrs(&self) -> Vec<SocketAddr> {
+        self.lock().iter().map(|l| l.addr).collect()
+    }
+
+    /// Applies a new, already checked configuration without dropping clients: users,
+    /// secrets, policies and routes at once; new listeners bound, removed ones closed (their
+    /// clients stay); added upstreams connected, removed ones disconnected with a status event.
+    /// On a bind error nothing changes.
+    pub async fn reload(&self, new: Config) -> Result<(), ProxyError> {
+        let old = self.core.config();
+        for (what, changed) in [
+            (
+                "proxy.server_header",
+                old.proxy.server_header != new.proxy.server_header,
+            ),
+            ("proxy.auth_limit", old.proxy.auth_limit != new.proxy.auth_limit),
+            ("proxy.event_buffer", old.proxy.event_buffer != new.proxy.event_buffer),
+            ("metrics.address", old.metrics.address != new.metrics.address),
+            (
+                "limits.max_connections",
+                old.limits.max_connections != new.limits.max_connections,
+            ),
+        ] {
+            if changed {
+                warn!(
+                    key = what,
+                    "this setting changes only at restart; keeping the running value"
+                );
             }
+        }
+        // Listeners: bind what is new before changing anything.
+        let keep: Vec<bool> = {
+            let current = self.lock();
+            current.iter().map(|h| new.listeners.contains(&h.config)).collect()
+        };
+        let mut fresh = Vec::new();
+        for l in &new.listeners {
+            let exists = self.lock().iter().any(|h| h.config == *l);
+            if !exists {
+                fresh.push(bind(l).await?);
+            }
+        }
+        // Upstreams: keep the links whose configuration is unchanged.
+        let st = self.core.state();
+        let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
+        let mut started = Vec::new();
+        for u in &new.upstreams {
+            match st.upstreams.iter().find(|o| o.config == *u) {
+                Some(o) => upstreams.push(o.clone()),
+                None => {
+                    let up = self.core.new_upstream(u.clone());
+                    started.push(up.clone());
+                    upstreams.push(up);
+                }
+            }
+        }
+        let removed: Vec<Arc<Upstream>> = st
+            .upstreams
+            .iter()
+            .filter(|o| !upstreams.iter().any(|u| Arc::ptr_eq(u, o)))
+            .cloned()
+            .collect();
+        drop(st);
+        self.core.install(new, upstreams);
+        for up in removed {
+            info!(server = up.name(), "upstream removed by reload");
+            up.stop.cancel();
+        }
+        for up in started {
+            info!(server = up.name(), "upstream added by reload");
+            tokio::spawn(upstream::run(self.core.clone(), up));
+        }
+        {
+            let mut current = self.lock();
+            let mut i = 0;
+            current.retain(|h| {
+                let k = keep[i];
+                i += 1;
+                if !k {
+                    info!(addr = %h.addr, "listener closed by reload");
+                    h.stop.cancel();
+                }
+                k
+            });
+        }
+        for b in fresh {
+            self.accept(b)?;
+        }
+        info!("configuration reloaded");
+        Ok(())
+    }
+
+    /// Graceful shutdown: stop accepting; let answers in flight arrive (half the deadline at
+    /// most), fail the rest; send every client `Event: Shutdown`; close; all within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        let start = Instant::now();
+        for l in self.lock().iter() {
+            l.stop.cancel();
+        }
+        self.core.set_phase(Phase::Draining);
+        let drain_until = start + deadline / 2;
+        while Instant::now() < drain_until && self.core.state().upstreams.iter().any(|u| u.in_flight() > 0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for up in self.core.state().upstreams.iter() {
+            up.fail_all("Proxy is shutting down");
+        }
+        self.core.set_phase(Phase::Closing);
+        while start.elapsed() < deadline && self.core.sessions.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.core.sessions.load(Ordering::Acquire);
+        if left > 0 {
+            warn!(sessions = left, "shutdown deadline reached with sessions still open");
+        }
+        info!(elapsed_ms = start.elapsed().as_millis() as u64, "shut down");
+    }
+}
+
+async fn accept_loop(
+    core: Arc<Core>,
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    stop: CancellationToken,
+    label: Arc<str>,
+) {
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = stop.cancelled() => return,
         };
         // The proxy's own cap on client connections, if configured.
         let Some(conn_slot) = core.limits.connection_slot() else {
@@ -87,7 +286,9 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener, tls: Option<TlsAcce
         let _ = tcp.set_nodelay(true);
         let core = core.clone();
         let tls = tls.clone();
+        let label = label.clone();
         tokio::spawn(async move {
+            let _count = core.session_started();
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
                 Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -102,7 +303,7 @@ async fn accept_loop(core: Arc<Core>, listener: TcpListener, tls: Option<TlsAcce
                     }
                 },
             };
-            session::serve(core, io, peer, permit).await;
+            session::serve(core.clone(), io, peer, permit, label).await;
             drop(conn_slot);
         });
     }

@@ -7,7 +7,7 @@
 use crate::auth;
 use crate::client_tx::ClientTx;
 use crate::config::{SlowClient, UserConfig};
-use crate::core::Core;
+use crate::core::{Core, Phase};
 use crate::filter::{EventFilter, FilterSet};
 use crate::hub::{self, Event};
 use crate::limits::UserSlot;
@@ -55,6 +55,10 @@ struct Session<W> {
     challenge: Option<String>,
     /// The user's configured event filters plus those this session added with `Filter`.
     filters: FilterSet,
+    /// The filters this session added, kept to rebuild `filters` when the config reloads.
+    session_filters: Vec<EventFilter>,
+    events_out: metrics::Counter,
+    dropped_policy: metrics::Counter,
     /// This connection's own action rate, when one is configured.
     limiter: Option<DefaultDirectRateLimiter>,
     /// Held while logged in: counts toward the user's `max_connections`.
@@ -63,19 +67,27 @@ struct Session<W> {
     hidden_items: HashMap<Option<String>, u64>,
 }
 
-/// Serves one accepted connection to its end.
-/// `permit` is the connection's unauthenticated slot (Asterisk's authlimit), released at login.
-pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+/// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
+/// slot (Asterisk's authlimit), released at login; `listener` labels its metrics.
+pub async fn serve(
+    core: Arc<Core>,
+    io: Box<dyn Io>,
+    peer: SocketAddr,
+    permit: OwnedSemaphorePermit,
+    listener: Arc<str>,
+) {
     let span = tracing::info_span!("client", %peer, user = tracing::field::Empty);
     async move {
+        let config = core.config();
         let (rd, wr) = tokio::io::split(io);
         let limits = Limits {
-            max_line: core.config.proxy.max_line,
-            max_lines: core.config.proxy.max_lines,
-            max_message: core.config.proxy.max_line * (core.config.proxy.max_lines + 1),
+            max_line: config.proxy.max_line,
+            max_lines: config.proxy.max_lines,
+            max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
         };
         let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
         let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE);
+        let mut phase = core.phase();
         let mut s = Session {
             core: core.clone(),
             peer,
@@ -85,18 +97,26 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
             mask: Classes::ALL,
             challenge: None,
             filters: FilterSet::default(),
+            session_filters: Vec::new(),
             limiter: core.limits.connection_limiter(),
             slot: None,
             hidden_items: HashMap::new(),
+            events_out: crate::metrics::events_out(),
+            dropped_policy: crate::metrics::events_dropped("policy"),
         };
         let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, core.banner_version());
         if s.out.write_all(banner.as_bytes()).await.is_err() || s.out.flush().await.is_err() {
             return;
         }
         // Unauthenticated: only Login, Challenge and Logoff, within the auth timeout.
-        let deadline = tokio::time::Instant::now() + core.config.proxy.auth_timeout;
+        let deadline = tokio::time::Instant::now() + config.proxy.auth_timeout;
+        drop(config);
         loop {
-            let frame = match tokio::time::timeout_at(deadline, frames.next()).await {
+            let frame = tokio::select! {
+                f = tokio::time::timeout_at(deadline, frames.next()) => f,
+                _ = phase.wait_for(|p| *p != Phase::Running) => return,
+            };
+            let frame = match frame {
                 Err(_) => {
                     info!("closing: no login within the auth timeout");
                     return;
@@ -114,7 +134,11 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
         let Some(user) = s.user.clone() else { return };
         tracing::Span::current().record("user", user.name.as_str());
         info!("logged in");
+        let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
         let mut events = core.hub.subscribe();
+        let mut generation = core.generation();
+        generation.mark_unchanged();
+        let mut reading = true;
         let _ = s.out.flush().await;
         loop {
             let res = tokio::select! {
@@ -122,6 +146,22 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
                 _ = overflow.wait() => {
                     warn!("closing: client does not read its responses");
                     Err(End::Closed)
+                }
+                Ok(()) = phase.changed() => {
+                    let p = *phase.borrow_and_update();
+                    match p {
+                        Phase::Running => Ok(()),
+                        // Shutting down: no new actions; answers still coming are delivered.
+                        Phase::Draining => {
+                            reading = false;
+                            Ok(())
+                        }
+                        Phase::Closing => s.close_for_shutdown(&mut rx).await,
+                    }
+                }
+                Ok(()) = generation.changed() => {
+                    generation.mark_unchanged();
+                    s.reload_user()
                 }
                 Some(m) = rx.recv() => {
                     let mut r = s.answer(m).await;
@@ -133,7 +173,7 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
                     }
                     r
                 }
-                frame = frames.next() => match frame {
+                frame = frames.next(), if reading => match frame {
                     Some(Ok(f)) => s.logged_in(f).await,
                     Some(Err(e)) => {
                         debug!(error = %e, "read error");
@@ -154,6 +194,45 @@ pub async fn serve(core: Arc<Core>, io: Box<dyn Io>, peer: SocketAddr, permit: O
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
+    /// After a reload: the user's new classes and policy apply at once; a removed user's
+    /// session ends.
+    fn reload_user(&mut self) -> Result<(), End> {
+        let Some(old) = &self.user else { return Ok(()) };
+        let config = self.core.config();
+        let Some(new) = config.user(&old.name) else {
+            info!(user = %old.name, "closing: the user was removed from the configuration");
+            return Err(End::Closed);
+        };
+        let mut filters = new.policy.filters.clone();
+        for f in &self.session_filters {
+            filters.add(f.clone());
+        }
+        self.filters = filters;
+        self.user = Some(Arc::new(new.clone()));
+        Ok(())
+    }
+
+    /// Shutdown: deliver what is queued, then `Event: Shutdown` as Asterisk sends it, then close.
+    async fn close_for_shutdown(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Message>) -> Result<(), End> {
+        while let Ok(m) = rx.try_recv() {
+            self.answer(m).await?;
+        }
+        let ev = MessageBuilder::event("Shutdown")
+            .header("Privilege", "system,all")
+            .header("Shutdown", "Cleanly")
+            .header("Restart", "False")
+            .build();
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| u.read.contains(Classes::parse_lenient("system")))
+        {
+            self.send(&ev).await?;
+        }
+        let _ = self.out.flush().await;
+        Err(End::Closed)
+    }
+
     /// Writes an answer from an upstream: list items outside the user's scope are hidden,
     /// and the list's `ListItems` counts only what the client saw.
     async fn answer(&mut self, m: Message) -> Result<(), End> {
@@ -242,7 +321,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let username = m.get("Username").unwrap_or("");
         let ip = self.peer.ip();
         let banned = self.core.limits.is_banned(ip);
-        let user = self.core.config.user(username).cloned();
+        let user = self.core.config().user(username).cloned();
         let mut reason = "bad secret";
         let ok = match &user {
             _ if banned => {
@@ -423,6 +502,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         };
         match parsed {
             Ok(f) => {
+                self.session_filters.push(f.clone());
                 self.filters.add(f);
                 self.send(&MessageBuilder::success(aid, "Success")).await
             }
@@ -444,9 +524,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let core = self.core.clone();
         let header = core.server_header();
         let server = m.get(header).map(str::to_owned);
-        let route = core.router.route(&m, action, server.as_deref(), &core.owners);
+        let st = core.state();
+        let route = st.router.route(&m, action, server.as_deref(), &core.owners);
         let out = if server.is_some() { m.without_header(header) } else { m };
-        let timeout = core.config.proxy.action_timeout;
+        let timeout = st.config.proxy.action_timeout;
         let peer = self.peer;
         let audit =
             |server: &str, outcome: &str, reason: &str| audit(&user.name, peer, action, server, outcome, reason);
@@ -455,12 +536,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 audit("", "refused", &text);
                 self.error(aid, &text).await
             }
-            Route::One(i) if !user.policy.server_allowed(core.upstreams[i].name()) => {
-                audit(core.upstreams[i].name(), "refused", "server outside the user's scope");
+            Route::One(i) if !user.policy.server_allowed(st.upstreams[i].name()) => {
+                audit(st.upstreams[i].name(), "refused", "server outside the user's scope");
                 self.error(aid, "Permission denied").await
             }
             Route::One(i) => {
-                let up = &core.upstreams[i];
+                let up = &st.upstreams[i];
                 let down = format!("Upstream server {} is not connected", up.name());
                 if !up.is_connected() {
                     audit(up.name(), "refused", "upstream down");
@@ -476,6 +557,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     client_aid: aid.map(str::to_owned),
                     in_list: false,
                     deadline: Instant::now() + timeout,
+                    sent: Instant::now(),
                 };
                 match up.send(uaid, bytes, waiter) {
                     Ok(()) => {
@@ -490,7 +572,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 }
             }
             Route::All => {
-                let ups: Vec<_> = core
+                let ups: Vec<_> = st
                     .upstreams
                     .iter()
                     .filter(|u| u.is_connected() && user.policy.server_allowed(u.name()))
@@ -530,24 +612,39 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Err(broadcast::error::RecvError::Lagged(n)) => return self.lagged(n).await,
             Err(broadcast::error::RecvError::Closed) => return Err(End::Closed),
         };
-        for _ in 0..EVENT_BATCH {
+        crate::metrics::queue_depth(events.len());
+        let (mut sent, mut skipped) = (0u64, 0u64);
+        let mut result = Ok(());
+        for i in 0..=EVENT_BATCH {
             if self.wants(&ev) {
-                self.send(&ev.msg).await?;
+                if let Err(e) = self.send(&ev.msg).await {
+                    result = Err(e);
+                    break;
+                }
+                sent += 1;
+            } else {
+                skipped += 1;
+            }
+            if i == EVENT_BATCH {
+                break;
             }
             ev = match events.try_recv() {
                 Ok(ev) => ev,
-                Err(broadcast::error::TryRecvError::Lagged(n)) => return self.lagged(n).await,
-                Err(_) => return Ok(()),
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    result = self.lagged(n).await;
+                    break;
+                }
+                Err(_) => break,
             };
         }
-        if self.wants(&ev) {
-            self.send(&ev.msg).await?;
-        }
-        Ok(())
+        self.events_out.increment(sent);
+        self.dropped_policy.increment(skipped);
+        result
     }
 
     async fn lagged(&mut self, n: u64) -> Result<(), End> {
-        match self.core.config.proxy.slow_client {
+        crate::metrics::events_dropped("lag").increment(n);
+        match self.core.config().proxy.slow_client {
             SlowClient::DropOldest => {
                 debug!(dropped = n, "client fell behind; oldest events dropped");
                 self.send(&hub::events_dropped(n)).await
@@ -573,6 +670,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 /// it can be routed to a file. Never any header values beyond the action name.
 fn audit(user: &str, peer: SocketAddr, action: &str, server: &str, outcome: &str, reason: &str) {
     info!(target: "amiproxy::audit", user, %peer, action, server, outcome, reason);
+    if action == "Login" {
+        crate::metrics::login(outcome);
+    } else {
+        crate::metrics::action(action, server, outcome);
+    }
 }
 
 /// Asterisk's reading of an `Events`/`EventMask` value: on, off, or a class list (a list

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 /// Actions queued for one upstream's socket before it counts as stalled.
@@ -39,6 +40,8 @@ pub enum Waiter {
         client_aid: Option<String>,
         in_list: bool,
         deadline: Instant,
+        /// When the action went upstream, for the latency histogram.
+        sent: Instant,
     },
     /// One part of a list fanned out to several upstreams.
     Merge {
@@ -100,8 +103,12 @@ struct Link {
 }
 
 pub struct Upstream {
-    pub idx: usize,
+    /// Stable for the life of the link (positions change on reload; ids do not).
+    pub id: usize,
     pub config: UpstreamConfig,
+    /// Cancelled when a reload removes (or replaces) this upstream.
+    pub stop: CancellationToken,
+    events_in: metrics::Counter,
     link: Mutex<Link>,
     connected: AtomicBool,
     version: Mutex<Option<String>>,
@@ -110,9 +117,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(idx: usize, config: UpstreamConfig) -> Upstream {
+    pub fn new(id: usize, config: UpstreamConfig) -> Upstream {
         Upstream {
-            idx,
+            id,
+            stop: CancellationToken::new(),
+            events_in: crate::metrics::events_in(&config.name),
             config,
             link: Mutex::new(Link::default()),
             connected: AtomicBool::new(false),
@@ -193,8 +202,10 @@ impl Upstream {
                 tx,
                 client_aid,
                 in_list,
+                sent,
                 ..
             } => {
+                crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
                 tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
                 *in_list = is_list;
                 is_list
@@ -218,7 +229,7 @@ impl Upstream {
             }
         };
         if keep {
-            waiter.extend(core.config.proxy.action_timeout);
+            waiter.extend(core.config().proxy.action_timeout);
         } else {
             link.pending.remove(&aid);
         }
@@ -230,7 +241,7 @@ impl Upstream {
             let mut link = self.link();
             if let Some(waiter) = link.pending.get_mut(aid).filter(|w| w.in_list()) {
                 if name.eq_ignore_ascii_case("CoreShowChannel") {
-                    core.owners.learn(self.idx, name, &msg);
+                    core.owners.learn(self.id, name, &msg);
                 }
                 let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
                 let header = core.server_header();
@@ -258,18 +269,32 @@ impl Upstream {
                 if done {
                     link.pending.remove(&aid);
                 } else {
-                    waiter.extend(core.config.proxy.action_timeout);
+                    waiter.extend(core.config().proxy.action_timeout);
                 }
                 return;
             }
         }
-        core.owners.learn(self.idx, name, &msg);
+        self.events_in.increment(1);
+        core.owners.learn(self.id, name, &msg);
         let msg = if msg.action_id().is_some() {
             core.restore_broadcast_aid(name, msg.clone())
         } else {
             msg.clone()
         };
         core.hub.publish(msg.with_appended(core.server_header(), self.name()));
+    }
+
+    /// Actions sent and not yet fully answered.
+    pub fn in_flight(&self) -> usize {
+        self.link().pending.len()
+    }
+
+    /// Answers everything in flight with an error (shutdown), keeping the link.
+    pub fn fail_all(&self, message: &str) {
+        let pending = std::mem::take(&mut self.link().pending);
+        for (_, w) in pending {
+            w.fail(message);
+        }
     }
 
     /// Fails everything in flight (the upstream is gone) and stops taking actions.
@@ -284,7 +309,7 @@ impl Upstream {
         for (_, w) in pending {
             w.fail(&msg);
         }
-        core.owners.forget_upstream(self.idx);
+        core.owners.forget_upstream(self.id);
     }
 
     /// Answers actions whose upstream did not reply in time.
@@ -310,9 +335,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Runs one upstream link forever.
-pub async fn run(core: Arc<Core>, idx: usize) {
-    let up = core.upstreams[idx].clone();
+/// Runs one upstream link until a reload removes it.
+pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
     let span = tracing::info_span!("upstream", server = %up.name());
     async move {
         let address = match resolve_target(&up).await {
@@ -327,13 +351,20 @@ pub async fn run(core: Arc<Core>, idx: usize) {
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_millis(200));
             loop {
-                t.tick().await;
-                sweeper_up.expire(Instant::now());
+                tokio::select! {
+                    _ = t.tick() => sweeper_up.expire(Instant::now()),
+                    _ = sweeper_up.stop.cancelled() => return,
+                }
             }
         });
+        crate::metrics::upstream_up(up.name(), false);
         let mut failures: u32 = 0;
         loop {
-            match session(&core, &up, &address).await {
+            let result = tokio::select! {
+                r = session(&core, &up, &address) => r,
+                _ = up.stop.cancelled() => break,
+            };
+            match result {
                 Ok(()) => failures = 0,
                 Err(e) => {
                     if failures == 0 {
@@ -346,8 +377,29 @@ pub async fn run(core: Arc<Core>, idx: usize) {
             failures = failures.saturating_add(1);
             let delay = backoff(up.config.reconnect_min, up.config.reconnect_max, failures);
             debug!(?delay, "reconnecting after backoff");
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = up.stop.cancelled() => break,
+            }
         }
+        // Removed by a reload: answer what is in flight, tell the clients, stop the sim.
+        let was_up = up.is_connected();
+        up.disconnected(&core, "removed from the configuration");
+        crate::metrics::upstream_up(up.name(), false);
+        if was_up {
+            let ev = hub::upstream_status(
+                core.server_header(),
+                up.name(),
+                "Disconnected",
+                Some("removed from the configuration"),
+            );
+            core.hub.publish(ev);
+        }
+        let sim = lock(&up.sim).take();
+        if let Some(sim) = sim {
+            sim.stop_listener().await;
+        }
+        info!("upstream removed");
     }
     .instrument(span)
     .await
@@ -489,13 +541,15 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
     }
     *lock(&up.version) = Some(version.clone());
     up.reconnects.fetch_add(1, Ordering::Relaxed);
+    crate::metrics::upstream_connects(up.name());
+    crate::metrics::upstream_up(up.name(), true);
     info!(%address, %version, "upstream connected");
     core.hub
         .publish(hub::upstream_status(core.server_header(), up.name(), "Connected", None));
     {
         let (core, up) = (core.clone(), up.clone());
         tokio::spawn(async move {
-            let timeout = core.config.proxy.action_timeout;
+            let timeout = core.config().proxy.action_timeout;
             if up
                 .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
                 .await
@@ -510,6 +564,7 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
     writer.abort();
     warn!(%reason, "upstream disconnected");
     up.disconnected(core, &reason);
+    crate::metrics::upstream_up(up.name(), false);
     core.hub.publish(hub::upstream_status(
         core.server_header(),
         up.name(),

@@ -38,6 +38,8 @@ pub struct Proxy {
     child: Child,
     pub addrs: Vec<SocketAddr>,
     pub dir: PathBuf,
+    /// The metrics/health address, when the config has `[metrics]`.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Drop for Proxy {
@@ -51,6 +53,34 @@ impl Drop for Proxy {
 impl Proxy {
     pub fn addr(&self) -> SocketAddr {
         self.addrs[0]
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("proxy.toml")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`) to the proxy process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; None if it is still running after `d`.
+    pub fn wait_exit(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
+        let end = std::time::Instant::now() + d;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > end {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// What the proxy logged so far (when started with `log_to_file`).
@@ -111,7 +141,7 @@ pub fn start_proxy_env(config: &str, env: &[(&str, &str)], log_to_file: bool) ->
     };
     let n_listeners = config.matches("[[listener]]").count();
     let path = dir.join("proxy.toml");
-    std::fs::write(&path, config).unwrap();
+    std::fs::write(&path, &config).unwrap();
     let stderr = if log_to_file {
         Stdio::from(std::fs::File::create(dir.join("proxy.log")).unwrap())
     } else {
@@ -130,15 +160,27 @@ pub fn start_proxy_env(config: &str, env: &[(&str, &str)], log_to_file: bool) ->
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send(a.parse::<SocketAddr>().unwrap());
+                let _ = tx.send((false, a.parse::<SocketAddr>().unwrap()));
+            } else if let Some(a) = line.strip_prefix("metrics on ") {
+                let _ = tx.send((true, a.parse::<SocketAddr>().unwrap()));
             }
         }
     });
     let mut addrs = Vec::new();
-    for _ in 0..n_listeners {
-        addrs.push(rx.recv_timeout(DEADLINE).expect("proxy prints its listening address"));
+    let mut metrics = None;
+    let want_metrics = config.contains("[metrics]");
+    while addrs.len() < n_listeners || (want_metrics && metrics.is_none()) {
+        match rx.recv_timeout(DEADLINE).expect("proxy prints its addresses") {
+            (false, a) => addrs.push(a),
+            (true, a) => metrics = Some(a),
+        }
     }
-    Proxy { child, addrs, dir }
+    Proxy {
+        child,
+        addrs,
+        dir,
+        metrics,
+    }
 }
 
 pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}

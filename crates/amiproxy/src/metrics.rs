@@ -1,0 +1,111 @@
+//! Prometheus metrics (the `metrics` facade with its Prometheus recorder) and their names.
+//!
+//! Hot paths (events in and out) use counter handles registered once, so a delivery costs an
+//! atomic add, not a registry lookup; per-session counts are added per batch.
+
+use metrics::{counter, gauge, histogram, Counter, Gauge};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::sync::OnceLock;
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets for upstream answers, in seconds (50 µs to 10 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+const DEPTH_BUCKETS: &[f64] = &[0.0, 1.0, 8.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0];
+
+/// The process-wide Prometheus recorder.
+pub struct Metrics;
+
+impl Metrics {
+    /// Installs the process-wide recorder (once; later calls reuse it).
+    pub fn install() -> Option<&'static PrometheusHandle> {
+        HANDLE
+            .get_or_init(|| {
+                PrometheusBuilder::new()
+                    .set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("amiproxy_upstream_response_seconds".into()),
+                        LATENCY_BUCKETS,
+                    )
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            metrics_exporter_prometheus::Matcher::Full("amiproxy_client_queue_depth".into()),
+                            DEPTH_BUCKETS,
+                        )
+                    })
+                    .ok()?
+                    .install_recorder()
+                    .ok()
+            })
+            .as_ref()
+    }
+
+    /// The exposition text, or None when no recorder could be installed.
+    pub fn render() -> Option<String> {
+        HANDLE.get().and_then(|h| h.as_ref()).map(|h| {
+            h.run_upkeep();
+            h.render()
+        })
+    }
+}
+
+/// Counts a connected client while alive.
+pub struct ClientGauge(Gauge);
+
+impl ClientGauge {
+    pub fn new(user: &str, listener: &str) -> ClientGauge {
+        let g = gauge!("amiproxy_clients_connected", "user" => user.to_owned(), "listener" => listener.to_owned());
+        g.increment(1.0);
+        ClientGauge(g)
+    }
+}
+
+impl Drop for ClientGauge {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+pub fn login(outcome: &str) {
+    counter!("amiproxy_logins_total", "outcome" => outcome.to_owned()).increment(1);
+}
+
+pub fn action(action: &str, server: &str, outcome: &str) {
+    let action = if crate::perms::is_known(action) {
+        action.to_ascii_lowercase()
+    } else {
+        "other".to_owned()
+    };
+    counter!("amiproxy_actions_total", "action" => action, "server" => server.to_owned(), "outcome" => outcome.to_owned())
+        .increment(1);
+}
+
+pub fn upstream_up(server: &str, up: bool) {
+    gauge!("amiproxy_upstream_up", "server" => server.to_owned()).set(if up { 1.0 } else { 0.0 });
+}
+
+pub fn upstream_connects(server: &str) {
+    counter!("amiproxy_upstream_connects_total", "server" => server.to_owned()).increment(1);
+}
+
+pub fn events_in(server: &str) -> Counter {
+    counter!("amiproxy_events_in_total", "server" => server.to_owned())
+}
+
+pub fn events_out() -> Counter {
+    counter!("amiproxy_events_out_total")
+}
+
+/// Events not delivered: `policy` (classes, mask, scope, filters) or `lag` (slow client).
+pub fn events_dropped(reason: &'static str) -> Counter {
+    counter!("amiproxy_events_dropped_total", "reason" => reason)
+}
+
+pub fn queue_depth(depth: usize) {
+    histogram!("amiproxy_client_queue_depth").record(depth as f64);
+}
+
+pub fn upstream_latency(server: &str, secs: f64) {
+    histogram!("amiproxy_upstream_response_seconds", "server" => server.to_owned()).record(secs);
+}

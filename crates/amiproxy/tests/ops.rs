@@ -1,0 +1,197 @@
+//! Operations through the binary: hot reload (kept clients, new policy at once, removed
+//! users and upstreams), a refused reload, graceful shutdown, metrics and health.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn config(sims: &[&ami_sim::SimHandle], app_write: &str, extra_users: &str) -> String {
+    format!(
+        "[metrics]\naddress = \"127.0.0.1:0\"\n\n{}{USERS}\n[[user]]\nname = \"app\"\nsecret = \"app-secret\"\nread = \"all\"\nwrite = \"{app_write}\"\n{extra_users}",
+        upstreams_toml(sims)
+    )
+}
+
+const GONE: &str = "\n[[user]]\nname = \"gone\"\nsecret = \"gone-secret\"\nread = \"all\"\nwrite = \"all\"\n";
+
+/// Rewrites the config file; the listener stays as it was (port 0), so it is kept.
+fn write_config(proxy: &Proxy, text: &str) {
+    std::fs::write(
+        proxy.config_path(),
+        format!("[[listener]]\naddress = \"127.0.0.1:0\"\n\n{text}"),
+    )
+    .unwrap();
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (
+        status,
+        out.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+async fn originate(c: &mut Client, aid: &str) -> String {
+    c.send(&format!(
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: {aid}\r\n\r\n"
+    ))
+    .await;
+    c.response(aid).await.get("Message").unwrap_or("").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_clients_and_applies_at_once() {
+    let s1 = sim("pbx1").await;
+    let s2 = sim("pbx2").await;
+    let proxy = start_proxy(&config(&[&s1], "", GONE));
+    let mut app = Client::login(proxy.addr(), "app", "app-secret").await;
+    let mut gone = Client::login(proxy.addr(), "gone", "gone-secret").await;
+    wait_upstream(&mut app, "pbx1").await;
+    assert_eq!(originate(&mut app, "before").await, "Permission denied");
+
+    // New policy for app, user `gone` removed, upstream pbx1 replaced by pbx2.
+    write_config(&proxy, &config(&[&s2], "originate", ""));
+    proxy.signal("HUP");
+    let ev = app
+        .until(|m| m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some("pbx1"))
+        .await;
+    assert_eq!(ev.get("Status"), Some("Disconnected"));
+    assert_eq!(ev.get("Reason"), Some("removed from the configuration"));
+    let ev = app
+        .until(|m| m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some("pbx2"))
+        .await;
+    assert_eq!(ev.get("Status"), Some("Connected"));
+    // Same connection, new rights.
+    let r = originate(&mut app, "after").await;
+    assert_eq!(r, "Originate successfully queued");
+    // The removed user's session ended.
+    assert!(gone.closed().await);
+    // pbx1 is no longer routable.
+    app.send("Action: Ping\r\nServer: pbx1\r\nActionID: p1\r\n\r\n").await;
+    assert_eq!(
+        app.response("p1").await.get("Message"),
+        Some("Unknown upstream server: pbx1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_reload_is_refused_and_the_old_config_kept() {
+    let s1 = sim("pbx1").await;
+    let mut proxy = start_proxy_env(&config(&[&s1], "", ""), &[("RUST_LOG", "info")], true);
+    let mut app = Client::login(proxy.addr(), "app", "app-secret").await;
+    wait_upstream(&mut app, "pbx1").await;
+    write_config(
+        &proxy,
+        "[[upstream]]\nname = \"bad name!\"\nkind = \"nope\"\n[proxy]\nslow_client = \"maybe\"\n",
+    );
+    proxy.signal("HUP");
+    eventually("the refusal in the log", || proxy.log().contains("reload refused")).await;
+    let log = proxy.log();
+    assert!(log.contains("upstream[0].kind"), "{log}");
+    assert!(log.contains("proxy.slow_client"), "{log}");
+    // Everything still works, the old way.
+    app.send("Action: Ping\r\nServer: pbx1\r\nActionID: p\r\n\r\n").await;
+    assert_eq!(app.response("p").await.get("Response"), Some("Success"));
+    assert_eq!(originate(&mut app, "o").await, "Permission denied");
+    let mut again = Client::login(proxy.addr(), "app", "app-secret").await;
+    again.send("Action: Ping\r\nActionID: q\r\n\r\n").await;
+    assert_eq!(again.response("q").await.get("Ping"), Some("Pong"));
+    assert!(proxy.wait_exit(Duration::from_millis(10)).is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_shutdown_and_exits_in_time() {
+    let s1 = sim("pbx1").await;
+    let mut proxy = start_proxy(&format!(
+        "[proxy]\nshutdown_timeout_secs = 3\n\n{}",
+        config(&[&s1], "", "")
+    ));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(proxy.addr(), "app", "app-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    // An action in flight on a stalled upstream is answered (with an error) before the end.
+    s1.set_stalled(true);
+    a.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: inflight\r\n\r\n")
+        .await;
+    let t = std::time::Instant::now();
+    proxy.signal("TERM");
+    let r = a.response("inflight").await;
+    assert_eq!(r.get("Message"), Some("Proxy is shutting down"));
+    for c in [&mut a, &mut b] {
+        let ev = c.event("Shutdown").await;
+        assert_eq!(
+            ev.as_bytes(),
+            b"Event: Shutdown\r\nPrivilege: system,all\r\nShutdown: Cleanly\r\nRestart: False\r\n\r\n"
+        );
+        assert!(c.closed().await);
+    }
+    let status = proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits");
+    assert!(status.success());
+    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    s1.set_stalled(false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health_after_real_traffic() {
+    let s1 = sim("pbx1").await;
+    let proxy = start_proxy(&config(&[&s1], "", ""));
+    let metrics = proxy.metrics.expect("metrics address");
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    let (code, body) = http_get(metrics, "/health").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("\"status\":\"ready\"") && body.contains("\"name\":\"pbx1\",\"connected\":true"),
+        "{body}"
+    );
+    a.send("Action: DBPut\r\nFamily: m\r\nKey: k\r\nVal: v\r\nActionID: put\r\n\r\n")
+        .await;
+    a.response("put").await;
+    let mut app = Client::login(proxy.addr(), "app", "app-secret").await;
+    assert_eq!(originate(&mut app, "denied").await, "Permission denied");
+    s1.set_firehose(Some(1000));
+    a.until(|m| m.get("SimSeq") == Some("50")).await;
+    s1.set_firehose(None);
+    let mut bad = Client::connect(proxy.addr()).await;
+    bad.send("Action: Login\r\nUsername: admin\r\nSecret: nope\r\nActionID: l\r\n\r\n")
+        .await;
+    bad.response("l").await;
+    let (code, text) = http_get(metrics, "/metrics").await;
+    assert_eq!(code, 200);
+    for want in [
+        "amiproxy_clients_connected{",
+        "amiproxy_logins_total{outcome=\"accepted\"}",
+        "amiproxy_logins_total{outcome=\"refused\"}",
+        "amiproxy_actions_total{action=\"dbput\",server=\"pbx1\",outcome=\"forwarded\"}",
+        "amiproxy_actions_total{action=\"originate\",server=\"\",outcome=\"refused\"}",
+        "amiproxy_upstream_up{server=\"pbx1\"} 1",
+        "amiproxy_upstream_connects_total{server=\"pbx1\"}",
+        "amiproxy_events_in_total{server=\"pbx1\"}",
+        "amiproxy_events_out_total",
+        "amiproxy_events_dropped_total{reason=\"policy\"}",
+        "amiproxy_client_queue_depth_bucket",
+        "amiproxy_upstream_response_seconds_bucket{server=\"pbx1\"",
+    ] {
+        assert!(text.contains(want), "missing {want} in:\n{text}");
+    }
+    let (code, _) = http_get(metrics, "/nope").await;
+    assert_eq!(code, 404);
+    // Not ready when no upstream is connected.
+    s1.stop_listener().await;
+    a.until(|m| m.get("Status") == Some("Disconnected")).await;
+    let (code, body) = http_get(metrics, "/health").await;
+    assert_eq!(code, 503, "{body}");
+}
