@@ -277,21 +277,16 @@ async fn accept_loop(
             drop(tcp);
             continue;
         };
-        // Asterisk's authlimit: too many connections that have not logged in yet.
-        let Ok(permit) = core.unauth.clone().try_acquire_owned() else {
-            warn!(%peer, "refusing connection: too many unauthenticated sessions");
-            drop(tcp);
-            continue;
-        };
         let _ = tcp.set_nodelay(true);
         let core = core.clone();
         let tls = tls.clone();
         let label = label.clone();
+        let handshake_timeout = TLS_HANDSHAKE_TIMEOUT.min(core.config().proxy.auth_timeout);
         tokio::spawn(async move {
             let _count = core.session_started();
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => Box::new(s),
                     Ok(Err(e)) => {
                         debug!(%peer, error = %e, "tls handshake failed");
@@ -302,6 +297,13 @@ async fn accept_loop(
                         return;
                     }
                 },
+            };
+            // Asterisk's authlimit: too many connections that have not logged in yet. Counted
+            // after the TLS handshake, as Asterisk does, so stalled handshakes cannot lock
+            // everyone out (they are bounded by the handshake timeout instead).
+            let Ok(permit) = core.unauth.clone().try_acquire_owned() else {
+                warn!(%peer, "refusing connection: too many unauthenticated sessions");
+                return;
             };
             session::serve(core.clone(), io, peer, permit, label).await;
             drop(conn_slot);

@@ -174,15 +174,16 @@ impl Upstream {
     }
 
     /// Handles one message from the upstream.
-    fn dispatch(&self, core: &Core, msg: Message) {
+    /// Handles one message from the upstream. Anything that is neither a response nor an
+    /// event means the stream can no longer be trusted (garbage, a desynchronised peer): the
+    /// link is dropped and made anew.
+    fn dispatch(&self, core: &Core, msg: Message) -> Result<(), String> {
         match msg.kind() {
             Kind::Response => self.on_response(core, msg),
             Kind::Event => self.on_event(core, msg),
-            _ => debug!(
-                server = self.name(),
-                "ignoring a message that is neither response nor event"
-            ),
+            _ => return Err("protocol error: a message that is neither a response nor an event".into()),
         }
+        Ok(())
     }
 
     fn on_response(&self, core: &Core, msg: Message) {
@@ -594,7 +595,11 @@ async fn serve(
             frame = frames.next() => {
                 last_seen = Instant::now();
                 match frame {
-                    Some(Ok(Decoded::Message(m))) => up.dispatch(core, m),
+                    Some(Ok(Decoded::Message(m))) => {
+                        if let Err(reason) = up.dispatch(core, m) {
+                            return reason;
+                        }
+                    }
                     Some(Ok(_)) => {}
                     Some(Err(e)) => return format!("read error: {e}"),
                     None => return "connection closed by upstream".into(),
