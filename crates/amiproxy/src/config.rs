@@ -92,6 +92,7 @@ struct RawProxy {
     max_lines: usize,
     shutdown_timeout_secs: f64,
     watch_config: bool,
+    dialect: String,
 }
 
 impl Default for RawProxy {
@@ -108,6 +109,7 @@ impl Default for RawProxy {
             max_lines: 128,
             shutdown_timeout_secs: 10.0,
             watch_config: false,
+            dialect: "auto".into(),
         }
     }
 }
@@ -266,6 +268,9 @@ pub enum SlowClient {
 
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
+    /// The Asterisk generation the proxy speaks to clients; None: the upstreams' own when
+    /// they all agree, else the newest.
+    pub dialect: Option<crate::dialect::Generation>,
     /// How long a graceful shutdown may take.
     pub shutdown_timeout: Duration,
     /// Reload when the config file changes (polled), as well as on SIGHUP.
@@ -487,7 +492,18 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             "must be between 0 and 3600".into(),
         );
     }
+    let dialect = match p.dialect.as_str() {
+        "auto" => None,
+        other => match other.parse() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                bad("proxy.dialect".into(), e);
+                None
+            }
+        },
+    };
     let proxy = ProxySettings {
+        dialect,
         shutdown_timeout: Duration::from_secs_f64(p.shutdown_timeout_secs.clamp(0.01, 3600.0)),
         watch_config: p.watch_config,
         banner_version: p.banner_version.clone(),

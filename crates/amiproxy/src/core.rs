@@ -1,6 +1,7 @@
 //! State shared by every session and upstream link.
 
 use crate::config::Config;
+use crate::dialect::Generation;
 use crate::hub::Hub;
 use crate::limits::Limits;
 use crate::router::{Owners, Router};
@@ -183,16 +184,30 @@ impl Core {
         }
     }
 
-    /// The banner version clients see: configured, else the first connected upstream's.
-    pub fn banner_version(&self) -> String {
+    /// The generation the proxy speaks to a client connecting now, and its banner version:
+    /// `proxy.dialect` if set; else the upstreams' own when all that have connected agree;
+    /// else the newest among them (Asterisk 22 before any has connected). `banner_version`
+    /// overrides the version only.
+    pub fn dialect(&self) -> (Generation, String) {
         let st = self.state.load();
-        if let Some(v) = &st.config.proxy.banner_version {
-            return v.clone();
-        }
-        st.upstreams
+        let known: Vec<(Generation, String)> = st
+            .upstreams
             .iter()
-            .find_map(|u| u.version())
-            .unwrap_or_else(|| "11.0.0".to_owned())
+            .filter_map(|u| u.version())
+            .map(|v| (Generation::from_ami_version(&v), v))
+            .collect();
+        let (generation, version) = match st.config.proxy.dialect {
+            Some(g) => {
+                let v = known.iter().find(|(kg, _)| *kg == g).map(|(_, v)| v.clone());
+                (g, v.unwrap_or_else(|| g.ami_version().to_owned()))
+            }
+            None => match known.iter().max_by_key(|(g, _)| *g) {
+                Some((g, v)) => (*g, v.clone()),
+                None => (Generation::Modern, Generation::Modern.ami_version().to_owned()),
+            },
+        };
+        let version = st.config.proxy.banner_version.clone().unwrap_or(version);
+        (generation, version)
     }
 }
 

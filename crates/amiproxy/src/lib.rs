@@ -10,6 +10,7 @@ pub mod auth;
 pub mod client_tx;
 pub mod config;
 pub mod core;
+pub mod dialect;
 pub mod error;
 pub mod filter;
 pub mod glob;

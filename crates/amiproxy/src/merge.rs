@@ -1,5 +1,7 @@
-//! One list answered by several upstreams, delivered as ONE list: one `EventList: start`,
-//! every item (tagged with its server), one `...Complete` whose `ListItems` is the sum.
+//! One list answered by several upstreams, delivered as ONE list: one start response, every
+//! item (tagged with its server), one `...Complete` whose `ListItems` (and `Items`) count all
+//! items. Upstreams of different generations frame lists differently (with or without
+//! `EventList`/`ListItems`); the merged list is framed as the client's generation expects.
 //!
 //! All sends happen under the merge's lock, so the start always precedes any item even
 //! though the upstream readers run concurrently.
@@ -12,9 +14,12 @@ use std::sync::{Arc, Mutex};
 struct State {
     tx: ClientTx,
     client_aid: Option<String>,
+    /// Frame with `EventList` and `ListItems` (Asterisk 13 and later).
+    framed: bool,
     waiting: usize,
     started: bool,
-    list_items: u64,
+    delivered: u64,
+    /// Sum of the parts' `Items:` (Status), when any part had one.
     items: Option<u64>,
     complete: Option<Message>,
     first_error: Option<Message>,
@@ -25,13 +30,14 @@ struct State {
 pub struct Merge(Arc<Mutex<State>>);
 
 impl Merge {
-    pub fn new(tx: ClientTx, client_aid: Option<String>, upstreams: usize) -> Merge {
+    pub fn new(tx: ClientTx, client_aid: Option<String>, upstreams: usize, framed: bool) -> Merge {
         Merge(Arc::new(Mutex::new(State {
             tx,
             client_aid,
+            framed,
             waiting: upstreams,
             started: false,
-            list_items: 0,
+            delivered: 0,
             items: None,
             complete: None,
             first_error: None,
@@ -50,7 +56,12 @@ impl Merge {
         if is_list {
             if !s.started {
                 s.started = true;
-                let _ = s.tx.try_send(msg);
+                let msg = if s.framed && msg.get("EventList").is_none() {
+                    msg.with_header("EventList", "start")
+                } else {
+                    msg
+                };
+                s.tx.try_send(msg);
             }
             return true;
         }
@@ -62,18 +73,18 @@ impl Merge {
     }
 
     pub fn item(&self, msg: Message) {
-        let s = self.lock();
+        let mut s = self.lock();
         if !s.done {
-            let _ = s.tx.try_send(msg);
+            s.delivered += 1;
+            s.tx.try_send(msg);
         }
     }
 
     /// The `...Complete` event of one upstream's part.
     pub fn complete(&self, msg: Message) {
         let mut s = self.lock();
-        s.list_items += count(&msg, "ListItems");
         if msg.get("Items").is_some() {
-            *s.items.get_or_insert(0) += count(&msg, "Items");
+            *s.items.get_or_insert(0) += msg.get("Items").and_then(|v| v.trim().parse::<u64>().ok()).unwrap_or(0);
         }
         s.complete = Some(msg);
         s.part_done();
@@ -83,10 +94,6 @@ impl Merge {
     pub fn abandon(&self) {
         self.lock().part_done();
     }
-}
-
-fn count(msg: &Message, key: &str) -> u64 {
-    msg.get(key).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 impl State {
@@ -103,10 +110,16 @@ impl State {
         let out = if self.started {
             let base = self.complete.take().unwrap_or_else(|| {
                 MessageBuilder::event("ListComplete")
-                    .header("EventList", "Complete")
+                    .header_opt("ActionID", aid)
                     .build()
             });
-            let mut m = base.with_header("ListItems", &self.list_items.to_string());
+            let mut m = base;
+            if self.framed || m.get("ListItems").is_some() {
+                if self.framed && m.get("EventList").is_none() {
+                    m = m.with_header("EventList", "Complete");
+                }
+                m = m.with_header("ListItems", &self.delivered.to_string());
+            }
             if let Some(items) = self.items {
                 m = m.with_header("Items", &items.to_string());
             }
@@ -116,6 +129,6 @@ impl State {
                 .take()
                 .unwrap_or_else(|| MessageBuilder::error(aid, "No upstream server answered"))
         };
-        let _ = self.tx.try_send(out);
+        self.tx.try_send(out);
     }
 }

@@ -105,6 +105,21 @@ impl Owners {
             self.insert(chan, upstream);
             self.insert(uid, upstream);
             self.name_uniqueid(uid, chan);
+        } else if ev.eq_ignore_ascii_case(b"Link")
+            || ev.eq_ignore_ascii_case(b"Unlink")
+            || ev.eq_ignore_ascii_case(b"Bridge")
+        {
+            // 1.4 and 1.8 name the two joined channels Channel1/Channel2.
+            for (c, u) in [("Channel1", "Uniqueid1"), ("Channel2", "Uniqueid2")] {
+                let (chan, uid) = (msg.get(c).unwrap_or(""), msg.get(u).unwrap_or(""));
+                if self.get(chan).is_none() {
+                    self.insert(chan, upstream);
+                }
+                if self.get(uid).is_none() {
+                    self.insert(uid, upstream);
+                    self.name_uniqueid(uid, chan);
+                }
+            }
         } else if ev.eq_ignore_ascii_case(b"Hangup") {
             for k in ["Channel", "Uniqueid"] {
                 if let Some(v) = msg.get(k) {
@@ -303,6 +318,32 @@ default_upstream = "pbx2"
             &ev(&[("Event", "Hangup"), ("Channel", "SIP/a-1<MASQ>"), ("Uniqueid", "u1")]),
         );
         assert!(o.is_empty());
+        o.learn(
+            3,
+            "Link",
+            &ev(&[
+                ("Event", "Link"),
+                ("Channel1", "SIP/b-1"),
+                ("Channel2", "SIP/c-2"),
+                ("Uniqueid1", "u2"),
+                ("Uniqueid2", "u3"),
+            ]),
+        );
+        assert_eq!(o.get("SIP/c-2"), Some(3));
+        assert_eq!(o.channel_of("u3").as_deref(), Some("SIP/c-2"));
+        o.learn(
+            3,
+            "Rename",
+            &ev(&[
+                ("Event", "Rename"),
+                ("Oldname", "SIP/b-1"),
+                ("Newname", "SIP/b-1<ZOMBIE>"),
+                ("Uniqueid", "u2"),
+            ]),
+        );
+        assert_eq!(o.get("SIP/b-1"), None);
+        assert_eq!(o.get("SIP/b-1<ZOMBIE>"), Some(3));
+        o.forget_upstream(3);
         o.insert("x", 2);
         o.insert("y", 1);
         o.forget_upstream(2);

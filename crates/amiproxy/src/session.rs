@@ -8,6 +8,7 @@ use crate::auth;
 use crate::client_tx::ClientTx;
 use crate::config::{SlowClient, UserConfig};
 use crate::core::{Core, Phase};
+use crate::dialect::Generation;
 use crate::filter::{EventFilter, FilterSet};
 use crate::hub::{self, Event};
 use crate::limits::UserSlot;
@@ -59,6 +60,8 @@ struct Session<W> {
     session_filters: Vec<EventFilter>,
     events_out: metrics::Counter,
     dropped_policy: metrics::Counter,
+    /// The Asterisk generation whose words this session's own answers use.
+    gen: Generation,
     /// This connection's own action rate, when one is configured.
     limiter: Option<DefaultDirectRateLimiter>,
     /// Held while logged in: counts toward the user's `max_connections`.
@@ -101,10 +104,13 @@ pub async fn serve(
             limiter: core.limits.connection_limiter(),
             slot: None,
             hidden_items: HashMap::new(),
+            gen: Generation::Modern,
             events_out: crate::metrics::events_out(),
             dropped_policy: crate::metrics::events_dropped("policy"),
         };
-        let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, core.banner_version());
+        let (generation, version) = core.dialect();
+        s.gen = generation;
+        let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
         if s.out.write_all(banner.as_bytes()).await.is_err() || s.out.flush().await.is_err() {
             return;
         }
@@ -279,10 +285,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             None => self.error(aid, "Missing action in request").await.map(|_| false),
             Some("login") => self.login(&m).await,
             Some("challenge") => self.challenge(&m).await.map(|_| false),
+            Some("logoff") if self.gen == Generation::V1_4 => {
+                self.send(&MessageBuilder::success(aid, "See ya")).await?;
+                self.flush().await?;
+                Err(End::Closed)
+            }
             Some("logoff") => {
                 self.goodbye(aid).await?;
                 Err(End::Closed)
             }
+            Some(_) if self.gen == Generation::V1_4 => self.error(aid, "Authentication Required").await.map(|_| false),
             Some(_) => self.error(aid, "Permission denied").await.map(|_| false),
         };
         self.flush().await?;
@@ -380,12 +392,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let system = Classes::parse_lenient("system");
         if user.read.contains(system) && self.mask.contains(system) && !self.mask.is_empty() {
             let up = self.core.started.elapsed().as_secs().to_string();
-            let fb = MessageBuilder::event("FullyBooted")
-                .header("Privilege", "system,all")
-                .header("Uptime", &up)
-                .header("LastReload", &up)
-                .header("Status", "Fully Booted")
-                .build();
+            let fb = MessageBuilder::event("FullyBooted").header("Privilege", "system,all");
+            // Uptime and LastReload came with Asterisk 17's AMI.
+            let fb = if self.gen == Generation::Modern {
+                fb.header("Uptime", &up).header("LastReload", &up)
+            } else {
+                fb
+            };
+            let fb = fb.header("Status", "Fully Booted").build();
             self.send(&fb).await?;
         }
         self.user = Some(Arc::new(user));
@@ -440,12 +454,20 @@ impl<W: AsyncWrite + Unpin> Session<W> {
 
     async fn local(&mut self, lc: &str, m: &Message, aid: Option<&str>) -> Result<(), End> {
         match lc {
-            "login" => self.send(&MessageBuilder::success(aid, "Already authenticated")).await,
+            "login" => {
+                let text = if self.gen == Generation::V1_4 {
+                    "Already logged in"
+                } else {
+                    "Already authenticated"
+                };
+                self.send(&MessageBuilder::success(aid, text)).await
+            }
             "logoff" => {
                 self.goodbye(aid).await?;
                 Err(End::Closed)
             }
             "challenge" => self.challenge(m).await,
+            "ping" if self.gen == Generation::V1_4 => self.send(&MessageBuilder::response("Pong", aid).build()).await,
             "ping" => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -462,6 +484,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             "events" => {
                 self.mask = events_mask(m.get("EventMask").unwrap_or(""));
                 let state = if self.mask.is_empty() { "Off" } else { "On" };
+                if self.gen == Generation::V1_4 {
+                    return self
+                        .send(&MessageBuilder::response(&format!("Events {state}"), aid).build())
+                        .await;
+                }
                 self.send(&MessageBuilder::response("Success", aid).header("Events", state).build())
                     .await
             }
@@ -582,7 +609,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     audit("all", "refused", "no upstream connected");
                     return self.error(aid, "No upstream server is connected").await;
                 }
-                let merge = Merge::new(self.tx.clone(), aid.map(str::to_owned), ups.len());
+                let merge = Merge::new(
+                    self.tx.clone(),
+                    aid.map(str::to_owned),
+                    ups.len(),
+                    self.gen.framed_lists(),
+                );
                 for up in ups {
                     let uaid = core.next_action_id();
                     let bytes = out.with_header("ActionID", &uaid).bytes().clone();

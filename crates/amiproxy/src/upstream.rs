@@ -195,8 +195,7 @@ impl Upstream {
             debug!(server = self.name(), action_id = %aid, "response nobody waits for");
             return;
         };
-        let is_list = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"))
-            && msg.get("Response").is_some_and(|v| v.eq_ignore_ascii_case("Success"));
+        let is_list = starts_list(&msg);
         let header = core.server_header();
         let keep = match waiter {
             Waiter::Client {
@@ -244,7 +243,7 @@ impl Upstream {
                 if name.eq_ignore_ascii_case("CoreShowChannel") {
                     core.owners.learn(self.id, name, &msg);
                 }
-                let done = msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"));
+                let done = ends_list(&msg, name);
                 let header = core.server_header();
                 match waiter {
                     Waiter::Client { tx, client_aid, .. } => {
@@ -330,6 +329,23 @@ impl Upstream {
             w.fail(&msg);
         }
     }
+}
+
+/// Whether a response opens a list: `EventList: start`, or, before Asterisk 13, a success
+/// whose message says the items "will follow".
+fn starts_list(msg: &Message) -> bool {
+    msg.get("Response").is_some_and(|v| v.eq_ignore_ascii_case("Success"))
+        && (msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"))
+            || msg
+                .get("Message")
+                .is_some_and(|m| m.to_ascii_lowercase().contains("will follow")))
+}
+
+/// Whether a list item closes its list: `EventList: Complete`, or an event named
+/// `...Complete` (all generations name the last event so).
+fn ends_list(msg: &Message, name: &str) -> bool {
+    msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"))
+        || (name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
