@@ -417,6 +417,7 @@ impl Config {
             .add_source(config::File::from(path).format(config::FileFormat::Toml))
             .add_source(
                 config::Environment::with_prefix("AMIPROXY")
+                    .try_parsing(true)
                     .prefix_separator("__")
                     .separator("__"),
             )

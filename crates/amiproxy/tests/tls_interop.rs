@@ -127,3 +127,37 @@ async fn panoramisk_through_the_proxy_over_tls() {
     assert!(stdout.contains("ok:"), "{stdout}");
     assert!(stdout.contains("'pbx1', 'pbx2'"), "merged list from both: {stdout}");
 }
+
+/// An upstream link over TLS, verified against a configured CA: proxy B's upstream is proxy
+/// A's TLS listener (which fronts a sim). With the wrong CA the link never comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_link_over_tls_is_verified() {
+    let sim = sim("pbx1").await;
+    let (front, ca) = tls_proxy(&[&sim]).await;
+    let (_other, wrong_ca) = tls_proxy(&[&sim]).await;
+    let upstream = |ca: &std::path::Path| {
+        format!(
+            "[[upstream]]\nname = \"front\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\ntls = true\nca = \"{}\"\nserver_name = \"localhost\"\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n\n{USERS}",
+            front.addr(),
+            ca.display()
+        )
+    };
+    let good = start_proxy(&upstream(&ca));
+    let mut c = Client::login(good.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "front").await;
+    c.send("Action: DBPut\r\nFamily: t\r\nKey: k\r\nVal: v\r\nActionID: put\r\n\r\n")
+        .await;
+    assert_eq!(
+        c.response("put").await.get("Message"),
+        Some("Updated database successfully")
+    );
+
+    let bad = start_proxy_env(&upstream(&wrong_ca), &[("RUST_LOG", "warn")], true);
+    eventually("a certificate error in the log", || bad.log().contains("tls handshake")).await;
+    let mut c = Client::login(bad.addr(), "admin", "admin-secret").await;
+    c.send("Action: Ping\r\nServer: front\r\nActionID: p\r\n\r\n").await;
+    assert_eq!(
+        c.response("p").await.get("Message"),
+        Some("Upstream server front is not connected")
+    );
+}
