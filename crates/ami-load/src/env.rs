@@ -1,0 +1,311 @@
+//! The system under test: simulated Asterisks started in this process, and optionally the
+//! proxy in front of them, either as the real binary in its own process (so its CPU and
+//! memory can be read from /proc apart from the load generator's) or in-process through the
+//! `amiproxy` library (cheap, for tests).
+
+use crate::client::{AmiConn, Credentials};
+use crate::error::{LoadError, Result};
+use ami_proto::MessageBuilder;
+use ami_sim::{SimConfig, SimHandle};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
+
+/// How long the proxy may take to bind and connect to every upstream.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How the endpoint under test is reached.
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// Clients talk to the simulators themselves: the baseline.
+    Direct,
+    /// The `amiproxy` binary at this path, started with a generated config.
+    ProxyBin(PathBuf),
+    /// The proxy started inside this process through the library.
+    InProcess,
+    /// An endpoint someone else started; `pid` (if given) is the process to measure.
+    External {
+        addr: SocketAddr,
+        pid: Option<u32>,
+        is_proxy: bool,
+    },
+    /// The `ami-sim` binary at this path, in its own process (a measurable direct baseline
+    /// for memory; it cannot run a firehose on demand).
+    SimBin(PathBuf),
+}
+
+impl Via {
+    /// Short row label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Via::Direct | Via::SimBin(_) => "direct",
+            Via::ProxyBin(_) => "proxy",
+            Via::InProcess => "proxy(in-proc)",
+            Via::External { is_proxy: true, .. } => "proxy(ext)",
+            Via::External { .. } => "target",
+        }
+    }
+}
+
+/// Proxy settings the benchmarks need to differ from the defaults.
+#[derive(Debug, Clone)]
+pub struct ProxyTuning {
+    /// `event_buffer`: events a client may fall behind before losing some.
+    pub event_buffer: usize,
+    /// `auth_limit`: must cover a login storm, or the proxy refuses the excess at once.
+    pub auth_limit: usize,
+    /// RUST_LOG for the proxy binary. Per-login and per-action audit lines at `info` would
+    /// be measured too; `warn` measures the proxy's work, not its logging.
+    pub log: String,
+}
+
+impl Default for ProxyTuning {
+    fn default() -> Self {
+        ProxyTuning {
+            event_buffer: 1 << 18,
+            auth_limit: 1000,
+            log: "warn".into(),
+        }
+    }
+}
+
+/// A running system under test. Call [`Env::shutdown`] when done.
+pub struct Env {
+    pub via: Via,
+    pub sims: Vec<SimHandle>,
+    /// Where the load clients connect (every sim for a direct cluster run: see `targets`).
+    pub targets: Vec<SocketAddr>,
+    /// The process whose CPU and memory are reported.
+    pub pid: Option<u32>,
+    /// Whether events arrive tagged `Server:` (through a proxy).
+    pub through_proxy: bool,
+    child: Option<(Child, ChildStdout)>,
+    /// The in-process proxy, held so that it keeps serving for the life of the run.
+    in_process: Option<amiproxy::server::Running>,
+    dir: Option<PathBuf>,
+}
+
+impl Env {
+    /// Starts `count` simulators named sim1..simN (with distinct channel numbering) and the
+    /// chosen front. `Via::External` starts nothing.
+    pub async fn start(via: Via, count: usize, creds: &Credentials, tuning: &ProxyTuning) -> Result<Env> {
+        if let Via::External { addr, pid, is_proxy } = &via {
+            return Ok(Env {
+                targets: vec![*addr],
+                pid: *pid,
+                through_proxy: *is_proxy,
+                via,
+                sims: Vec::new(),
+                child: None,
+                in_process: None,
+                dir: None,
+            });
+        }
+        if let Via::SimBin(bin) = &via {
+            let mut cmd = Command::new(bin);
+            // Its per-connection authlimit warnings are expected in a storm and counted there.
+            cmd.args(["--listen", "127.0.0.1:0", "--name", "sim1"])
+                .env("RUST_LOG", "error")
+                .stderr(Stdio::null());
+            let (child, stdout, addr) = spawn_listening(cmd).await?;
+            return Ok(Env {
+                targets: vec![addr],
+                pid: child.id(),
+                through_proxy: false,
+                via,
+                sims: Vec::new(),
+                child: Some((child, stdout)),
+                in_process: None,
+                dir: None,
+            });
+        }
+        let mut sims = Vec::with_capacity(count);
+        for i in 0..count {
+            let cfg = SimConfig {
+                name: format!("sim{}", i + 1),
+                channel_id_base: (i as u32) * 4096,
+                ..SimConfig::default()
+            };
+            sims.push(ami_sim::start(cfg, "127.0.0.1:0".parse().expect("literal address")).await?);
+        }
+        let mut env = Env {
+            targets: sims.iter().map(SimHandle::addr).collect(),
+            pid: None,
+            through_proxy: false,
+            via: via.clone(),
+            sims,
+            child: None,
+            in_process: None,
+            dir: None,
+        };
+        match via {
+            Via::Direct => {}
+            Via::ProxyBin(bin) => {
+                let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join("proxy.toml");
+                std::fs::write(&path, proxy_toml(&env.sims, creds, tuning))?;
+                env.dir = Some(dir);
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
+                let (child, stdout, addr) = spawn_listening(cmd).await?;
+                env.pid = child.id();
+                env.child = Some((child, stdout));
+                env.targets = vec![addr];
+                env.through_proxy = true;
+            }
+            Via::InProcess => {
+                let text = proxy_toml(&env.sims, creds, tuning);
+                let config = amiproxy::Config::from_toml(&text, Path::new(".")).map_err(|problems| {
+                    LoadError::Proxy(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+                })?;
+                let running = amiproxy::server::start(config)
+                    .await
+                    .map_err(|e| LoadError::Proxy(e.to_string()))?;
+                env.targets = vec![*running
+                    .listener_addrs()
+                    .first()
+                    .ok_or_else(|| LoadError::Proxy("no listener".into()))?];
+                env.in_process = Some(running);
+                env.through_proxy = true;
+            }
+            Via::External { .. } | Via::SimBin(_) => unreachable!("handled above"),
+        }
+        if env.through_proxy {
+            let names: Vec<String> = env.sims.iter().map(|s| s.name().to_owned()).collect();
+            wait_ready(env.targets[0], &names, creds).await?;
+        }
+        Ok(env)
+    }
+
+    /// Names events are tagged with (empty when the endpoint is not a proxy we started).
+    pub fn server_names(&self) -> Vec<String> {
+        self.sims.iter().map(|s| s.name().to_owned()).collect()
+    }
+
+    /// Sets every simulator's firehose.
+    pub fn set_firehose(&self, rate: Option<u64>) {
+        for s in &self.sims {
+            s.set_firehose(rate);
+        }
+    }
+
+    /// Events the simulators skipped for sessions too slow to keep up.
+    pub fn sim_lagged(&self) -> u64 {
+        self.sims.iter().map(SimHandle::lagged_events).sum()
+    }
+
+    /// Stops the proxy process and the simulators, removes the temporary config.
+    pub async fn shutdown(mut self) {
+        drop(self.in_process.take());
+        if let Some((mut child, _stdout)) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+        for s in &self.sims {
+            s.set_firehose(None);
+            s.set_call_rate(0.0);
+            s.stop_listener().await;
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A per-process counter so two environments in one run never share a config directory.
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The proxy configuration: one `asterisk` upstream per simulator (a real TCP link, as in
+/// production), one plain listener on a free port, and the benchmark user.
+pub fn proxy_toml(sims: &[SimHandle], creds: &Credentials, tuning: &ProxyTuning) -> String {
+    let mut s = format!(
+        "[proxy]\nauth_limit = {}\nevent_buffer = {}\naction_timeout_secs = 10\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n",
+        tuning.auth_limit, tuning.event_buffer
+    );
+    for sim in sims {
+        s.push_str(&format!(
+            "[[upstream]]\nname = \"{}\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\n\n",
+            sim.name(),
+            sim.addr()
+        ));
+    }
+    s.push_str(&format!(
+        "[[user]]\nname = {:?}\nsecret = {:?}\nread = \"all\"\nwrite = \"all\"\n",
+        creds.user, creds.secret
+    ));
+    s
+}
+
+/// Spawns a binary that prints `listening on ADDR` on stdout, and waits for that line.
+async fn spawn_listening(mut cmd: Command) -> Result<(Child, ChildStdout, SocketAddr)> {
+    cmd.stdout(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| LoadError::Proxy(format!("cannot start {cmd:?}: {e}")))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| LoadError::Proxy("no stdout".into()))?;
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(READY_TIMEOUT, async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                return a
+                    .trim()
+                    .parse::<SocketAddr>()
+                    .map_err(|e| LoadError::Proxy(format!("bad address {a:?}: {e}")));
+            }
+        }
+        Err(LoadError::Proxy("exited before listening".into()))
+    })
+    .await
+    .map_err(|_| LoadError::Timeout("waiting for `listening on`".into()))??;
+    // Keep the pipe open (a closed stdout would fail the child's later prints).
+    let stdout = lines.into_inner().into_inner();
+    Ok((child, stdout, addr))
+}
+
+/// Waits until the proxy answers a forwarded `Ping` for every upstream: only then are its
+/// upstream links up, and only then does a measurement mean anything.
+async fn wait_ready(addr: SocketAddr, names: &[String], creds: &Credentials) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    let mut last = String::new();
+    while tokio::time::Instant::now() < deadline {
+        match ping_all(addr, names, creds).await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(LoadError::Timeout(format!("proxy upstreams not ready: {last}")))
+}
+
+async fn ping_all(addr: SocketAddr, names: &[String], creds: &Credentials) -> Result<()> {
+    let mut c = AmiConn::login(addr, creds, false).await?;
+    for (i, name) in names.iter().enumerate() {
+        let aid = format!("ready-{i}");
+        let ping = MessageBuilder::action("Ping")
+            .header("ActionID", &aid)
+            .header("Server", name)
+            .into_bytes();
+        c.send(&ping).await?;
+        let m = tokio::time::timeout(Duration::from_secs(2), c.answer_to(&aid))
+            .await
+            .map_err(|_| LoadError::Timeout(format!("ping {name}")))??;
+        if m.response() != Some("Success") {
+            return Err(LoadError::Protocol(format!(
+                "{name}: {}",
+                m.get("Message").unwrap_or("not ready")
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,233 @@
+//! Fan-out: N clients with events on, a firehose at a fixed or unbounded rate, and per-client
+//! delivery rate and loss. Loss is read from the simulator's gapless `SimSeq` per stream, so
+//! it counts every event dropped anywhere: in the simulator, the proxy or the socket.
+
+use crate::client::{login_many, Credentials, SETUP_PARALLEL};
+use crate::counter::{self, ConnSeen, Phase, PhaseCtl};
+use crate::env::Env;
+use crate::error::{LoadError, Result};
+use crate::procstat::{self, ProcSample};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Longest wait for in-flight events after the firehose stops.
+const DRAIN_MAX: Duration = Duration::from_secs(10);
+/// A stream is quiet once no connection has read anything for this long.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct FanoutSpec {
+    pub clients: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Firehose rate per simulator we start (`Some(0)`: as fast as possible); `None` when the
+    /// endpoint's firehose is someone else's.
+    pub rate: Option<u64>,
+    pub creds: Credentials,
+}
+
+/// One row of results.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct FanoutRow {
+    pub via: String,
+    pub clients: usize,
+    pub sims: usize,
+    /// Firehose rate asked of each simulator (0 = as fast as possible).
+    pub rate: String,
+    pub window_secs: f64,
+    /// Events per second per client: slowest, mean, fastest.
+    pub eps_min: f64,
+    pub eps_mean: f64,
+    pub eps_max: f64,
+    /// Events per second produced (summed over simulators, as far as the fastest client saw).
+    pub source_eps: f64,
+    /// Events delivered per second, all clients together.
+    pub total_eps: f64,
+    /// Events missed by clients, from sequence gaps, a late start and a short tail.
+    pub lost: u64,
+    /// Of which: notified by the proxy (`ProxyEventsDropped`).
+    pub proxy_dropped: u64,
+    /// Events the simulators skipped for lagging sessions (the proxy's link, or direct clients).
+    pub sim_lagged: u64,
+    /// Out-of-order or repeated sequence numbers (must be 0).
+    pub disorder: u64,
+    /// Connections that ended early.
+    pub errors: usize,
+    /// CPU seconds of the measured process during the window, and as a share of one core.
+    pub cpu_secs: Option<f64>,
+    pub cpu_pct: Option<f64>,
+    /// Peak RSS of the measured process over its life, MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Runs one fan-out measurement on a started environment. Each of the `clients` logical
+/// clients holds one connection per target (a direct cluster run reads every simulator).
+pub async fn run(env: &Env, spec: &FanoutSpec) -> Result<FanoutRow> {
+    let per_target = env.targets.len();
+    let mut readers = Vec::new();
+    let phase = PhaseCtl::new();
+    let progress = Arc::new(AtomicU64::new(0));
+    for &addr in &env.targets {
+        for conn in login_many(addr, spec.clients, &spec.creds, true, SETUP_PARALLEL).await? {
+            let (rd, wr, buf) = conn.into_raw();
+            readers.push((
+                wr,
+                tokio::spawn(counter::count(rd, buf, phase.clone(), progress.clone())),
+            ));
+        }
+    }
+    if let Some(rate) = spec.rate {
+        env.set_firehose(Some(rate));
+    }
+    tokio::time::sleep(spec.warmup).await;
+    let before = sample(env.pid);
+    phase.set(Phase::Measure);
+    let t0 = Instant::now();
+    tokio::time::sleep(spec.duration).await;
+    phase.set(Phase::Drain);
+    let window = t0.elapsed().as_secs_f64();
+    let after = sample(env.pid);
+    if spec.rate.is_some() {
+        env.set_firehose(None);
+    }
+    wait_quiet(&progress).await;
+    phase.set(Phase::Stop);
+    let mut seen = Vec::with_capacity(readers.len());
+    for (wr, task) in readers {
+        seen.push(
+            task.await
+                .map_err(|e| LoadError::Protocol(format!("reader task: {e}")))?,
+        );
+        drop(wr);
+    }
+    // Connection k of target t belongs to client k.
+    let mut per_client: Vec<Vec<ConnSeen>> = vec![Vec::new(); spec.clients];
+    for (i, mut s) in seen.into_iter().enumerate() {
+        // Untagged streams (straight from a simulator) are told apart by the target.
+        for st in s.streams.iter_mut().filter(|st| st.key.is_empty()) {
+            st.key = format!("target{}", i / spec.clients);
+        }
+        per_client[i % spec.clients].push(s);
+    }
+    let mut row = summarize(&per_client, window, spec.rate.is_some());
+    row.via = env.via.label().to_owned();
+    row.sims = env.sims.len().max(per_target);
+    row.rate = match spec.rate {
+        Some(0) => "max".into(),
+        Some(r) => r.to_string(),
+        None => "external".into(),
+    };
+    row.sim_lagged = env.sim_lagged();
+    if let (Some(b), Some(a)) = (before, after) {
+        let cpu = a.cpu_secs - b.cpu_secs;
+        row.cpu_secs = Some(cpu);
+        row.cpu_pct = Some(100.0 * cpu / window);
+        row.peak_rss_mib = Some(a.hwm_kib as f64 / 1024.0);
+    }
+    Ok(row)
+}
+
+fn sample(pid: Option<u32>) -> Option<ProcSample> {
+    pid.and_then(|p| procstat::sample(p).ok())
+}
+
+/// Returns once no connection has read anything for `QUIET`, or after `DRAIN_MAX`.
+async fn wait_quiet(progress: &AtomicU64) {
+    let end = Instant::now() + DRAIN_MAX;
+    let mut last = progress.load(Ordering::Relaxed);
+    let mut still_since = Instant::now();
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = progress.load(Ordering::Relaxed);
+        if now != last {
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= QUIET {
+            return;
+        }
+    }
+}
+
+/// Per-client rates and loss. With `from_one`, the firehose started after every client was
+/// subscribed, so each stream must start at `SimSeq: 1` and a later first number is loss.
+fn summarize(per_client: &[Vec<ConnSeen>], window: f64, from_one: bool) -> FanoutRow {
+    use std::collections::BTreeMap;
+    // The highest number any client saw per stream: the tail everyone should have reached.
+    let mut top: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut span: BTreeMap<&str, u64> = BTreeMap::new();
+    for conns in per_client {
+        for s in conns.iter().flat_map(|c| &c.streams) {
+            let t = top.entry(&s.key).or_default();
+            *t = (*t).max(s.last);
+            let sp = span.entry(&s.key).or_default();
+            *sp = (*sp).max(s.at_end.saturating_sub(s.at_start));
+        }
+    }
+    let mut row = FanoutRow {
+        clients: per_client.len(),
+        window_secs: window,
+        eps_min: f64::MAX,
+        ..FanoutRow::default()
+    };
+    let mut sum = 0.0;
+    for conns in per_client {
+        let events: u64 = conns.iter().map(|c| c.in_window).sum();
+        let eps = events as f64 / window;
+        sum += eps;
+        row.eps_min = row.eps_min.min(eps);
+        row.eps_max = row.eps_max.max(eps);
+        for c in conns {
+            row.proxy_dropped += c.proxy_dropped;
+            row.errors += usize::from(c.error.is_some());
+        }
+        for (key, &t) in &top {
+            let mine = conns.iter().flat_map(|c| &c.streams).find(|s| s.key == *key);
+            row.lost += match mine {
+                Some(s) => s.gaps + (t - s.last) + if from_one { s.first - 1 } else { 0 },
+                None => t,
+            };
+            row.disorder += mine.map_or(0, |s| s.disorder);
+        }
+    }
+    if per_client.is_empty() {
+        row.eps_min = 0.0;
+    }
+    row.eps_mean = sum / per_client.len().max(1) as f64;
+    row.total_eps = sum;
+    row.source_eps = span.values().sum::<u64>() as f64 / window;
+    row
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::counter::StreamSeen;
+
+    fn conn(key: &str, first: u64, last: u64, gaps: u64, n: u64) -> ConnSeen {
+        ConnSeen {
+            streams: vec![StreamSeen {
+                key: key.into(),
+                first,
+                last,
+                gaps,
+                at_start: first,
+                at_end: last,
+                ..StreamSeen::default()
+            }],
+            in_window: n,
+            ..ConnSeen::default()
+        }
+    }
+
+    #[test]
+    fn loss_counts_gaps_head_and_tail() {
+        let clients = vec![vec![conn("", 1, 100, 0, 100)], vec![conn("", 3, 90, 5, 83)]];
+        let r = summarize(&clients, 1.0, true);
+        // Second client: 5 gaps, 10 short at the tail, 2 missed at the head.
+        assert_eq!(r.lost, 17);
+        assert_eq!((r.eps_min, r.eps_max), (83.0, 100.0));
+        assert_eq!(r.source_eps, 99.0);
+    }
+}
