@@ -2,6 +2,7 @@
 
 use crate::calls::{self, OriginateReq, Target};
 use crate::channels::Control;
+use crate::dialect::Dialect;
 use crate::pbx::lock;
 use crate::perms;
 use crate::queues::{NewMember, QueueError};
@@ -60,6 +61,29 @@ fn list_item(name: &str, id: Option<&str>) -> MessageBuilder {
     MessageBuilder::event(name).header_opt("ActionID", id)
 }
 
+/// How a generation frames a list answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// `Message: … will follow`, items, `…Complete` with only the ActionID (1.4, 1.8).
+    Plain,
+    /// `EventList: start` … `EventList: Complete` + `ListItems` (13, 22).
+    Full,
+}
+
+fn list_start_in(f: Framing, id: Option<&str>, msg: &str) -> MessageBuilder {
+    match f {
+        Framing::Plain => MessageBuilder::response("Success", id).header("Message", msg),
+        Framing::Full => list_start(id, msg),
+    }
+}
+
+fn list_complete_in(f: Framing, name: &str, id: Option<&str>, items: usize) -> MessageBuilder {
+    match f {
+        Framing::Plain => MessageBuilder::event(name).header_opt("ActionID", id),
+        Framing::Full => list_complete(name, id, items),
+    }
+}
+
 fn list_complete(name: &str, id: Option<&str>, items: usize) -> MessageBuilder {
     MessageBuilder::event(name)
         .header_opt("ActionID", id)
@@ -109,10 +133,19 @@ impl Session {
             return error(self, id, "Missing action in request");
         };
         let lower = action.to_ascii_lowercase();
+        let dialect = self.pbx.dialect();
         if !self.authed() && !matches!(lower.as_str(), "login" | "challenge" | "logoff") {
-            return error(self, id, "Permission denied");
+            let msg = if dialect == Dialect::V1_4 {
+                "Authentication Required"
+            } else {
+                "Permission denied"
+            };
+            return error(self, id, msg);
         }
         let Some(info) = action_table().iter().find(|a| a.name.eq_ignore_ascii_case(action)) else {
+            if dialect == Dialect::V1_4 {
+                return error(self, id, "Invalid/unknown command");
+            }
             let msg =
                 format!("Invalid/unknown command: {action}. Use Action: ListCommands to show available commands.");
             return error(self, id, &msg);
@@ -123,12 +156,20 @@ impl Session {
         match lower.as_str() {
             "login" => self.login(m, id),
             "challenge" => self.challenge(m, id),
+            "logoff" if dialect == Dialect::V1_4 && !self.authed() => {
+                success(self, id, "See ya");
+                After::Close
+            }
             "logoff" => {
                 let r = MessageBuilder::response("Goodbye", id)
                     .header("Message", "Thanks for all the fish.")
                     .build();
                 self.push(r.as_bytes());
                 After::Close
+            }
+            "ping" if dialect == Dialect::V1_4 => {
+                self.push(MessageBuilder::response("Pong", id).build().as_bytes());
+                After::Continue
             }
             "ping" => {
                 let r = MessageBuilder::response("Success", id)
@@ -141,6 +182,11 @@ impl Session {
             "events" => {
                 let mask = perms::parse_event_mask(m.get("EventMask").unwrap_or(""));
                 self.send_events = mask;
+                if dialect == Dialect::V1_4 {
+                    let r = MessageBuilder::response(if mask != 0 { "Events On" } else { "Events Off" }, id);
+                    self.push(r.build().as_bytes());
+                    return After::Continue;
+                }
                 let r = MessageBuilder::response("Success", id)
                     .header("Events", if mask != 0 { "On" } else { "Off" })
                     .build();
@@ -195,7 +241,7 @@ impl Session {
             "coresettings" => {
                 let r = MessageBuilder::response("Success", id)
                     .header("AMIversion", &self.pbx.cfg.version)
-                    .header("AsteriskVersion", "22.10.1")
+                    .header("AsteriskVersion", dialect.asterisk_version())
                     .header("SystemName", self.pbx.cfg.system_name.as_deref().unwrap_or(""))
                     .header("CoreMaxCalls", "0")
                     .header("CoreMaxLoadAvg", "0.000000")
@@ -251,7 +297,12 @@ impl Session {
 
     fn login(&mut self, m: &Message, id: Option<&str>) -> After {
         if self.authed() {
-            return success(self, id, "Already authenticated");
+            let msg = if self.pbx.dialect() == Dialect::V1_4 {
+                "Already logged in"
+            } else {
+                "Already authenticated"
+            };
+            return success(self, id, msg);
         }
         let fail = || After::AuthFailed(MessageBuilder::error(id, "Authentication failed").bytes().clone());
         let username = m.get("Username").unwrap_or("");
@@ -369,11 +420,16 @@ impl Session {
                 return error(self, id, "Originate failed");
             }
             success(self, id, "Originate successfully queued");
-            let mut ev = self.pbx.bus.event("OriginateResponse", "call,all");
+            let v14 = self.pbx.dialect() == Dialect::V1_4;
+            let name = if v14 { "OriginateFailure" } else { "OriginateResponse" };
+            let mut ev = self.pbx.bus.event(name, "call,all");
             if let Some(id) = id {
                 ev = ev.h("ActionID", id);
             }
-            ev = ev.h("Response", "Failure").h("Channel", channel);
+            if !v14 {
+                ev = ev.h("Response", "Failure");
+            }
+            ev = ev.h("Channel", channel);
             ev = match &target {
                 Target::App { app, data } => ev.h("Application", app).h("Data", data),
                 Target::Dialplan { context, exten, .. } => ev.h("Context", context).h("Exten", exten),
@@ -407,6 +463,20 @@ impl Session {
                 return error(self, id, "No such channel");
             }
         }
+        let dialect = self.pbx.dialect();
+        if dialect.pre_stasis() {
+            self.push(&list_start_in(Framing::Plain, id, "Channel status will follow").into_bytes());
+            for c in &chans {
+                let b = legacy_status(dialect, c, id);
+                self.push(&b.into_bytes());
+            }
+            let mut done = list_complete_in(Framing::Plain, "StatusComplete", id, chans.len());
+            if dialect == Dialect::V1_8 {
+                done = done.header("Items", &chans.len().to_string());
+            }
+            self.push(&done.into_bytes());
+            return After::Continue;
+        }
         self.push(&list_start(id, "Channel status will follow").into_bytes());
         for c in &chans {
             let b = MessageBuilder::event("Status").header("Privilege", "Call");
@@ -437,6 +507,43 @@ impl Session {
 
     fn core_show_channels(&mut self, id: Option<&str>) -> After {
         let chans = self.pbx.channel_list();
+        let dialect = self.pbx.dialect();
+        if dialect.pre_stasis() {
+            let f = if dialect == Dialect::V1_4 {
+                Framing::Plain
+            } else {
+                Framing::Full
+            };
+            self.push(&list_start_in(f, id, "Channels will follow").into_bytes());
+            for c in &chans {
+                let b = list_item("CoreShowChannel", id)
+                    .header("Channel", &c.name)
+                    .header("UniqueID", &c.uniqueid)
+                    .header("Context", &c.context)
+                    .header("Extension", &c.exten)
+                    .header("Priority", &c.priority.to_string())
+                    .header("ChannelState", &c.state.to_string())
+                    .header("ChannelStateDesc", crate::channels::state_desc(c.state))
+                    .header("Application", &c.app)
+                    .header("ApplicationData", &c.data)
+                    .header("CallerIDnum", c.cid_num.as_deref().unwrap_or(""))
+                    .header("Duration", &c.duration_hms())
+                    .header("AccountCode", "")
+                    .header("BridgedChannel", c.peer_name())
+                    .header("BridgedUniqueID", c.peer_uid());
+                self.push(&b.into_bytes());
+            }
+            // 1.8 puts the ActionID after ListItems.
+            let done = match f {
+                Framing::Plain => list_complete_in(f, "CoreShowChannelsComplete", id, chans.len()),
+                Framing::Full => MessageBuilder::event("CoreShowChannelsComplete")
+                    .header("EventList", "Complete")
+                    .header("ListItems", &chans.len().to_string())
+                    .header_opt("ActionID", id),
+            };
+            self.push(&done.into_bytes());
+            return After::Continue;
+        }
         self.push(&list_start(id, "Channels will follow").into_bytes());
         for c in &chans {
             let b = snapshot(list_item("CoreShowChannel", id), c)
@@ -553,9 +660,18 @@ impl Session {
                     return error(self, id, "No such channel");
                 };
                 c.vars.insert(var.to_owned(), value.to_owned());
-                let ev = c.snapshot(self.pbx.bus.event("VarSet", "dialplan,all"), "");
+                let dialect = self.pbx.dialect();
+                let ev = if dialect.pre_stasis() {
+                    let extra = [("Variable", var), ("Value", value)];
+                    crate::channels::legacy_event(&self.pbx.bus, dialect, "VarSet", c, &extra)
+                } else {
+                    let ev = c.snapshot(self.pbx.bus.event("VarSet", "dialplan,all"), "");
+                    Some(ev.h("Variable", var).h("Value", value))
+                };
                 drop(chans);
-                self.pbx.bus.send(ev.h("Variable", var).h("Value", value));
+                if let Some(ev) = ev {
+                    self.pbx.bus.send(ev);
+                }
             }
             None => {
                 lock(&self.pbx.globals).insert(var.to_owned(), value.to_owned());
@@ -659,6 +775,17 @@ impl Session {
         let member = non_empty(m, "Member");
         let queues = lock(&self.pbx.queues).queues.clone();
         let chans = self.pbx.channel_list();
+        let dialect = self.pbx.dialect();
+        if dialect.pre_stasis() {
+            self.push(&list_start_in(Framing::Plain, id, "Queue status will follow").into_bytes());
+            for q in queues.iter().filter(|q| want.is_none_or(|w| w == q.name)) {
+                for b in legacy_queue_status(dialect, q, member, &chans, id) {
+                    self.push(&b.into_bytes());
+                }
+            }
+            self.push(&list_complete_in(Framing::Plain, "QueueStatusComplete", id, 0).into_bytes());
+            return After::Continue;
+        }
         self.push(&list_start(id, "Queue status will follow").into_bytes());
         let mut n = 0;
         for q in queues.iter().filter(|q| want.is_none_or(|w| w == q.name)) {
@@ -794,6 +921,17 @@ impl Session {
                 let v = lock(&self.pbx.astdb).get(family, key).map(str::to_owned);
                 match v {
                     None => error(self, id, "Database entry not found"),
+                    Some(v) if self.pbx.dialect().pre_stasis() => {
+                        // No DBGetComplete before Asterisk 11.
+                        success(self, id, "Result will follow");
+                        let b = MessageBuilder::event("DBGetResponse")
+                            .header("Family", family)
+                            .header("Key", key)
+                            .header("Val", &v)
+                            .header_opt("ActionID", id);
+                        self.push(&b.into_bytes());
+                        After::Continue
+                    }
                     Some(v) => {
                         self.push(&list_start(id, "Result will follow").into_bytes());
                         let b = MessageBuilder::event("DBGetResponse")
@@ -822,7 +960,7 @@ impl Session {
             return error(self, id, "No command provided");
         };
         let (ok, lines) = crate::commands::run(&self.pbx, cmd);
-        if self.pbx.cfg.legacy_command {
+        if self.pbx.cfg.legacy_command_output() {
             let head = MessageBuilder::response("Follows", None)
                 .header("Privilege", "Command")
                 .header_opt("ActionID", id)
@@ -916,6 +1054,120 @@ impl Session {
         self.push(&b.into_bytes());
         After::Continue
     }
+}
+
+/// A Status item as 1.4 and 1.8 wrote it (main/manager.c `action_status`).
+fn legacy_status(dialect: Dialect, c: &crate::channels::Channel, id: Option<&str>) -> MessageBuilder {
+    let b = MessageBuilder::event("Status")
+        .header("Privilege", "Call")
+        .header("Channel", &c.name);
+    let cid_num = c.cid_num.as_deref().unwrap_or("");
+    let cid_name = c.cid_name.as_deref().unwrap_or("");
+    let b = if dialect == Dialect::V1_4 {
+        let b = b
+            .header("CallerID", cid_num)
+            .header("CallerIDNum", cid_num)
+            .header("CallerIDName", cid_name)
+            .header("Account", "")
+            .header("State", crate::channels::state_desc(c.state))
+            .header("Context", &c.context)
+            .header("Extension", &c.exten)
+            .header("Priority", &c.priority.to_string())
+            .header("Seconds", &c.seconds().to_string());
+        match &c.peer {
+            Some((name, _)) => b.header("Link", name),
+            None => b,
+        }
+    } else {
+        let b = b
+            .header("CallerIDNum", cid_num)
+            .header("CallerIDName", cid_name)
+            .header("ConnectedLineNum", c.conn_num.as_deref().unwrap_or(""))
+            .header("ConnectedLineName", c.conn_name.as_deref().unwrap_or(""))
+            .header("Accountcode", "")
+            .header("ChannelState", &c.state.to_string())
+            .header("ChannelStateDesc", crate::channels::state_desc(c.state))
+            .header("Context", &c.context)
+            .header("Extension", &c.exten)
+            .header("Priority", &c.priority.to_string())
+            .header("Seconds", &c.seconds().to_string());
+        match &c.peer {
+            Some((name, uid)) => b.header("BridgedChannel", name).header("BridgedUniqueid", uid),
+            None => b,
+        }
+    };
+    b.header("Uniqueid", &c.uniqueid).header_opt("ActionID", id)
+}
+
+/// One queue's QueueParams, QueueMember and QueueEntry items as app_queue 1.4 / 1.8 wrote them.
+fn legacy_queue_status(
+    dialect: Dialect,
+    q: &crate::queues::Queue,
+    member: Option<&str>,
+    chans: &[crate::channels::Channel],
+    id: Option<&str>,
+) -> Vec<MessageBuilder> {
+    let v18 = dialect == Dialect::V1_8;
+    let perf = if q.completed > 0 { "100.0" } else { "0.0" };
+    let mut out = Vec::new();
+    let mut b = MessageBuilder::event("QueueParams")
+        .header("Queue", &q.name)
+        .header("Max", "0");
+    if v18 {
+        b = b.header("Strategy", &q.strategy);
+    }
+    b = b.header("Calls", &q.callers.len().to_string()).header("Holdtime", "0");
+    if v18 {
+        b = b.header("TalkTime", "0");
+    }
+    b = b
+        .header("Completed", &q.completed.to_string())
+        .header("Abandoned", &q.abandoned.to_string())
+        .header("ServiceLevel", "0")
+        .header("ServicelevelPerf", perf)
+        .header("Weight", "0")
+        .header_opt("ActionID", id);
+    out.push(b);
+    for mb in q
+        .members
+        .iter()
+        .filter(|mb| member.is_none_or(|w| w == mb.interface || w == mb.name))
+    {
+        out.push(
+            MessageBuilder::event("QueueMember")
+                .header("Queue", &q.name)
+                .header("Name", &mb.name)
+                .header("Location", &mb.interface)
+                .header("Membership", if mb.dynamic { "dynamic" } else { "static" })
+                .header("Penalty", &mb.penalty.to_string())
+                .header("CallsTaken", &mb.calls_taken.to_string())
+                .header("LastCall", &mb.last_call.to_string())
+                .header("Status", &mb.status.to_string())
+                .header("Paused", if mb.paused { "1" } else { "0" })
+                .header_opt("ActionID", id),
+        );
+    }
+    for (pos, caller) in q.callers.iter().enumerate() {
+        let Some(c) = chans.iter().find(|c| &c.name == caller) else {
+            continue;
+        };
+        let b = MessageBuilder::event("QueueEntry")
+            .header("Queue", &q.name)
+            .header("Position", &(pos + 1).to_string())
+            .header("Channel", &c.name);
+        let b = if v18 {
+            b.header("Uniqueid", &c.uniqueid)
+                .header("CallerIDNum", c.cid_num_str())
+                .header("CallerIDName", c.cid_name_str())
+                .header("ConnectedLineNum", c.conn_num_str())
+                .header("ConnectedLineName", c.conn_name_str())
+        } else {
+            b.header("CallerID", c.cid_num_str())
+                .header("CallerIDName", c.cid_name_str())
+        };
+        out.push(b.header("Wait", &c.seconds().to_string()).header_opt("ActionID", id));
+    }
+    out
 }
 
 /// The channel snapshot for list items (no prefix).

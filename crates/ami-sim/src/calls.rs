@@ -3,6 +3,7 @@
 //! dialplan of the `;2` half, answer, OriginateResponse, then hangup when either half ends.
 
 use crate::channels::{Channel, Control, Side};
+use crate::dialect::Dialect;
 use crate::dialplan::{self, Step};
 use crate::pbx::{lock, Pbx};
 use std::collections::BTreeMap;
@@ -147,17 +148,26 @@ struct Call {
     /// The instant the current burst of steps happens at: blocking steps are timed from
     /// it, so two halves waiting equally long wake in a fixed order (`;1` first).
     tick: Instant,
+    dialect: Dialect,
+    /// The halves are joined (Link / Bridge / BridgeEnter sent); for 13 the bridge id.
+    joined: Option<String>,
 }
 
 impl Call {
     fn new(pbx: Arc<Pbx>, req: OriginateReq) -> Call {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = pbx.next_local_id();
-        let base = format!("Local/{}@{}-{:08x}", req.exten, req.context, id);
+        let dialect = pbx.dialect();
+        // 1.4 named Local halves `Local/100@default-7f3a,1`; 1.8 on `-00000001;1`.
+        let (base, sep) = if dialect == Dialect::V1_4 {
+            (format!("Local/{}@{}-{:04x}", req.exten, req.context, id), ',')
+        } else {
+            (format!("Local/{}@{}-{:08x}", req.exten, req.context, id), ';')
+        };
         let uid1 = pbx.next_uniqueid();
         let uid2 = pbx.next_uniqueid();
         let mk = |side: Side, suffix: &str, uid: &str, state: u8, seq: u64| Channel {
-            name: format!("{base};{suffix}"),
+            name: format!("{base}{sep}{suffix}"),
             side,
             state,
             cid_num: None,
@@ -176,6 +186,7 @@ impl Call {
             answered_wall: None,
             seq,
             vars: BTreeMap::new(),
+            peer: None,
             control: tx.clone(),
         };
         let s1 = pbx.next_channel_seq();
@@ -200,6 +211,142 @@ impl Call {
             answered: false,
             device,
             tick: Instant::now(),
+            dialect,
+            joined: None,
+        }
+    }
+
+    fn ch(&self, side: Side) -> &Channel {
+        match side {
+            Side::One => &self.one.ch,
+            Side::Two => &self.two.ch,
+        }
+    }
+
+    /// Sends a channel event in the call's generation: Asterisk 13/22's snapshot block
+    /// followed by `extra`, or the 1.4/1.8 form (nothing when that generation had no such
+    /// event).
+    fn emit(&self, name: &str, privilege: &str, side: Side, extra: &[(&str, &str)]) {
+        let bus = &self.pbx.bus;
+        if self.dialect.pre_stasis() {
+            if let Some(ev) = crate::channels::legacy_event(bus, self.dialect, name, self.ch(side), extra) {
+                bus.send(ev);
+            }
+            return;
+        }
+        let mut ev = self.chan_event(name, privilege, side);
+        for (k, v) in extra {
+            ev = ev.h(k, v);
+        }
+        bus.send(ev);
+    }
+
+    /// The 13 bridge header block.
+    fn bridge_block(&self, name: &str, uid: &str, n: usize) -> crate::events::Ev {
+        self.pbx
+            .bus
+            .event(name, "call,all")
+            .h("BridgeUniqueid", uid)
+            .h("BridgeType", "basic")
+            .h("BridgeTechnology", "simple_bridge")
+            .h("BridgeCreator", "<unknown>")
+            .h("BridgeName", "<unknown>")
+            .h("BridgeNumChannels", &n.to_string())
+    }
+
+    /// 1.4 `Link`, 1.8 `Bridge` (Link/Unlink) between the two halves.
+    fn link_event(&self, name: &str, state: Option<&str>) -> crate::events::Ev {
+        let mut ev = self.pbx.bus.event(name, "call,all");
+        if let Some(state) = state {
+            ev = ev.h("Bridgestate", state).h("Bridgetype", "core");
+        }
+        let cid = |c: &Channel| c.cid_num.clone().unwrap_or_default();
+        ev.h("Channel1", &self.one.ch.name)
+            .h("Channel2", &self.two.ch.name)
+            .h("Uniqueid1", &self.one.ch.uniqueid)
+            .h("Uniqueid2", &self.two.ch.uniqueid)
+            .h("CallerID1", &cid(&self.one.ch))
+            .h("CallerID2", &cid(&self.two.ch))
+    }
+
+    /// Joins the answered halves where the generation shows it (1.4 Link, 1.8 Bridge,
+    /// 13 BridgeCreate + BridgeEnter); 22 keeps the captured sequence (no bridge).
+    fn join(&mut self) {
+        let bus = &self.pbx.bus;
+        match self.dialect {
+            Dialect::V22 => return,
+            Dialect::V1_4 => bus.send(self.link_event("Link", None)),
+            Dialect::V1_8 => bus.send(self.link_event("Bridge", Some("Link"))),
+            Dialect::V13 => {
+                let uid = bridge_uuid();
+                bus.send(self.bridge_block("BridgeCreate", &uid, 0));
+                let ev = self.bridge_block("BridgeEnter", &uid, 1);
+                bus.send(self.one.ch.snapshot(ev, ""));
+                let ev = self.bridge_block("BridgeEnter", &uid, 2);
+                bus.send(self.two.ch.snapshot(ev, ""));
+                self.joined = Some(uid);
+            }
+        }
+        self.joined.get_or_insert_with(String::new);
+        self.one.ch.peer = Some((self.two.ch.name.clone(), self.two.ch.uniqueid.clone()));
+        self.two.ch.peer = Some((self.one.ch.name.clone(), self.one.ch.uniqueid.clone()));
+        self.store(Side::One);
+        self.store(Side::Two);
+    }
+
+    /// Undoes [`Call::join`] before the hangups: 1.4 Unlink, 1.8 Bridge Unlink, 13
+    /// BridgeLeave x2 + BridgeDestroy.
+    fn unjoin(&mut self) {
+        let Some(uid) = self.joined.take() else {
+            return;
+        };
+        let bus = &self.pbx.bus;
+        match self.dialect {
+            Dialect::V22 => {}
+            Dialect::V1_4 => bus.send(self.link_event("Unlink", None)),
+            Dialect::V1_8 => bus.send(self.link_event("Bridge", Some("Unlink"))),
+            Dialect::V13 => {
+                let ev = self.bridge_block("BridgeLeave", &uid, 1);
+                bus.send(self.one.ch.snapshot(ev, ""));
+                let ev = self.bridge_block("BridgeLeave", &uid, 0);
+                bus.send(self.two.ch.snapshot(ev, ""));
+                bus.send(self.bridge_block("BridgeDestroy", &uid, 0));
+            }
+        }
+        self.one.ch.peer = None;
+        self.two.ch.peer = None;
+    }
+
+    /// A rename reported by [`crate::SimHandle::rename_channel`]: the table already holds
+    /// the new name; the call's own copy and its peer follow.
+    fn renamed(&mut self, side: Side, new: String) {
+        let old = std::mem::replace(&mut self.half(side).ch.name, new.clone());
+        {
+            let mut t = lock(&self.pbx.channels);
+            t.remove(&old);
+        }
+        self.store(side);
+        let other = match side {
+            Side::One => Side::Two,
+            Side::Two => Side::One,
+        };
+        let uid = self.ch(side).uniqueid.clone();
+        let h = self.half(other);
+        if h.ch.peer.is_some() {
+            h.ch.peer = Some((new, uid));
+            let name = h.ch.name.clone();
+            if lock(&self.pbx.channels).contains_key(&name) {
+                self.store(other);
+            }
+        }
+    }
+
+    /// Applies renames still queued when the call ends, so its hangups use the new names.
+    fn drain_renames(&mut self) {
+        while let Ok(ctl) = self.rx.try_recv() {
+            if let Control::Rename { side, new } = ctl {
+                self.renamed(side, new);
+            }
         }
     }
 
@@ -220,11 +367,8 @@ impl Call {
     }
 
     fn unstore(&self, side: Side) {
-        let name = match side {
-            Side::One => &self.one.ch.name,
-            Side::Two => &self.two.ch.name,
-        };
-        lock(&self.pbx.channels).remove(name);
+        let uid = &self.ch(side).uniqueid;
+        lock(&self.pbx.channels).retain(|_, c| &c.uniqueid != uid);
     }
 
     fn chan_event(&self, name: &str, privilege: &str, side: Side) -> crate::events::Ev {
@@ -236,10 +380,13 @@ impl Call {
     }
 
     fn emit_chan(&self, name: &str, privilege: &str, side: Side) {
-        self.pbx.bus.send(self.chan_event(name, privilege, side));
+        self.emit(name, privilege, side, &[]);
     }
 
     fn device_state(&self, state: &str) {
+        if self.dialect.pre_stasis() {
+            return;
+        }
         let bus = &self.pbx.bus;
         bus.send(
             bus.event("DeviceStateChange", "call,all")
@@ -264,67 +411,74 @@ impl Call {
         self.one.ch.app = "AppDial2".into();
         self.one.ch.data = "(Outgoing Line)".into();
         self.store(Side::One);
-        self.pbx.bus.send(
-            self.chan_event("Newexten", "dialplan,all", Side::One)
-                .h("Extension", &self.req.exten)
-                .h("Application", "AppDial2")
-                .h("AppData", "(Outgoing Line)"),
+        let exten = self.req.exten.clone();
+        self.emit(
+            "Newexten",
+            "dialplan,all",
+            Side::One,
+            &[
+                ("Extension", &exten),
+                ("Application", "AppDial2"),
+                ("AppData", "(Outgoing Line)"),
+            ],
         );
         let vars = self.req.vars.clone();
         for (k, v) in vars.iter().rev() {
             self.one.ch.vars.insert(k.clone(), v.clone());
-            self.pbx.bus.send(
-                self.chan_event("VarSet", "dialplan,all", Side::One)
-                    .h("Variable", k)
-                    .h("Value", v),
-            );
+            self.emit("VarSet", "dialplan,all", Side::One, &[("Variable", k), ("Value", v)]);
         }
+        const PRES: &str = "0 (Presentation Allowed, Not Screened)";
         if let Some((num, name)) = self.req.callerid.clone() {
             self.one.ch.cid_num = Some(num.clone());
             self.one.ch.cid_name = Some(name.clone());
-            self.pbx.bus.send(
-                self.chan_event("NewCallerid", "call,all", Side::One)
-                    .h("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),
-            );
+            self.emit("NewCallerid", "call,all", Side::One, &[("CID-CallingPres", PRES)]);
             self.one.ch.conn_num = Some(num);
             self.one.ch.conn_name = Some(name);
             self.emit_chan("NewConnectedLine", "call,all", Side::One);
         }
         for (k, v) in &vars {
             self.two.ch.vars.insert(k.clone(), v.clone());
-            self.pbx.bus.send(
-                self.chan_event("VarSet", "dialplan,all", Side::Two)
-                    .h("Variable", k)
-                    .h("Value", v),
-            );
+            self.emit("VarSet", "dialplan,all", Side::Two, &[("Variable", k), ("Value", v)]);
         }
         if let Some((num, name)) = self.req.callerid.clone() {
             self.two.ch.cid_num = Some(num.clone());
             self.two.ch.cid_name = Some(name.clone());
             self.two.ch.conn_num = Some(num);
             self.two.ch.conn_name = Some(name);
-            self.pbx.bus.send(
-                self.chan_event("NewCallerid", "call,all", Side::Two)
-                    .h("CID-CallingPres", "0 (Presentation Allowed, Not Screened)"),
-            );
+            self.emit("NewCallerid", "call,all", Side::Two, &[("CID-CallingPres", PRES)]);
             self.emit_chan("NewConnectedLine", "call,all", Side::Two);
         }
         self.store(Side::One);
         self.store(Side::Two);
         let bus = &self.pbx.bus;
-        let ev = self.one.ch.snapshot(bus.event("LocalBridge", "call,all"), "LocalOne");
-        let ev = self.two.ch.snapshot(ev, "LocalTwo");
-        bus.send(
-            ev.h("Context", &self.req.context)
-                .h("Exten", &self.req.exten)
-                .h("LocalOptimization", "Yes"),
-        );
-        bus.send(
-            self.one
-                .ch
-                .snapshot(bus.event("DialBegin", "call,all"), "Dest")
-                .h("DialString", &format!("{}@{}", self.req.exten, self.req.context)),
-        );
+        match self.dialect {
+            Dialect::V1_4 => {}
+            Dialect::V1_8 => bus.send(
+                bus.event("LocalBridge", "call,all")
+                    .h("Channel1", &self.one.ch.name)
+                    .h("Channel2", &self.two.ch.name)
+                    .h("Uniqueid1", &self.one.ch.uniqueid)
+                    .h("Uniqueid2", &self.two.ch.uniqueid)
+                    .h("Context", &self.req.context)
+                    .h("Exten", &self.req.exten)
+                    .h("LocalOptimization", "Yes"),
+            ),
+            Dialect::V13 | Dialect::V22 => {
+                let ev = self.one.ch.snapshot(bus.event("LocalBridge", "call,all"), "LocalOne");
+                let ev = self.two.ch.snapshot(ev, "LocalTwo");
+                bus.send(
+                    ev.h("Context", &self.req.context)
+                        .h("Exten", &self.req.exten)
+                        .h("LocalOptimization", "Yes"),
+                );
+                bus.send(
+                    self.one
+                        .ch
+                        .snapshot(bus.event("DialBegin", "call,all"), "Dest")
+                        .h("DialString", &format!("{}@{}", self.req.exten, self.req.context)),
+                );
+            }
+        }
 
         self.two.steps = Some(steps);
         self.tick = Instant::now();
@@ -333,25 +487,18 @@ impl Call {
             None => self.main_loop().await,
         };
         if let Some(end) = end {
+            self.drain_renames();
             self.finish(end);
         }
     }
 
     /// The context does not exist: both halves die at once (transcript 03).
     async fn fail(&mut self) {
-        let bus = &self.pbx.bus;
-        bus.send(
-            self.chan_event("Hangup", "call,all", Side::Two)
-                .h("Cause", "0")
-                .h("Cause-txt", "Unknown"),
-        );
+        let cause = [("Cause", "0"), ("Cause-txt", "Unknown")];
+        self.emit("Hangup", "call,all", Side::Two, &cause);
         self.unstore(Side::Two);
         self.device_state("INVALID");
-        bus.send(
-            self.chan_event("Hangup", "call,all", Side::One)
-                .h("Cause", "0")
-                .h("Cause-txt", "Unknown"),
-        );
+        self.emit("Hangup", "call,all", Side::One, &cause);
         self.unstore(Side::One);
         if self.req.is_async {
             self.originate_response(false);
@@ -361,11 +508,21 @@ impl Call {
 
     fn originate_response(&self, success: bool) {
         let bus = &self.pbx.bus;
-        let mut ev = bus.event("OriginateResponse", "call,all");
+        let v14 = self.dialect == Dialect::V1_4;
+        // 1.4 sent OriginateSuccess / OriginateFailure; 1.6 merged them into
+        // OriginateResponse with a Response header.
+        let name = match (v14, success) {
+            (false, _) => "OriginateResponse",
+            (true, true) => "OriginateSuccess",
+            (true, false) => "OriginateFailure",
+        };
+        let mut ev = bus.event(name, "call,all");
         if let Some(id) = &self.req.action_id {
             ev = ev.h("ActionID", id);
         }
-        ev = ev.h("Response", if success { "Success" } else { "Failure" });
+        if !v14 {
+            ev = ev.h("Response", if success { "Success" } else { "Failure" });
+        }
         ev = if success {
             ev.h("Channel", &self.one.ch.name)
         } else {
@@ -378,6 +535,9 @@ impl Call {
         ev = ev
             .h("Reason", if success { "4" } else { "0" })
             .h("Uniqueid", if success { &self.one.ch.uniqueid } else { "<unknown>" });
+        if v14 {
+            ev = ev.h("CallerID", self.one.ch.cid_num_str());
+        }
         ev = ev
             .h("CallerIDNum", self.one.ch.cid_num_str())
             .h("CallerIDName", self.one.ch.cid_name_str());
@@ -397,17 +557,20 @@ impl Call {
         self.store(Side::One);
         self.emit_chan("Newstate", "call,all", Side::One);
         let bus = &self.pbx.bus;
-        bus.send(
-            self.one
-                .ch
-                .snapshot(bus.event("DialEnd", "call,all"), "Dest")
-                .h("DialStatus", "ANSWER"),
-        );
+        if !self.dialect.pre_stasis() {
+            bus.send(
+                self.one
+                    .ch
+                    .snapshot(bus.event("DialEnd", "call,all"), "Dest")
+                    .h("DialStatus", "ANSWER"),
+            );
+        }
         if self.req.is_async {
             self.originate_response(true);
         }
         self.device_state("INUSE");
         self.device_state("INUSE");
+        self.join();
         // ;1 now runs what the Originate asked for.
         match self.req.target.clone() {
             Target::App { app, data } => {
@@ -465,11 +628,11 @@ impl Call {
                 self.cdr(Side::Two);
             }
             self.store(side);
-            pbx.bus.send(
-                self.chan_event("Newexten", "dialplan,all", side)
-                    .h("Extension", &exten)
-                    .h("Application", step.app)
-                    .h("AppData", &data),
+            self.emit(
+                "Newexten",
+                "dialplan,all",
+                side,
+                &[("Extension", &exten), ("Application", step.app), ("AppData", &data)],
             );
             match step.app {
                 "Hangup" => {
@@ -482,14 +645,14 @@ impl Call {
                 "Answer" if side == Side::Two && !self.answered => self.answer(),
                 "UserEvent" => {
                     let mut parts = data.split(',');
-                    let name = parts.next().unwrap_or("").to_owned();
-                    let mut ev = self.chan_event("UserEvent", "user,all", side).h("UserEvent", &name);
+                    let name = parts.next().unwrap_or("");
+                    let mut extra = vec![("UserEvent", name)];
                     for p in parts {
                         if let Some((k, v)) = p.split_once(':') {
-                            ev = ev.h(k.trim(), v.trim_start());
+                            extra.push((k.trim(), v.trim_start()));
                         }
                     }
-                    pbx.bus.send(ev);
+                    self.emit("UserEvent", "user,all", side, &extra);
                 }
                 "Set" => {
                     if let Some((k, v)) = data.split_once('=') {
@@ -499,11 +662,7 @@ impl Call {
                             }
                         } else {
                             self.half(side).ch.vars.insert(k.to_owned(), v.to_owned());
-                            pbx.bus.send(
-                                self.chan_event("VarSet", "dialplan,all", side)
-                                    .h("Variable", k)
-                                    .h("Value", v),
-                            );
+                            self.emit("VarSet", "dialplan,all", side, &[("Variable", k), ("Value", v)]);
                         }
                     }
                 }
@@ -512,11 +671,12 @@ impl Call {
                     let name = self.half(side).ch.name.clone();
                     let joined = lock(&pbx.queues).join(&queue, &name);
                     if let Some((pos, count)) = joined {
-                        pbx.bus.send(
-                            self.chan_event("QueueCallerJoin", "agent,all", side)
-                                .h("Queue", &queue)
-                                .h("Position", &pos.to_string())
-                                .h("Count", &count.to_string()),
+                        let (pos, count) = (pos.to_string(), count.to_string());
+                        self.emit(
+                            "QueueCallerJoin",
+                            "agent,all",
+                            side,
+                            &[("Queue", &queue), ("Position", &pos), ("Count", &count)],
                         );
                         self.half(side).in_queue = Some(queue);
                     }
@@ -550,11 +710,12 @@ impl Call {
         let name = self.half(side).ch.name.clone();
         let left = lock(&self.pbx.queues).leave(&queue, &name);
         if let Some((pos, count)) = left {
-            self.pbx.bus.send(
-                self.chan_event("QueueCallerLeave", "agent,all", side)
-                    .h("Queue", &queue)
-                    .h("Position", &pos.to_string())
-                    .h("Count", &count.to_string()),
+            let (pos, count) = (pos.to_string(), count.to_string());
+            self.emit(
+                "QueueCallerLeave",
+                "agent,all",
+                side,
+                &[("Queue", &queue), ("Position", &pos), ("Count", &count)],
             );
         }
     }
@@ -616,6 +777,7 @@ impl Call {
                             return Some(end);
                         }
                     }
+                    Some(Control::Rename { side, new }) => self.renamed(side, new),
                     None => return None,
                 },
             }
@@ -670,9 +832,7 @@ impl Call {
     }
 
     fn request(&self, name: &str, side: Side, cause: u32) {
-        self.pbx
-            .bus
-            .send(self.chan_event(name, "call,all", side).h("Cause", &cause.to_string()));
+        self.emit(name, "call,all", side, &[("Cause", &cause.to_string())]);
     }
 
     fn hangup(&self, side: Side, cause: u32) {
@@ -682,10 +842,11 @@ impl Call {
             34 => "Circuit/channel congestion",
             _ => "Unknown",
         };
-        self.pbx.bus.send(
-            self.chan_event("Hangup", "call,all", side)
-                .h("Cause", &cause.to_string())
-                .h("Cause-txt", txt),
+        self.emit(
+            "Hangup",
+            "call,all",
+            side,
+            &[("Cause", &cause.to_string()), ("Cause-txt", txt)],
         );
         self.unstore(side);
     }
@@ -694,6 +855,7 @@ impl Call {
     fn finish(&mut self, end: End) {
         self.leave_queue(Side::One);
         self.leave_queue(Side::Two);
+        self.unjoin();
         match end {
             End::TwoDialplan | End::Requested(Side::Two, _) => {
                 let cause = match end {
@@ -737,12 +899,14 @@ impl Call {
                 let cause = if status == "BUSY" { 17 } else { 34 };
                 self.hangup(Side::Two, cause);
                 let bus = &self.pbx.bus;
-                bus.send(
-                    self.one
-                        .ch
-                        .snapshot(bus.event("DialEnd", "call,all"), "Dest")
-                        .h("DialStatus", status),
-                );
+                if !self.dialect.pre_stasis() {
+                    bus.send(
+                        self.one
+                            .ch
+                            .snapshot(bus.event("DialEnd", "call,all"), "Dest")
+                            .h("DialStatus", status),
+                    );
+                }
                 self.hangup(Side::One, cause);
                 if self.req.is_async {
                     self.originate_response(false);
@@ -751,6 +915,22 @@ impl Call {
             }
         }
     }
+}
+
+/// A random v4 UUID, the form of Asterisk's bridge ids.
+fn bridge_uuid() -> String {
+    use rand::Rng;
+    let b: [u8; 16] = rand::thread_rng().gen();
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        8 + (b[8] & 3),
+        &h[17..20],
+        &h[20..32]
+    )
 }
 
 #[cfg(test)]

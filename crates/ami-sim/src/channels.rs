@@ -1,6 +1,7 @@
 //! Channels as AMI shows them: the snapshot headers every channel event carries.
 
-use crate::events::Ev;
+use crate::dialect::Dialect;
+use crate::events::{Bus, Ev};
 use std::collections::BTreeMap;
 use std::time::{Instant, SystemTime};
 use tokio::sync::mpsc;
@@ -24,6 +25,11 @@ pub enum Control {
         context: String,
         exten: String,
         priority: u32,
+    },
+    /// The channel was renamed (the shared table already has the new name).
+    Rename {
+        side: Side,
+        new: String,
     },
 }
 
@@ -50,6 +56,9 @@ pub struct Channel {
     /// Creation order, for newest-first listings.
     pub seq: u64,
     pub vars: BTreeMap<String, String>,
+    /// The channel it is joined with (name, uniqueid), in the dialects that join the two
+    /// halves of a Local call (1.4, 1.8, 13).
+    pub peer: Option<(String, String)>,
     pub control: mpsc::UnboundedSender<Control>,
 }
 
@@ -105,6 +114,14 @@ impl Channel {
             .h(&k("Linkedid"), &self.linkedid)
     }
 
+    pub fn peer_name(&self) -> &str {
+        self.peer.as_ref().map(|p| p.0.as_str()).unwrap_or("")
+    }
+
+    pub fn peer_uid(&self) -> &str {
+        self.peer.as_ref().map(|p| p.1.as_str()).unwrap_or("")
+    }
+
     /// Whole seconds alive.
     pub fn seconds(&self) -> u64 {
         self.created.elapsed().as_secs()
@@ -115,4 +132,145 @@ impl Channel {
         let s = self.seconds();
         format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
     }
+}
+
+/// A channel event as Asterisk 1.4 or 1.8 wrote it (before Stasis channel snapshots):
+/// `extra` holds the event's own fields by name (`Cause`, `Extension`, …). None when the
+/// generation had no such event (DialBegin, DeviceStateChange, HangupRequest, …).
+pub fn legacy_event(bus: &Bus, dialect: Dialect, name: &str, ch: &Channel, extra: &[(&str, &str)]) -> Option<Ev> {
+    let v14 = dialect == Dialect::V1_4;
+    let x = |k: &str| {
+        extra
+            .iter()
+            .find(|(ek, _)| ek.eq_ignore_ascii_case(k))
+            .map(|(_, v)| *v)
+            .unwrap_or("")
+    };
+    let num = ch.cid_num.as_deref().unwrap_or("");
+    let cname = ch.cid_name.as_deref().unwrap_or("");
+    let conn_num = ch.conn_num.as_deref().unwrap_or("");
+    let conn_name = ch.conn_name.as_deref().unwrap_or("");
+    let desc = state_desc(ch.state);
+    let state = ch.state.to_string();
+    let prio = ch.priority.to_string();
+    // The `dialplan` class came with 1.6; 1.4 sent these as `call`.
+    let dialplan = if v14 { "call,all" } else { "dialplan,all" };
+    let ev = match name {
+        "Newchannel" => {
+            let e = bus.event(name, "call,all").h("Channel", &ch.name);
+            let e = if v14 {
+                e.h("State", desc).h("CallerIDNum", num).h("CallerIDName", cname)
+            } else {
+                e.h("ChannelState", &state)
+                    .h("ChannelStateDesc", desc)
+                    .h("CallerIDNum", num)
+                    .h("CallerIDName", cname)
+                    .h("AccountCode", "")
+                    .h("Exten", &ch.exten)
+                    .h("Context", &ch.context)
+            };
+            e.h("Uniqueid", &ch.uniqueid)
+        }
+        "Newstate" => {
+            let e = bus.event(name, "call,all").h("Channel", &ch.name);
+            let e = if v14 {
+                e.h("State", desc).h("CallerID", num).h("CallerIDName", cname)
+            } else {
+                e.h("ChannelState", &state)
+                    .h("ChannelStateDesc", desc)
+                    .h("CallerIDNum", num)
+                    .h("CallerIDName", cname)
+                    .h("ConnectedLineNum", conn_num)
+                    .h("ConnectedLineName", conn_name)
+            };
+            e.h("Uniqueid", &ch.uniqueid)
+        }
+        "Newexten" => bus
+            .event(name, dialplan)
+            .h("Channel", &ch.name)
+            .h("Context", &ch.context)
+            .h("Extension", x("Extension"))
+            .h("Priority", &prio)
+            .h("Application", x("Application"))
+            .h("AppData", x("AppData"))
+            .h("Uniqueid", &ch.uniqueid),
+        "VarSet" => bus
+            .event(name, dialplan)
+            .h("Channel", &ch.name)
+            .h("Variable", x("Variable"))
+            .h("Value", x("Value"))
+            .h("Uniqueid", &ch.uniqueid),
+        "NewCallerid" => {
+            let e = if v14 {
+                bus.event("Newcallerid", "call,all")
+                    .h("Channel", &ch.name)
+                    .h("CallerID", num)
+            } else {
+                bus.event(name, "call,all").h("Channel", &ch.name).h("CallerIDNum", num)
+            };
+            e.h("CallerIDName", cname)
+                .h("Uniqueid", &ch.uniqueid)
+                .h("CID-CallingPres", x("CID-CallingPres"))
+        }
+        "Hangup" => {
+            let e = bus
+                .event(name, "call,all")
+                .h("Channel", &ch.name)
+                .h("Uniqueid", &ch.uniqueid);
+            let e = if v14 {
+                e
+            } else {
+                e.h("CallerIDNum", num)
+                    .h("CallerIDName", cname)
+                    .h("ConnectedLineNum", conn_num)
+                    .h("ConnectedLineName", conn_name)
+            };
+            e.h("Cause", x("Cause")).h("Cause-txt", x("Cause-txt"))
+        }
+        "QueueCallerJoin" => {
+            let e = bus.event("Join", "call,all").h("Channel", &ch.name);
+            let e = if v14 {
+                e.h("CallerID", num).h("CallerIDName", cname)
+            } else {
+                e.h("CallerIDNum", num)
+                    .h("CallerIDName", cname)
+                    .h("ConnectedLineNum", conn_num)
+                    .h("ConnectedLineName", conn_name)
+            };
+            e.h("Queue", x("Queue"))
+                .h("Position", x("Position"))
+                .h("Count", x("Count"))
+                .h("Uniqueid", &ch.uniqueid)
+        }
+        "QueueCallerLeave" => {
+            let e = bus
+                .event("Leave", "call,all")
+                .h("Channel", &ch.name)
+                .h("Queue", x("Queue"))
+                .h("Count", x("Count"));
+            let e = if v14 { e } else { e.h("Position", x("Position")) };
+            e.h("Uniqueid", &ch.uniqueid)
+        }
+        "UserEvent" => {
+            let mut e = bus.event(name, "user,all");
+            for (k, v) in extra {
+                e = e.h(k, v);
+            }
+            e
+        }
+        _ => return None,
+    };
+    Some(ev)
+}
+
+/// The `Rename` event of each generation: 1.4 `Oldname`/`Newname`/`Uniqueid`, later
+/// `Channel` (the old name)/`Newname`/`Uniqueid`.
+pub fn rename_event(bus: &Bus, dialect: Dialect, old: &str, new: &str, uniqueid: &str) -> Ev {
+    let e = bus.event("Rename", "call,all");
+    let e = if dialect == Dialect::V1_4 {
+        e.h("Oldname", old)
+    } else {
+        e.h("Channel", old)
+    };
+    e.h("Newname", new).h("Uniqueid", uniqueid)
 }

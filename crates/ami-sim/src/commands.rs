@@ -19,10 +19,14 @@ pub fn run(pbx: &Pbx, cmd: &str) -> (bool, Vec<String>) {
     match l.as_slice() {
         ["core", "show", "channels"] | ["core", "show", "channels", "verbose"] => (true, show_channels(pbx)),
         ["core", "show", "channels", "concise"] => (true, concise(pbx)),
-        ["core", "show", "version"] => (
+        ["core", "show", "version"] | ["show", "version"] => (
             true,
-            vec!["Asterisk 22.10.1 built by root @ vm on a x86_64 running Linux on 2026-11-26 11:00:16 UTC".into()],
+            vec![format!(
+                "Asterisk {} built by root @ vm on a x86_64 running Linux on 2026-11-26 11:00:16 UTC",
+                pbx.dialect().asterisk_version()
+            )],
         ),
+        ["queue", "show"] | ["show", "queues"] => (true, queue_show(pbx)),
         ["core", "show", "uptime"] => {
             let up = pbx.uptime_secs();
             (
@@ -47,10 +51,16 @@ pub fn run(pbx: &Pbx, cmd: &str) -> (bool, Vec<String>) {
             } else {
                 words.first().copied().unwrap_or("").to_owned()
             };
+            // `core show help` arrived with 1.6; 1.4 and 1.8 point at `help`.
+            let helpcmd = if pbx.dialect().pre_stasis() {
+                "help"
+            } else {
+                "core show help"
+            };
             (
                 false,
                 vec![format!(
-                    "No such command '{cmd}' (type 'core show help {help}' for other possible commands)"
+                    "No such command '{cmd}' (type '{helpcmd} {help}' for other possible commands)"
                 )],
             )
         }
@@ -101,4 +111,76 @@ fn concise(pbx: &Pbx) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// `queue show`: one paragraph per queue, each ended by a blank line (so legacy Command
+/// output carries blank lines inside it, as the real one does).
+fn queue_show(pbx: &Pbx) -> Vec<String> {
+    let v14 = pbx.dialect() == crate::Dialect::V1_4;
+    let queues = lock(&pbx.queues).queues.clone();
+    let mut out = Vec::new();
+    for q in &queues {
+        let sl = if q.completed > 0 { "100.0" } else { "0.0" };
+        out.push(if v14 {
+            format!(
+                "{:<12} has {} calls (max unlimited) in '{}' strategy (0s holdtime), W:0, C:{}, A:{}, SL:{sl}% within 0s",
+                q.name,
+                q.callers.len(),
+                q.strategy,
+                q.completed,
+                q.abandoned
+            )
+        } else {
+            // SL2 came with Asterisk 13.
+            let sl2 = if pbx.dialect() == crate::Dialect::V1_8 {
+                String::new()
+            } else {
+                format!(", SL2:{sl}%")
+            };
+            format!(
+                "{} has {} calls (max unlimited) in '{}' strategy (0s holdtime, 0s talktime), W:0, C:{}, A:{}, SL:{sl}%{sl2} within 0s",
+                q.name,
+                q.callers.len(),
+                q.strategy,
+                q.completed,
+                q.abandoned
+            )
+        });
+        if q.members.is_empty() {
+            out.push("   No Members".into());
+        } else {
+            out.push("   Members: ".into());
+            for m in &q.members {
+                let kind = if m.dynamic { " (dynamic)" } else { "" };
+                let paused = if m.paused { " (paused)" } else { "" };
+                let state = if m.in_call { "In use" } else { "Not in use" };
+                let calls = if m.calls_taken == 0 {
+                    "has taken no calls yet".to_owned()
+                } else {
+                    format!("has taken {} calls (last was {} secs ago)", m.calls_taken, 0)
+                };
+                if v14 {
+                    out.push(format!(
+                        "      {} ({}){kind}{paused} ({state}) {calls}",
+                        m.name, m.interface
+                    ));
+                } else {
+                    out.push(format!(
+                        "      {} ({} from {}){kind}{paused} ({state}) {calls}",
+                        m.name, m.interface, m.state_interface
+                    ));
+                }
+            }
+        }
+        if q.callers.is_empty() {
+            out.push("   No Callers".into());
+        } else {
+            out.push("   Callers: ".into());
+            for (i, c) in q.callers.iter().enumerate() {
+                out.push(format!("      {}. {c} (wait: 0:00, prio: 0)", i + 1));
+            }
+        }
+        out.push(String::new());
+    }
+    out
 }

@@ -1,5 +1,6 @@
 //! What one simulated Asterisk looks like: its name, AMI version, users.
 
+use crate::dialect::Dialect;
 use crate::error::SimError;
 use serde::Deserialize;
 use std::time::Duration;
@@ -13,15 +14,39 @@ pub struct SimConfig {
     /// Asterisk `systemname`: uniqueids become `<sn>-<epoch>.<n>` and events carry
     /// `SystemName: <sn>`.
     pub system_name: Option<String>,
-    /// AMI version shown in the banner.
+    /// AMI version shown in the banner. Left at the default (`11.0.0`) with another
+    /// dialect, the dialect's own version is used ([`Dialect::ami_version`]).
     pub version: String,
     pub users: Vec<SimUser>,
-    /// Answer `Command` in the Asterisk 13 form (`Response: Follows` … `--END COMMAND--`).
+    /// Answer `Command` in the legacy form (`Response: Follows` … `--END COMMAND--`) even
+    /// as Asterisk 22 (dialects 1.4, 1.8 and 13 always do).
     pub legacy_command: bool,
     /// First Local channel sequence number, so sims in a cluster name channels apart.
     pub channel_id_base: u32,
     /// How long a failed login waits before its answer (Asterisk: 1 s).
     pub auth_delay: Duration,
+    /// The Asterisk generation spoken on the wire.
+    pub dialect: Dialect,
+}
+
+/// The AMI version of the default config (Asterisk 22).
+const DEFAULT_VERSION: &str = "11.0.0";
+
+impl SimConfig {
+    /// The banner version: `version`, unless it was left at the Asterisk 22 default while
+    /// another dialect is chosen.
+    pub fn effective_version(&self) -> &str {
+        if self.version == DEFAULT_VERSION && self.dialect != Dialect::V22 {
+            self.dialect.ami_version()
+        } else {
+            &self.version
+        }
+    }
+
+    /// Whether Command answers in the `Response: Follows` form.
+    pub fn legacy_command_output(&self) -> bool {
+        self.legacy_command || self.dialect.legacy_command()
+    }
 }
 
 impl Default for SimConfig {
@@ -29,11 +54,12 @@ impl Default for SimConfig {
         SimConfig {
             name: "sim".into(),
             system_name: None,
-            version: "11.0.0".into(),
+            version: DEFAULT_VERSION.into(),
             users: SimUser::defaults(),
             legacy_command: false,
             channel_id_base: 0,
             auth_delay: Duration::from_secs(1),
+            dialect: Dialect::V22,
         }
     }
 }

@@ -1,11 +1,11 @@
 #![forbid(unsafe_code)]
 //! `ami-sim`: run a simulated Asterisk on a TCP port.
 
-use ami_sim::{SimConfig, SimError};
+use ami_sim::{Dialect, SimConfig, SimError};
 use clap::Parser;
 use std::net::SocketAddr;
 
-/// A simulated Asterisk speaking AMI like Asterisk 22.
+/// A simulated Asterisk speaking AMI like Asterisk 22 (or 1.4, 1.8, 13 with --dialect).
 #[derive(Debug, Parser)]
 #[command(name = "ami-sim", disable_version_flag = true)]
 struct Args {
@@ -18,10 +18,13 @@ struct Args {
     /// Asterisk systemname (uniqueids `<sn>-<epoch>.<n>`, `SystemName:` on events).
     #[arg(long)]
     system_name: Option<String>,
-    /// AMI version in the banner.
-    #[arg(long, default_value = "11.0.0")]
-    version: String,
-    /// Answer Command in the Asterisk 13 `Response: Follows` form.
+    /// Asterisk generation to speak: 1.4, 1.8, 13 or 22.
+    #[arg(long, default_value = "22")]
+    dialect: Dialect,
+    /// AMI version in the banner (default: the dialect's, 11.0.0 for 22).
+    #[arg(long)]
+    version: Option<String>,
+    /// Answer Command in the legacy `Response: Follows` form even as Asterisk 22.
     #[arg(long)]
     legacy_command: bool,
     /// First Local channel sequence number.
@@ -51,7 +54,8 @@ async fn main() -> Result<(), SimError> {
     let mut cfg = SimConfig {
         name: args.name,
         system_name: args.system_name,
-        version: args.version,
+        version: args.version.unwrap_or_else(|| args.dialect.ami_version().to_owned()),
+        dialect: args.dialect,
         legacy_command: args.legacy_command,
         channel_id_base: args.channel_id_base,
         ..SimConfig::default()
@@ -88,7 +92,11 @@ mod tests {
             "2.10.6",
             "--legacy-command",
         ]);
-        assert_eq!(a.version, "2.10.6");
+        assert_eq!(a.version.as_deref(), Some("2.10.6"));
         assert!(a.legacy_command);
+        assert_eq!(a.dialect, Dialect::V22);
+        let a = Args::parse_from(["ami-sim", "--dialect", "1.4"]);
+        assert_eq!(a.dialect, Dialect::V1_4);
+        assert!(Args::try_parse_from(["ami-sim", "--dialect", "1.6"]).is_err());
     }
 }

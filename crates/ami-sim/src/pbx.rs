@@ -51,8 +51,16 @@ pub struct Pbx {
 }
 
 impl Pbx {
-    pub fn new(cfg: SimConfig) -> Pbx {
-        let bus = Bus::new(cfg.system_name.clone());
+    pub fn new(mut cfg: SimConfig) -> Pbx {
+        cfg.version = cfg.effective_version().to_owned();
+        // Asterisk 1.4 had no `systemname` header on events (its uniqueids keep the prefix
+        // here anyway: a proxy in front of a cluster needs them unique).
+        let header_name = if cfg.dialect == crate::Dialect::V1_4 {
+            None
+        } else {
+            cfg.system_name.clone()
+        };
+        let bus = Bus::new(header_name);
         let local = cfg.channel_id_base;
         Pbx {
             bus,
@@ -104,6 +112,10 @@ impl Pbx {
     pub fn next_session_id(&self) -> String {
         let n = self.session_seq.fetch_add(1, Ordering::Relaxed);
         format!("0x7f76{:08x}", 0x3c00_11a0u64 + n * 0x100)
+    }
+
+    pub fn dialect(&self) -> crate::Dialect {
+        self.cfg.dialect
     }
 
     pub fn uptime_secs(&self) -> u64 {

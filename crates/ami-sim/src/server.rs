@@ -175,6 +175,39 @@ impl SimHandle {
         pbx.bus.publish(classes, &name, bytes);
     }
 
+    /// Renames a live channel as a masquerade or `Local` optimisation would: the channel
+    /// table takes the new name and the generation's `Rename` event goes out (1.4:
+    /// `Oldname`/`Newname`/`Uniqueid`; 1.8 and later: `Channel`/`Newname`/`Uniqueid`).
+    /// False when no channel is called `old` or `new` is already taken.
+    pub fn rename_channel(&self, old: &str, new: &str) -> bool {
+        let pbx = &self.inner.pbx;
+        let (uid, control, side) = {
+            let mut chans = crate::pbx::lock(&pbx.channels);
+            if new.is_empty() || chans.contains_key(new) {
+                return false;
+            }
+            let Some(mut ch) = chans.remove(old) else {
+                return false;
+            };
+            ch.name = new.to_owned();
+            let r = (ch.uniqueid.clone(), ch.control.clone(), ch.side);
+            chans.insert(new.to_owned(), ch);
+            r
+        };
+        pbx.bus
+            .send(crate::channels::rename_event(&pbx.bus, pbx.dialect(), old, new, &uid));
+        let _ = control.send(crate::channels::Control::Rename {
+            side,
+            new: new.to_owned(),
+        });
+        true
+    }
+
+    /// The Asterisk generation this sim speaks.
+    pub fn dialect(&self) -> crate::Dialect {
+        self.inner.pbx.dialect()
+    }
+
     /// Live channels.
     pub fn channel_count(&self) -> usize {
         crate::pbx::lock(&self.inner.pbx.channels).len()

@@ -332,14 +332,11 @@ pub(crate) fn login_ok(s: &mut Session, user: SimUser, events: Option<&str>, act
     s.push(r.as_bytes());
     if s.read & perms::SYSTEM != 0 && s.send_events & perms::SYSTEM != 0 {
         let up = s.pbx.uptime_secs().to_string();
-        let ev = s
-            .pbx
-            .bus
-            .event("FullyBooted", "system,all")
-            .h("Uptime", &up)
-            .h("LastReload", &up)
-            .h("Status", "Fully Booted")
-            .bytes();
+        let mut ev = s.pbx.bus.event("FullyBooted", "system,all");
+        if s.pbx.dialect() == crate::Dialect::V22 {
+            ev = ev.h("Uptime", &up).h("LastReload", &up);
+        }
+        let ev = ev.h("Status", "Fully Booted").bytes();
         s.push(&ev);
     }
     tracing::info!(peer = %s.peer, user = %user.username, "logged in");
@@ -350,6 +347,11 @@ pub(crate) fn login_ok(s: &mut Session, user: SimUser, events: Option<&str>, act
         format!("{v}/TCP/{}/{}", a.ip(), a.port())
     };
     let bus = &s.pbx.bus;
+    // Security events came with Asterisk 10.
+    if s.pbx.dialect().pre_stasis() {
+        s.user = Some(user);
+        return;
+    }
     bus.send(
         bus.event("SuccessfulAuth", "security,all")
             .h("EventTV", &tv)

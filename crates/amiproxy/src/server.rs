@@ -44,7 +44,7 @@ async fn bind(l: &ListenerConfig) -> Result<Bound, ProxyError> {
         Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
         None => None,
     };
-    let listener = TcpListener::bind(l.address).await.map_err(|source| ProxyError::Bind {
+    let listener = listen(l.address).map_err(|source| ProxyError::Bind {
         addr: l.address,
         source,
     })?;
@@ -53,6 +53,21 @@ async fn bind(l: &ListenerConfig) -> Result<Bound, ProxyError> {
         listener,
         acceptor,
     })
+}
+
+/// Connections the kernel may queue before the proxy accepts them. std's default (128) makes
+/// a login storm of a thousand clients overflow the queue and stall on SYN retries.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Binds every listener and starts every upstream link; returns once all are bound.
