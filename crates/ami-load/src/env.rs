@@ -60,6 +60,8 @@ pub struct ProxyTuning {
     /// RUST_LOG for the proxy binary. Per-login and per-action audit lines at `info` would
     /// be measured too; `warn` measures the proxy's work, not its logging.
     pub log: String,
+    /// `eventfilter` rules for the benchmark user (see `--filters`).
+    pub filters: Vec<String>,
 }
 
 impl Default for ProxyTuning {
@@ -68,6 +70,7 @@ impl Default for ProxyTuning {
             event_buffer: 1 << 18,
             auth_limit: 1000,
             log: "warn".into(),
+            filters: Vec::new(),
         }
     }
 }
@@ -238,8 +241,8 @@ pub fn proxy_toml(sims: &[SimHandle], creds: &Credentials, tuning: &ProxyTuning)
         ));
     }
     s.push_str(&format!(
-        "[[user]]\nname = {:?}\nsecret = {:?}\nread = \"all\"\nwrite = \"all\"\n",
-        creds.user, creds.secret
+        "[[user]]\nname = {:?}\nsecret = {:?}\nread = \"all\"\nwrite = \"all\"\neventfilter = {:?}\n",
+        creds.user, creds.secret, tuning.filters
     ));
     s
 }

@@ -83,7 +83,26 @@ struct Front {
     /// The proxy's `event_buffer`.
     #[arg(long, default_value_t = 1 << 18)]
     event_buffer: usize,
+    /// Give the benchmark user this many `eventfilter` rules (0 to 10) that let the firehose
+    /// through, to measure what policy costs.
+    #[arg(long, default_value_t = 0)]
+    filters: usize,
 }
+
+/// Realistic event filters, advanced and legacy, includes and excludes; the last one lets the
+/// firehose's UserEvents through, and runs after the others fail to match.
+const FILTER_RULES: &[&str] = &[
+    "action(exclude),name(VarSet)",
+    "action(exclude),header(Channel),method(starts_with) = Local/",
+    "!Variable: SECRET.*",
+    "action(exclude),header(UserEvent),method(exact) = Noise",
+    "action(exclude),name(Newexten)",
+    "action(include),name(Hangup)",
+    "action(include),name(Newchannel)",
+    "action(include),name(Cdr)",
+    "action(include),header(Queue),method(regex) = ^sales",
+    "Event: UserEvent",
+];
 
 impl Front {
     fn creds(&self) -> Credentials {
@@ -98,6 +117,10 @@ impl Front {
             event_buffer: self.event_buffer,
             auth_limit,
             log: self.proxy_log.clone(),
+            filters: FILTER_RULES[FILTER_RULES.len() - self.filters.min(FILTER_RULES.len())..]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         }
     }
 

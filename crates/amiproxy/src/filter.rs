@@ -9,7 +9,7 @@
 //!   as in manager.conf; or as the Filter action's `MatchCriteria` plus `Filter` value.
 
 use ami_proto::Message;
-use regex::Regex;
+use regex::bytes::Regex;
 
 #[derive(Debug, Clone)]
 enum Method {
@@ -112,32 +112,28 @@ impl EventFilter {
         self.exclude
     }
 
-    fn matches(&self, ev: &Message, text: &mut Option<String>) -> bool {
+    /// Matches on the raw bytes: no copy, no UTF-8 check per event and client.
+    fn matches(&self, ev: &Message) -> bool {
         if let Some(n) = &self.name {
             // Event names are matched exactly (case-sensitive), as Asterisk does.
-            if ev.get("Event") != Some(n.as_str()) {
+            if ev.get_bytes("Event") != Some(n.as_bytes()) {
                 return false;
             }
         }
-        let data: &str = match &self.header {
-            Some(h) => match ev.get(h) {
+        let data: &[u8] = match &self.header {
+            Some(h) => match ev.get_bytes(h) {
                 Some(v) => v,
                 None => return false,
             },
-            None => {
-                if matches!(self.method, Method::None) {
-                    return true;
-                }
-                text.get_or_insert_with(|| String::from_utf8_lossy(ev.as_bytes()).into_owned())
-            }
+            None => ev.as_bytes(),
         };
         match &self.method {
             Method::None => true,
             Method::Regex(r) => r.is_match(data),
-            Method::Exact(v) => data == v,
-            Method::StartsWith(v) => data.starts_with(v.as_str()),
-            Method::EndsWith(v) => data.ends_with(v.as_str()),
-            Method::Contains(v) => data.contains(v.as_str()),
+            Method::Exact(v) => data == v.as_bytes(),
+            Method::StartsWith(v) => data.starts_with(v.as_bytes()),
+            Method::EndsWith(v) => data.ends_with(v.as_bytes()),
+            Method::Contains(v) => memchr::memmem::find(data, v.as_bytes()).is_some(),
         }
     }
 }
@@ -197,9 +193,8 @@ impl FilterSet {
         if self.is_empty() {
             return true;
         }
-        let mut text = None;
-        (self.include.is_empty() || self.include.iter().any(|f| f.matches(ev, &mut text)))
-            && !self.exclude.iter().any(|f| f.matches(ev, &mut text))
+        (self.include.is_empty() || self.include.iter().any(|f| f.matches(ev)))
+            && !self.exclude.iter().any(|f| f.matches(ev))
     }
 }
 
