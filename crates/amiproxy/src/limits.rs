@@ -203,6 +203,28 @@ mod tests {
     }
 
     #[test]
+    fn pruning_forgets_addresses_whose_counters_refilled() {
+        let mut c = cfg();
+        c.failed_login_window = Duration::from_millis(3);
+        c.ban = Duration::from_millis(1);
+        let l = Limits::new(&c, &[]);
+        for i in 0..1000u32 {
+            l.login_failed(IpAddr::from(i.to_be_bytes()));
+        }
+        assert_eq!(l.tracked_addresses(), 1000);
+        // Poll with a deadline: the counters refill after the (3 ms) window.
+        let end = Instant::now() + Duration::from_secs(5);
+        loop {
+            l.prune();
+            if l.tracked_addresses() == 0 {
+                break;
+            }
+            assert!(Instant::now() < end, "still tracking {}", l.tracked_addresses());
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
     fn connection_and_user_slots() {
         let l = Limits::new(&cfg(), &[]);
         let a = l.connection_slot().unwrap();

@@ -337,3 +337,36 @@ async fn failed_logins_ban_the_address_and_the_audit_log_has_no_secrets() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_connections_are_capped() {
+    let sim = common::sim("pbx1").await;
+    let proxy = start_proxy(&format!(
+        "[limits]\nmax_connections = 2\n\n{}{POLICY_USERS}",
+        upstreams_toml(&[&sim])
+    ));
+    let _a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let b = Client::connect(proxy.addr()).await;
+    // The third is closed at once, without a banner.
+    let mut raw = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read(&mut raw, &mut buf))
+        .await
+        .unwrap();
+    assert!(matches!(n, Ok(0) | Err(_)), "got {n:?}");
+    // A freed slot can be used again.
+    drop(b);
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut c = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+        let n = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read(&mut c, &mut buf))
+            .await
+            .unwrap();
+        if matches!(n, Ok(n) if n > 0) {
+            assert!(buf.starts_with(b"Asterisk Call Manager/"));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "slot never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
