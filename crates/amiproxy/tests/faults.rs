@@ -435,42 +435,6 @@ async fn an_upstream_sending_an_endless_line_is_relinked() {
     assert_eq!(c.response("put").await.get("Response"), Some("Success"));
 }
 
-/// A TLS proxy with a certificate from `amiproxy gen-cert`; returns the proxy and the cert.
-fn tls_proxy(sim: &ami_sim::SimHandle) -> (Proxy, std::path::PathBuf) {
-    let dir = tempdir("fault-certs");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_amiproxy"))
-        .args(["gen-cert", "--cert"])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}{USERS}",
-        cert.display(),
-        key.display(),
-        upstreams_toml(&[sim])
-    );
-    (start_proxy(&config), cert)
-}
-
-fn tls_client_config(ca: &std::path::Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
 /// A genuine ClientHello, as the first bytes a TLS client sends.
 fn client_hello(cfg: &Arc<rustls::ClientConfig>) -> Vec<u8> {
     let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
@@ -520,9 +484,9 @@ async fn closes_within(s: &mut TcpStream, within: Duration) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tls_listener_survives_garbage_and_truncated_handshakes() {
     let sim = sim("pbx1").await;
-    let (proxy, ca) = tls_proxy(&sim);
+    let (proxy, ca) = tls_proxy(&[&sim]);
     let addr = proxy.addr();
-    let cfg = tls_client_config(&ca);
+    let cfg = tls_client_config(&ca, rustls::DEFAULT_VERSIONS);
     let _ = std::fs::remove_dir_all(ca.parent().unwrap());
     tls_login(addr, &cfg, 0).await;
     let hello = client_hello(&cfg);

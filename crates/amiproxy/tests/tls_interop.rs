@@ -3,48 +3,17 @@
 mod common;
 
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 use std::process::Command;
-use std::sync::Arc;
-
-/// A proxy with a TLS listener whose certificate `amiproxy gen-cert` made.
-async fn tls_proxy(sims: &[&ami_sim::SimHandle]) -> (Proxy, std::path::PathBuf) {
-    let dir = tempdir("certs");
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
-        .args(["gen-cert", "--cert"])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}{USERS}",
-        cert.display(),
-        key.display(),
-        upstreams_toml(sims)
-    );
-    (start_proxy(&config), cert)
-}
 
 async fn tls_client(
     addr: std::net::SocketAddr,
     ca: &std::path::Path,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Client {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let cfg = tls_client_config(ca, &[version]);
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .unwrap();
@@ -54,7 +23,7 @@ async fn tls_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_login_and_ping_with_tls12_and_tls13() {
     let sim = sim("pbx1").await;
-    let (proxy, ca) = tls_proxy(&[&sim]).await;
+    let (proxy, ca) = tls_proxy(&[&sim]);
     for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
         let mut c = tls_client(proxy.addr(), &ca, v).await;
         assert!(c.banner.starts_with("Asterisk Call Manager/"));
@@ -77,19 +46,13 @@ async fn tls_login_and_ping_with_tls12_and_tls13() {
 }
 
 fn python_has_panoramisk() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import panoramisk"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "panoramisk is required in CI (pip install -r tests/python/requirements.txt)"
-        );
-        eprintln!("SKIPPED: panoramisk is not installed (python3 -m pip install -r tests/python/requirements.txt)");
-    }
-    ok
+    let mut check = Command::new("python3");
+    check.args(["-c", "import panoramisk"]);
+    client_library(
+        "panoramisk",
+        "python3 -m pip install -r tests/python/requirements.txt",
+        check,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +62,7 @@ async fn panoramisk_through_the_proxy_over_tls() {
     }
     let s1 = sim_with("pbx1", |c| c.channel_id_base = 0).await;
     let s2 = sim_with("pbx2", |c| c.channel_id_base = 0x1000).await;
-    let (proxy, ca) = tls_proxy(&[&s1, &s2]).await;
+    let (proxy, ca) = tls_proxy(&[&s1, &s2]);
     // Make sure both links are up before the script runs.
     let mut c = tls_client(proxy.addr(), &ca, &rustls::version::TLS13).await;
     c.send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: l\r\n\r\n")
@@ -133,8 +96,8 @@ async fn panoramisk_through_the_proxy_over_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_link_over_tls_is_verified() {
     let sim = sim("pbx1").await;
-    let (front, ca) = tls_proxy(&[&sim]).await;
-    let (_other, wrong_ca) = tls_proxy(&[&sim]).await;
+    let (front, ca) = tls_proxy(&[&sim]);
+    let (_other, wrong_ca) = tls_proxy(&[&sim]);
     let upstream = |ca: &std::path::Path| {
         format!(
             "[[upstream]]\nname = \"front\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\ntls = true\nca = \"{}\"\nserver_name = \"localhost\"\nreconnect_min_ms = 50\nreconnect_max_ms = 200\n\n{USERS}",

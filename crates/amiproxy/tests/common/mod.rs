@@ -338,3 +338,55 @@ pub async fn wait_upstream(c: &mut Client, server: &str) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A proxy in front of `sims` with one TLS listener whose certificate `amiproxy gen-cert`
+/// made; returns the proxy and the certificate (the CA clients trust).
+pub fn tls_proxy(sims: &[&ami_sim::SimHandle]) -> (Proxy, PathBuf) {
+    let dir = tempdir("certs");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .args(["gen-cert", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}{USERS}",
+        cert.display(),
+        key.display(),
+        upstreams_toml(sims)
+    );
+    (start_proxy(&config), cert)
+}
+
+/// A rustls client config trusting `ca`, limited to `versions`.
+pub fn tls_client_config(
+    ca: &std::path::Path,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> std::sync::Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
+/// Whether an external client library is installed (`check` succeeds). Missing under `CI`
+/// is a test failure (`.ci/run` installs them); elsewhere a skip notice.
+pub fn client_library(what: &str, install: &str, mut check: Command) -> bool {
+    let ok = check.status().map(|s| s.success()).unwrap_or(false);
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{what} is required in CI ({install})");
+        eprintln!("SKIPPED: {what} is not installed ({install})");
+    }
+    ok
+}
