@@ -24,7 +24,8 @@ impl Field {
         let (key_end, value_start) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let mut v = start + colon + 1;
-                while v < end && (raw[v] == b' ' || raw[v] == b'\t') {
+                // Asterisk's ast_skip_blanks: every byte below '!' (space, tab, control bytes).
+                while v < end && raw[v] < 0x21 {
                     v += 1;
                 }
                 (start + colon, v)
@@ -182,6 +183,14 @@ impl Message {
         })
     }
 
+    /// Whether any line is not valid UTF-8 (Asterisk takes bytes; checks on `&str` cannot
+    /// see such values, so policy refuses them).
+    pub fn has_invalid_utf8(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|f| std::str::from_utf8(&self.raw[f.start as usize..f.end as usize]).is_err())
+    }
+
     pub fn field_count(&self) -> usize {
         self.fields.len()
     }
@@ -276,10 +285,7 @@ impl Message {
         line.extend_from_slice(b"\r\n");
         // Leading blanks of the value are skipped, as `Field::parse` does.
         let value_at = key.len() + 2;
-        let blanks = line[value_at..end]
-            .iter()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
+        let blanks = line[value_at..end].iter().take_while(|&&b| b < 0x21).count();
         let field = Field {
             start: at as u32,
             key_end: (at + key.len()) as u32,

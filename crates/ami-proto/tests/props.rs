@@ -35,7 +35,10 @@ fn build(h: &[(String, String)]) -> Message {
 
 /// What a value reads back as: line breaks became blanks, leading blanks are skipped.
 fn cleaned(v: &str) -> String {
-    v.replace(['\r', '\n'], " ").trim_start_matches([' ', '\t']).to_owned()
+    // Leading bytes below '!' are skipped, as Asterisk's ast_skip_blanks does.
+    v.replace(['\r', '\n'], " ")
+        .trim_start_matches(|c: char| (c as u32) < 0x21)
+        .to_owned()
 }
 
 fn is_follows(h: &[(String, String)]) -> bool {

@@ -93,6 +93,7 @@ struct RawProxy {
     shutdown_timeout_secs: f64,
     watch_config: bool,
     dialect: String,
+    write_timeout_secs: f64,
 }
 
 impl Default for RawProxy {
@@ -110,6 +111,7 @@ impl Default for RawProxy {
             shutdown_timeout_secs: 10.0,
             watch_config: false,
             dialect: "auto".into(),
+            write_timeout_secs: 30.0,
         }
     }
 }
@@ -268,6 +270,8 @@ pub enum SlowClient {
 
 #[derive(Debug, Clone)]
 pub struct ProxySettings {
+    /// A client write that makes no progress for this long closes the client.
+    pub write_timeout: Duration,
     /// The Asterisk generation the proxy speaks to clients; None: the upstreams' own when
     /// they all agree, else the newest.
     pub dialect: Option<crate::dialect::Generation>,
@@ -503,7 +507,11 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             }
         },
     };
+    if !(p.write_timeout_secs > 0.0 && p.write_timeout_secs <= 3600.0) {
+        bad("proxy.write_timeout_secs".into(), "must be between 0 and 3600".into());
+    }
     let proxy = ProxySettings {
+        write_timeout: Duration::from_secs_f64(p.write_timeout_secs.clamp(0.001, 3600.0)),
         dialect,
         shutdown_timeout: Duration::from_secs_f64(p.shutdown_timeout_secs.clamp(0.01, 3600.0)),
         watch_config: p.watch_config,
@@ -710,7 +718,7 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         policy.deny_actions = globs(&u.deny_actions);
         policy.commands = u.commands.as_deref().map(globs);
         policy.scope = Scope {
-            channels: globs(&u.channels),
+            channels: u.channels.iter().map(|g| Glob::channel(g)).collect(),
             queues: globs(&u.queues),
             servers: u.servers.clone(),
         };

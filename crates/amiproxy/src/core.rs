@@ -17,6 +17,11 @@ use tokio::sync::{watch, Semaphore};
 /// How long the ActionID of an async Originate or UserEvent is remembered, so the broadcast
 /// event that carries it can be given back the client's own ActionID.
 const BROADCAST_AID_TTL: Duration = Duration::from_secs(600);
+const BROADCAST_AIDS_SOFT: usize = 10_000;
+const BROADCAST_AIDS_HARD: usize = 200_000;
+
+/// Every ActionID the proxy sends upstream starts with this.
+pub const ACTION_ID_PREFIX: &str = "amiproxy-";
 
 /// What a configuration defines, swapped whole on reload: sessions and links read one
 /// consistent snapshot per decision.
@@ -49,6 +54,7 @@ pub struct Core {
     pub hub: Hub,
     /// Upstream ActionID → the client's own (or none) for broadcast events that echo it.
     broadcast_aids: DashMap<String, (Option<String>, Instant)>,
+    last_sweep: std::sync::Mutex<Instant>,
     next_aid: AtomicU64,
     next_upstream_id: AtomicUsize,
     pub started: Instant,
@@ -87,6 +93,7 @@ impl Core {
             owners: Owners::default(),
             hub,
             broadcast_aids: DashMap::new(),
+            last_sweep: std::sync::Mutex::new(Instant::now()),
             next_aid: AtomicU64::new(1),
             next_upstream_id: AtomicUsize::new(1),
             started: Instant::now(),
@@ -151,7 +158,7 @@ impl Core {
 
     /// A fresh upstream ActionID, unique for the life of the proxy.
     pub fn next_action_id(&self) -> String {
-        format!("amiproxy-{}", self.next_aid.fetch_add(1, Ordering::Relaxed))
+        format!("{ACTION_ID_PREFIX}{}", self.next_aid.fetch_add(1, Ordering::Relaxed))
     }
 
     /// The tag header name (fixed at start-up: clients and rules depend on it).
@@ -159,29 +166,33 @@ impl Core {
         &self.server_header
     }
 
-    /// Remembers that broadcast events carrying `upstream_aid` belong to a client action.
+    /// Remembers that the broadcast event echoing `upstream_aid` (the OriginateResponse of an
+    /// async Originate, the UserEvent of a UserEvent action) belongs to a client action. The
+    /// map is bounded: swept of old entries at most once a second past a soft size, and
+    /// past a hard size new entries are not remembered (their event is then dropped rather
+    /// than shown to everyone with a proxy ActionID).
     pub fn remember_broadcast_aid(&self, upstream_aid: &str, client_aid: Option<&str>) {
         let now = Instant::now();
-        if self.broadcast_aids.len() > 10_000 {
-            self.broadcast_aids
-                .retain(|_, (_, t)| now.duration_since(*t) < BROADCAST_AID_TTL);
+        if self.broadcast_aids.len() > BROADCAST_AIDS_SOFT {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if now.duration_since(*last) > Duration::from_secs(1) {
+                *last = now;
+                self.broadcast_aids
+                    .retain(|_, (_, t)| now.duration_since(*t) < BROADCAST_AID_TTL);
+            }
         }
-        self.broadcast_aids
-            .insert(upstream_aid.to_owned(), (client_aid.map(str::to_owned), now));
+        if self.broadcast_aids.len() < BROADCAST_AIDS_HARD {
+            self.broadcast_aids
+                .insert(upstream_aid.to_owned(), (client_aid.map(str::to_owned), now));
+        }
     }
 
-    /// Gives a broadcast event (OriginateResponse, UserEvent) the client's ActionID back.
-    pub fn restore_broadcast_aid(&self, event: &str, msg: Message) -> Message {
-        let Some(aid) = msg.action_id() else { return msg };
-        let found = if event.eq_ignore_ascii_case("OriginateResponse") {
-            self.broadcast_aids.remove(aid).map(|(_, v)| v.0)
-        } else {
-            self.broadcast_aids.get(aid).map(|v| v.0.clone())
-        };
-        match found {
-            Some(client) => restore_aid(msg, client.as_deref()),
-            None => msg,
-        }
+    /// The broadcast event with its client's ActionID back (each is echoed once), or None
+    /// when no client action is known for it.
+    pub fn restore_broadcast_aid(&self, _event: &str, msg: &Message) -> Option<Message> {
+        let aid = msg.action_id()?;
+        let (_, (client, _)) = self.broadcast_aids.remove(aid)?;
+        Some(restore_aid(msg.clone(), client.as_deref()))
     }
 
     /// The generation the proxy speaks to a client connecting now, and its banner version:

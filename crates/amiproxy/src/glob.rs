@@ -4,12 +4,25 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: Vec<u8>,
+    /// Bytes `*` and `?` never match (see [`Glob::channel`]).
+    stop: &'static [u8],
 }
 
 impl Glob {
     pub fn new(pattern: &str) -> Glob {
         Glob {
             pattern: pattern.as_bytes().to_ascii_lowercase(),
+            stop: b"",
+        }
+    }
+
+    /// A glob over channel names, whose wildcards stay within one part of the name: `*`
+    /// does not match `/` or `@`, so `Local/*@acme-*` cannot match `Local/1@beta/n@acme-x`
+    /// (which Asterisk dials in context `beta`).
+    pub fn channel(pattern: &str) -> Glob {
+        Glob {
+            pattern: pattern.as_bytes().to_ascii_lowercase(),
+            stop: b"/@",
         }
     }
 
@@ -18,6 +31,9 @@ impl Glob {
     }
 
     pub fn matches(&self, text: &str) -> bool {
+        if !self.stop.is_empty() {
+            return self.matches_within_parts(text.as_bytes());
+        }
         let (p, t) = (&self.pattern[..], text.as_bytes());
         let (mut pi, mut ti) = (0, 0);
         let mut star: Option<(usize, usize)> = None;
@@ -37,6 +53,35 @@ impl Glob {
             }
         }
         p[pi..].iter().all(|&c| c == b'*')
+    }
+}
+
+impl Glob {
+    /// Dynamic programming over (text, pattern): O(len(text) × len(pattern)), whatever the
+    /// number of stars, so no input makes it slow.
+    fn matches_within_parts(&self, t: &[u8]) -> bool {
+        let p = &self.pattern[..];
+        // cur[j]: p[..j] matches the text read so far.
+        let mut cur = vec![false; p.len() + 1];
+        cur[0] = true;
+        for j in 1..=p.len() {
+            cur[j] = cur[j - 1] && p[j - 1] == b'*';
+        }
+        let mut next = vec![false; p.len() + 1];
+        for &c in t {
+            let c = c.to_ascii_lowercase();
+            let free = !self.stop.contains(&c);
+            next[0] = false;
+            for j in 1..=p.len() {
+                next[j] = match p[j - 1] {
+                    b'*' => next[j - 1] || (cur[j] && free),
+                    b'?' => cur[j - 1] && free,
+                    pc => cur[j - 1] && pc == c,
+                };
+            }
+            std::mem::swap(&mut cur, &mut next);
+        }
+        cur[p.len()]
     }
 }
 
@@ -60,5 +105,14 @@ mod tests {
         assert!(Glob::new("*").matches(""));
         assert!(Glob::new("*a*b").matches("xxaxxb"));
         assert!(!Glob::new("*a*b").matches("xxaxxbc"));
+        let c = Glob::channel("Local/*@acme-*");
+        assert!(c.matches("Local/100@acme-sales-00000001;1"));
+        assert!(!c.matches("Local/1@beta/n@acme-x"));
+        assert!(!c.matches("Local/1@beta"));
+        assert!(Glob::channel("PJSIP/acme-*").matches("pjsip/ACME-0001"));
+        assert!(!Glob::channel("PJSIP/acme-*").matches("PJSIP/acme-1/n"));
+        assert!(Glob::channel("PJSIP/acme-???").matches("PJSIP/acme-001"));
+        let long = "a".repeat(1000);
+        assert!(!Glob::channel("*a*a*a*a*a*b").matches(&long));
     }
 }

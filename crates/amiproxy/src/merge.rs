@@ -22,7 +22,11 @@ struct State {
     /// Sum of the parts' `Items:` (Status), when any part had one.
     items: Option<u64>,
     complete: Option<Message>,
-    first_error: Option<Message>,
+    /// The answer for the client when no part opened a list: the first success, else the
+    /// first error.
+    answer: Option<Message>,
+    /// `<Action>Complete`, for when no part sent its own (a part died mid-list).
+    complete_name: String,
     done: bool,
 }
 
@@ -30,7 +34,7 @@ struct State {
 pub struct Merge(Arc<Mutex<State>>);
 
 impl Merge {
-    pub fn new(tx: ClientTx, client_aid: Option<String>, upstreams: usize, framed: bool) -> Merge {
+    pub fn new(tx: ClientTx, client_aid: Option<String>, upstreams: usize, framed: bool, action: &str) -> Merge {
         Merge(Arc::new(Mutex::new(State {
             tx,
             client_aid,
@@ -40,7 +44,8 @@ impl Merge {
             delivered: 0,
             items: None,
             complete: None,
-            first_error: None,
+            answer: None,
+            complete_name: format!("{action}Complete"),
             done: false,
         })))
     }
@@ -65,8 +70,13 @@ impl Merge {
             }
             return true;
         }
-        if s.first_error.is_none() {
-            s.first_error = Some(msg);
+        let success = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+        let have_success = s
+            .answer
+            .as_ref()
+            .is_some_and(|a| a.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")));
+        if s.answer.is_none() || (success && !have_success) {
+            s.answer = Some(msg);
         }
         s.part_done();
         false
@@ -109,7 +119,7 @@ impl State {
         let aid = self.client_aid.as_deref();
         let out = if self.started {
             let base = self.complete.take().unwrap_or_else(|| {
-                MessageBuilder::event("ListComplete")
+                MessageBuilder::event(&self.complete_name)
                     .header_opt("ActionID", aid)
                     .build()
             });
@@ -125,7 +135,7 @@ impl State {
             }
             m
         } else {
-            self.first_error
+            self.answer
                 .take()
                 .unwrap_or_else(|| MessageBuilder::error(aid, "No upstream server answered"))
         };

@@ -71,6 +71,39 @@ impl Classes {
             .fold(Classes::NONE, |a, b| a | b)
     }
 
+    /// From Asterisk's numeric event mask (`EVENT_FLAG_*` bits; bit 14, hookresponse, has no
+    /// name here).
+    pub fn from_asterisk_bits(bits: u32) -> Classes {
+        const ORDER: [&str; 20] = [
+            "system",
+            "call",
+            "log",
+            "verbose",
+            "command",
+            "agent",
+            "user",
+            "config",
+            "dtmf",
+            "reporting",
+            "cdr",
+            "dialplan",
+            "originate",
+            "agi",
+            "",
+            "cc",
+            "aoc",
+            "test",
+            "security",
+            "message",
+        ];
+        ORDER
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| bits & (1 << i) != 0 && !n.is_empty())
+            .filter_map(|(_, n)| Classes::named(n))
+            .fold(Classes::NONE, |a, b| a | b)
+    }
+
     pub fn intersects(self, other: Classes) -> bool {
         self.0 & other.0 != 0
     }

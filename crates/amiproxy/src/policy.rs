@@ -52,6 +52,42 @@ const GLOBAL_EVENTS: &[&str] = &[
     "WaitEventComplete",
 ];
 
+/// Headers naming targets (bridges, conferences, channel prefixes) a tenant scope over
+/// channel names and queues cannot check: refused to scoped users.
+const UNSCOPABLE_HEADERS: &[&str] = &[
+    "BridgeUniqueid",
+    "Conference",
+    "ChannelPrefix",
+    "AnnounceChannel",
+    "Caller",
+];
+
+/// Queue actions that act on every queue when no `Queue` is given.
+const QUEUE_WIDE_ACTIONS: &[&str] = &[
+    "queuereset",
+    "queuereload",
+    "queuepause",
+    "queuepenalty",
+    "queuelog",
+    "queuememberringinuse",
+    "queueadd",
+    "queueremove",
+];
+
+/// Applications that reach other channels by name (spying, dialing, picking up, paging):
+/// refused in Originate to scoped users, whose reach is given by channel names.
+const SPY_APPS: &[&str] = &[
+    "ChanSpy",
+    "ExtenSpy",
+    "Dial",
+    "Page",
+    "Pickup",
+    "PickupChan",
+    "Bridge",
+    "BargeIn",
+    "DAHDIBarge",
+];
+
 /// Commands a user without `system` may run when no `commands` list is configured.
 pub const DEFAULT_COMMANDS: &[&str] = &[
     "core show *",
@@ -122,6 +158,11 @@ impl Policy {
         owners: &Owners,
         server_header: &str,
     ) -> Result<(), String> {
+        // Asterisk takes header values as bytes; a check that cannot read a value must not
+        // pass it on. Only unrestricted users (system, no policy) may send non-UTF-8 values.
+        if msg.has_invalid_utf8() && !(write.contains(Classes::parse_lenient("system")) && self.is_unrestricted()) {
+            return Err("a header is not valid UTF-8".into());
+        }
         if any_match(&self.deny_actions, lc) {
             return Err("action denied by policy".into());
         }
@@ -185,6 +226,16 @@ impl Policy {
         self.check_scope(lc, msg, owners, server_header)
     }
 
+    /// No policy beyond classes.
+    pub fn is_unrestricted(&self) -> bool {
+        self.actions.is_none()
+            && self.deny_actions.is_empty()
+            && self.commands.is_none()
+            && self.rules.is_empty()
+            && !self.scope.scoped()
+            && self.scope.servers.is_empty()
+    }
+
     fn check_scope(&self, lc: &str, msg: &Message, owners: &Owners, server_header: &str) -> Result<(), String> {
         let s = &self.scope;
         if let Some(server) = msg.get(server_header) {
@@ -194,6 +245,29 @@ impl Policy {
         }
         if !s.scoped() {
             return Ok(());
+        }
+        // Targets that a channel or queue scope cannot describe.
+        for h in UNSCOPABLE_HEADERS {
+            if msg.get_bytes(h).is_some_and(|v| !v.is_empty()) {
+                return Err(format!("{h} is not allowed to a scoped user"));
+            }
+        }
+        if (lc == "command" && self.commands.is_none()) || lc == "queues" {
+            return Err(format!(
+                "{lc} shows every tenant's data; give the user a `commands` list"
+            ));
+        }
+        if QUEUE_WIDE_ACTIONS.contains(&lc) && msg.get("Queue").is_none_or(|q| q.is_empty()) {
+            return Err(format!("{lc} without a Queue acts on every tenant's queues"));
+        }
+        if lc == "originate" {
+            if let Some(app) = msg.get("Application") {
+                if SPY_APPS.iter().any(|a| app.eq_ignore_ascii_case(a)) {
+                    return Err(format!(
+                        "Originate application `{app}` reaches channels outside the scope"
+                    ));
+                }
+            }
         }
         for h in CHANNEL_HEADERS {
             let Some(v) = msg.get(h).filter(|v| !v.is_empty()) else {

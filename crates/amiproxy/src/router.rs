@@ -57,6 +57,13 @@ impl Owners {
         self.names.remove(key);
     }
 
+    /// Forgets `key` if `upstream` owns it: a Hangup on one box must not erase another box's
+    /// channel of the same name.
+    pub fn remove_own(&self, key: &str, upstream: usize) {
+        self.map.remove_if(key, |_, v| *v == upstream);
+        self.names.remove_if(key, |_, v| v.1 == upstream);
+    }
+
     /// Records that `uniqueid` is the channel `name`.
     pub fn name_uniqueid(&self, uniqueid: &str, name: &str) {
         if let Some(up) = self.get(uniqueid) {
@@ -98,7 +105,7 @@ impl Owners {
         } else if ev.eq_ignore_ascii_case(b"Rename") {
             for k in ["Channel", "Oldname"] {
                 if let Some(old) = msg.get(k) {
-                    self.remove(old);
+                    self.remove_own(old, upstream);
                 }
             }
             let (chan, uid) = (msg.get("Newname").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
@@ -123,7 +130,7 @@ impl Owners {
         } else if ev.eq_ignore_ascii_case(b"Hangup") {
             for k in ["Channel", "Uniqueid"] {
                 if let Some(v) = msg.get(k) {
-                    self.remove(v);
+                    self.remove_own(v, upstream);
                 }
             }
         }
@@ -344,6 +351,10 @@ default_upstream = "pbx2"
         assert_eq!(o.get("SIP/b-1"), None);
         assert_eq!(o.get("SIP/b-1<ZOMBIE>"), Some(3));
         o.forget_upstream(3);
+        o.insert("same-name", 4);
+        o.learn(5, "Hangup", &ev(&[("Event", "Hangup"), ("Channel", "same-name")]));
+        assert_eq!(o.get("same-name"), Some(4), "another box's hangup keeps it");
+        o.remove_own("same-name", 4);
         o.insert("x", 2);
         o.insert("y", 1);
         o.forget_upstream(2);

@@ -15,7 +15,7 @@ use crate::limits::UserSlot;
 use crate::merge::Merge;
 use crate::perms::{action_needs, Classes, Need};
 use crate::router::Route;
-use crate::upstream::{Io, Waiter};
+use crate::upstream::{Io, Waiter, Waiting};
 use ami_proto::{AmiDecoder, Decoded, Limits, Message, MessageBuilder, Role};
 use futures::StreamExt;
 use governor::DefaultDirectRateLimiter;
@@ -62,6 +62,9 @@ struct Session<W> {
     dropped_policy: metrics::Counter,
     /// The Asterisk generation whose words this session's own answers use.
     gen: Generation,
+    write_timeout: Duration,
+    /// The pending `WaitEvent` answer, if any (one per session, ended with it).
+    wait_event: Option<tokio::task::AbortHandle>,
     /// This connection's own action rate, when one is configured.
     limiter: Option<DefaultDirectRateLimiter>,
     /// Held while logged in: counts toward the user's `max_connections`.
@@ -105,13 +108,15 @@ pub async fn serve(
             slot: None,
             hidden_items: HashMap::new(),
             gen: Generation::Modern,
+            write_timeout: config.proxy.write_timeout,
+            wait_event: None,
             events_out: crate::metrics::events_out(),
             dropped_policy: crate::metrics::events_dropped("policy"),
         };
         let (generation, version) = core.dialect();
         s.gen = generation;
         let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
-        if s.out.write_all(banner.as_bytes()).await.is_err() || s.out.flush().await.is_err() {
+        if s.write_raw(banner.as_bytes()).await.is_err() || s.flush().await.is_err() {
             return;
         }
         // Unauthenticated: only Login, Challenge and Logoff, within the auth timeout.
@@ -130,7 +135,11 @@ pub async fn serve(
                 Ok(None) | Ok(Some(Err(_))) => return,
                 Ok(Some(Ok(f))) => f,
             };
-            match s.pre_login(frame).await {
+            let handled = match tokio::time::timeout_at(deadline, s.pre_login(frame)).await {
+                Ok(r) => r,
+                Err(_) => return,
+            };
+            match handled {
                 Ok(true) => break,
                 Ok(false) => continue,
                 Err(End::Closed) => return,
@@ -145,7 +154,7 @@ pub async fn serve(
         let mut generation = core.generation();
         generation.mark_unchanged();
         let mut reading = true;
-        let _ = s.out.flush().await;
+        let _ = s.flush().await;
         loop {
             let res = tokio::select! {
                 biased;
@@ -189,7 +198,7 @@ pub async fn serve(
                 },
                 ev = events.recv() => s.on_event(ev, &mut events).await,
             };
-            if res.is_err() || s.out.flush().await.is_err() {
+            if res.is_err() || s.flush().await.is_err() {
                 break;
             }
         }
@@ -197,6 +206,14 @@ pub async fn serve(
     }
     .instrument(span)
     .await
+}
+
+impl<W> Drop for Session<W> {
+    fn drop(&mut self) {
+        if let Some(w) = self.wait_event.take() {
+            w.abort();
+        }
+    }
 }
 
 impl<W: AsyncWrite + Unpin> Session<W> {
@@ -235,7 +252,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         {
             self.send(&ev).await?;
         }
-        let _ = self.out.flush().await;
+        let _ = self.flush().await;
         Err(End::Closed)
     }
 
@@ -245,7 +262,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let Some(user) = &self.user else { return Ok(()) };
         if m.kind() == ami_proto::Kind::Event {
             let key = m.action_id().map(str::to_owned);
-            if m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete")) {
+            let name = m.get("Event").unwrap_or("");
+            let closes = m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"))
+                || (name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete"));
+            if closes {
                 if let Some(hidden) = self.hidden_items.remove(&key) {
                     let fix = |m: Message, h: &str| match m.get(h).and_then(|v| v.trim().parse::<u64>().ok()) {
                         Some(n) => m.with_header(h, &n.saturating_sub(hidden).to_string()),
@@ -263,7 +283,20 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     async fn send(&mut self, m: &Message) -> Result<(), End> {
-        self.out.write_all(m.as_bytes()).await.map_err(|_| End::Closed)
+        self.write_raw(m.as_bytes()).await
+    }
+
+    /// Every write is bounded in time (Asterisk's `writetimeout`): a client that stops
+    /// reading is closed instead of holding its task, its queues and its slot forever.
+    async fn write_raw(&mut self, bytes: &[u8]) -> Result<(), End> {
+        match tokio::time::timeout(self.write_timeout, self.out.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Closed),
+            Err(_) => {
+                info!("closing: the client did not read for the write timeout");
+                Err(End::Closed)
+            }
+        }
     }
 
     async fn error(&mut self, aid: Option<&str>, text: &str) -> Result<(), End> {
@@ -302,7 +335,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     async fn flush(&mut self) -> Result<(), End> {
-        self.out.flush().await.map_err(|_| End::Closed)
+        match tokio::time::timeout(self.write_timeout, self.out.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(End::Closed),
+        }
     }
 
     async fn goodbye(&mut self, aid: Option<&str>) -> Result<(), End> {
@@ -384,7 +420,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         audit(&user.name, self.peer, "Login", "", "accepted", "");
         self.filters = user.policy.filters.clone();
         self.mask = match m.get("Events") {
-            Some(e) => events_mask(e),
+            Some(e) => events_mask(e).unwrap_or(Classes::ALL),
             None => Classes::ALL,
         };
         self.send(&MessageBuilder::success(aid.as_deref(), "Authentication accepted"))
@@ -440,6 +476,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             self.audit(&user, &action, "", "refused", &reason);
             return self.error(aid, "Permission denied").await;
         }
+        // `Queues` answers with raw CLI text that carries no ActionID and no `Response:`, so
+        // on a shared upstream session it could not be given to the right client (Asterisk
+        // 22 no longer has it either). QueueStatus and QueueSummary are the structured forms.
+        if lc == "queues" {
+            self.audit(&user, &action, "", "refused", "Queues output cannot be routed");
+            let text = "Invalid/unknown command: Queues. Use Action: ListCommands to show available commands.";
+            return self.error(aid, text).await;
+        }
         // Ping with an explicit server header goes to that upstream: a way to check a link.
         let routed_ping = lc == "ping" && m.get(self.core.server_header()).is_some();
         if LOCAL_ACTIONS.contains(&lc.as_str()) && !routed_ping {
@@ -482,7 +526,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 .await
             }
             "events" => {
-                self.mask = events_mask(m.get("EventMask").unwrap_or(""));
+                let Some(mask) = events_mask(m.get("EventMask").unwrap_or("")) else {
+                    return self.error(aid, "Invalid event mask").await;
+                };
+                self.mask = mask;
                 let state = if self.mask.is_empty() { "Off" } else { "On" };
                 if self.gen == Generation::V1_4 {
                     return self
@@ -501,7 +548,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     .unwrap_or(0)
                     .min(300);
                 let (tx, aid) = (self.tx.clone(), aid.map(str::to_owned));
-                tokio::spawn(async move {
+                // One at a time per session: a new WaitEvent replaces the pending one.
+                if let Some(prev) = self.wait_event.take() {
+                    prev.abort();
+                }
+                let task = tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(secs)).await;
                     tx.try_send(MessageBuilder::success(aid.as_deref(), "Waiting for Event completed."));
                     tx.try_send(
@@ -510,6 +561,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                             .build(),
                     );
                 });
+                self.wait_event = Some(task.abort_handle());
                 Ok(())
             }
             _ => self.error(aid, "Permission denied").await,
@@ -553,11 +605,24 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let server = m.get(header).map(str::to_owned);
         let st = core.state();
         let route = st.router.route(&m, action, server.as_deref(), &core.owners);
-        let out = if server.is_some() { m.without_header(header) } else { m };
-        let timeout = st.config.proxy.action_timeout;
+        let mut out = if server.is_some() { m.without_header(header) } else { m };
+        let mut timeout = st.config.proxy.action_timeout;
+        // A synchronous Originate would block the upstream session every client shares
+        // until the call is answered: it goes upstream as async, and is answered from its
+        // OriginateResponse as Asterisk answers a synchronous one.
+        let sync_originate = lc == "originate" && !out.get("Async").is_some_and(is_true);
+        if sync_originate {
+            out = out.with_header("Async", "true");
+            let ring_ms: u64 = out.get("Timeout").and_then(|t| t.trim().parse().ok()).unwrap_or(30_000);
+            timeout += Duration::from_millis(ring_ms.min(3_600_000));
+        }
+        // The broadcast event that echoes this action's ActionID (OriginateResponse of an
+        // async Originate, the UserEvent of UserEvent) gets the client's ActionID back.
+        let echoed = (lc == "originate" && !sync_originate) || lc == "userevent";
         let peer = self.peer;
         let audit =
             |server: &str, outcome: &str, reason: &str| audit(&user.name, peer, action, server, outcome, reason);
+        let client_aid = aid.map(str::to_owned);
         match route {
             Route::Fail(text) => {
                 audit("", "refused", &text);
@@ -575,18 +640,21 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     return self.error(aid, &down).await;
                 }
                 let uaid = core.next_action_id();
-                if lc == "originate" || lc == "userevent" {
+                if echoed {
                     core.remember_broadcast_aid(&uaid, aid);
                 }
                 let bytes = out.with_header("ActionID", &uaid).bytes().clone();
-                let waiter = Waiter::Client {
-                    tx: self.tx.clone(),
-                    client_aid: aid.map(str::to_owned),
-                    in_list: false,
-                    deadline: Instant::now() + timeout,
-                    sent: Instant::now(),
+                let tx = self.tx.clone();
+                let waiting = if sync_originate {
+                    Waiting::SyncOriginate { tx, client_aid }
+                } else {
+                    Waiting::Client {
+                        tx,
+                        client_aid,
+                        sent: Instant::now(),
+                    }
                 };
-                match up.send(uaid, bytes, waiter) {
+                match up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
                     Ok(()) => {
                         audit(up.name(), "forwarded", "");
                         Ok(())
@@ -609,22 +677,28 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     audit("all", "refused", "no upstream connected");
                     return self.error(aid, "No upstream server is connected").await;
                 }
+                if sync_originate {
+                    audit("all", "refused", "synchronous Originate to all servers");
+                    return self.error(aid, "Originate to all servers must be Async").await;
+                }
                 let merge = Merge::new(
                     self.tx.clone(),
-                    aid.map(str::to_owned),
+                    client_aid.clone(),
                     ups.len(),
                     self.gen.framed_lists(),
+                    action,
                 );
                 for up in ups {
                     let uaid = core.next_action_id();
+                    if echoed {
+                        core.remember_broadcast_aid(&uaid, aid);
+                    }
                     let bytes = out.with_header("ActionID", &uaid).bytes().clone();
-                    let waiter = Waiter::Merge {
+                    let waiting = Waiting::Merge {
                         merge: merge.clone(),
-                        client_aid: aid.map(str::to_owned),
-                        in_list: false,
-                        deadline: Instant::now() + timeout,
+                        client_aid: client_aid.clone(),
                     };
-                    if let Err(w) = up.send(uaid, bytes, waiter) {
+                    if let Err(w) = up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
                         w.fail("");
                     }
                 }
@@ -709,14 +783,29 @@ fn audit(user: &str, peer: SocketAddr, action: &str, server: &str, outcome: &str
     }
 }
 
-/// Asterisk's reading of an `Events`/`EventMask` value: on, off, or a class list (a list
-/// with no known class is off).
-fn events_mask(v: &str) -> Classes {
+/// Asterisk's reading of an `Events`/`EventMask` value (`strings_to_mask`): a number is a
+/// bit mask, a true word is everything, a class list is those classes (none known: off);
+/// empty is invalid.
+fn events_mask(v: &str) -> Option<Classes> {
     let v = v.trim();
-    let on = ["on", "yes", "true", "all"];
-    if on.iter().any(|o| v.eq_ignore_ascii_case(o)) {
-        Classes::ALL
-    } else {
-        Classes::parse_lenient(v)
+    if v.is_empty() {
+        return None;
     }
+    if v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Classes::from_asterisk_bits(v.parse().unwrap_or(u32::MAX)));
+    }
+    if ["yes", "true", "y", "t", "1", "on", "all"]
+        .iter()
+        .any(|w| v.eq_ignore_ascii_case(w))
+    {
+        return Some(Classes::ALL);
+    }
+    Some(Classes::parse_lenient(v))
+}
+
+/// Asterisk's `ast_true`.
+fn is_true(v: &str) -> bool {
+    ["yes", "true", "y", "t", "1", "on"]
+        .iter()
+        .any(|w| v.trim().eq_ignore_ascii_case(w))
 }

@@ -33,65 +33,62 @@ pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Who waits for the answer to an action sent upstream.
-pub enum Waiter {
+pub enum Waiting {
     /// One client; the answer gets its own ActionID back.
     Client {
         tx: ClientTx,
         client_aid: Option<String>,
-        in_list: bool,
-        deadline: Instant,
         /// When the action went upstream, for the latency histogram.
         sent: Instant,
     },
-    /// One part of a list fanned out to several upstreams.
-    Merge {
-        merge: Merge,
-        client_aid: Option<String>,
-        in_list: bool,
-        deadline: Instant,
-    },
+    /// One part of a list (or action) fanned out to several upstreams.
+    Merge { merge: Merge, client_aid: Option<String> },
+    /// A synchronous Originate, sent upstream with `Async: true`: Asterisk runs one action
+    /// at a time per manager session, and a synchronous Originate would block the session
+    /// every client shares until the call is answered. The client's answer is made from the
+    /// `OriginateResponse`, as Asterisk words it for a synchronous Originate.
+    SyncOriginate { tx: ClientTx, client_aid: Option<String> },
     /// The proxy itself (keepalive, ownership relearning): the final message, nothing else.
-    Internal {
-        tx: Option<oneshot::Sender<Message>>,
-        in_list: bool,
-        deadline: Instant,
-    },
+    Internal { tx: Option<oneshot::Sender<Message>> },
+}
+
+/// Whether an answer continues as a list, and how that list is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ListState {
+    No,
+    /// `EventList: start` (Asterisk 13 and later): ends with `EventList: Complete`.
+    Framed,
+    /// Before Asterisk 13: ends with the `...Complete` event (or, for DBGet, its one item).
+    Legacy,
+}
+
+pub struct Waiter {
+    pub waiting: Waiting,
+    list: ListState,
+    deadline: Instant,
 }
 
 impl Waiter {
-    fn in_list(&self) -> bool {
-        match self {
-            Waiter::Client { in_list, .. } | Waiter::Merge { in_list, .. } | Waiter::Internal { in_list, .. } => {
-                *in_list
-            }
-        }
-    }
-
-    fn deadline(&self) -> Instant {
-        match self {
-            Waiter::Client { deadline, .. } | Waiter::Merge { deadline, .. } | Waiter::Internal { deadline, .. } => {
-                *deadline
-            }
+    pub fn new(waiting: Waiting, timeout: Duration) -> Waiter {
+        Waiter {
+            waiting,
+            list: ListState::No,
+            deadline: Instant::now() + timeout,
         }
     }
 
     fn extend(&mut self, by: Duration) {
-        let d = match self {
-            Waiter::Client { deadline, .. } | Waiter::Merge { deadline, .. } | Waiter::Internal { deadline, .. } => {
-                deadline
-            }
-        };
-        *d = Instant::now() + by;
+        self.deadline = Instant::now() + by;
     }
 
     /// Answers a waiter that will get no answer from the upstream.
     pub fn fail(self, message: &str) {
-        match self {
-            Waiter::Client { tx, client_aid, .. } => {
+        match self.waiting {
+            Waiting::Client { tx, client_aid, .. } | Waiting::SyncOriginate { tx, client_aid } => {
                 tx.try_send(MessageBuilder::error(client_aid.as_deref(), message));
             }
-            Waiter::Merge { merge, .. } => merge.abandon(),
-            Waiter::Internal { .. } => {}
+            Waiting::Merge { merge, .. } => merge.abandon(),
+            Waiting::Internal { .. } => {}
         }
     }
 }
@@ -164,11 +161,7 @@ impl Upstream {
         let aid = core.next_action_id();
         let bytes = action.header("ActionID", &aid).into_bytes();
         let (tx, rx) = oneshot::channel();
-        let waiter = Waiter::Internal {
-            tx: Some(tx),
-            in_list: false,
-            deadline: Instant::now() + timeout,
-        };
+        let waiter = Waiter::new(Waiting::Internal { tx: Some(tx) }, timeout);
         self.send(aid, bytes, waiter).ok()?;
         tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
@@ -195,40 +188,38 @@ impl Upstream {
             debug!(server = self.name(), action_id = %aid, "response nobody waits for");
             return;
         };
-        let is_list = starts_list(&msg);
+        let list = list_state(&msg);
         let header = core.server_header();
-        let keep = match waiter {
-            Waiter::Client {
-                tx,
-                client_aid,
-                in_list,
-                sent,
-                ..
-            } => {
+        let keep = match &mut waiter.waiting {
+            Waiting::Client { tx, client_aid, sent } => {
                 crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
                 tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
-                *in_list = is_list;
-                is_list
+                list != ListState::No
             }
-            Waiter::Merge {
-                merge,
-                client_aid,
-                in_list,
-                ..
-            } => {
-                *in_list = merge.response(restore_aid(msg, client_aid.as_deref()), is_list);
-                *in_list
+            Waiting::Merge { merge, client_aid } => {
+                let m = restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name());
+                merge.response(m, list != ListState::No)
             }
-            Waiter::Internal { tx, in_list, .. } => {
-                if is_list {
-                    *in_list = true;
-                } else if let Some(tx) = tx.take() {
-                    let _ = tx.send(msg);
+            Waiting::SyncOriginate { tx, client_aid } => {
+                if msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")) {
+                    // Queued: the answer comes with the OriginateResponse.
+                    true
+                } else {
+                    tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
+                    false
                 }
-                is_list
+            }
+            Waiting::Internal { tx } => {
+                if list == ListState::No {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(msg);
+                    }
+                }
+                list != ListState::No
             }
         };
         if keep {
+            waiter.list = list;
             waiter.extend(core.config().proxy.action_timeout);
         } else {
             link.pending.remove(&aid);
@@ -239,47 +230,84 @@ impl Upstream {
         let name = msg.get("Event").unwrap_or("");
         if let Some(aid) = msg.action_id() {
             let mut link = self.link();
-            if let Some(waiter) = link.pending.get_mut(aid).filter(|w| w.in_list()) {
-                if name.eq_ignore_ascii_case("CoreShowChannel") {
-                    core.owners.learn(self.id, name, &msg);
-                }
-                let done = ends_list(&msg, name);
-                let header = core.server_header();
-                match waiter {
-                    Waiter::Client { tx, client_aid, .. } => {
-                        tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_appended(header, self.name()));
-                    }
-                    Waiter::Merge { merge, client_aid, .. } => {
-                        let m = restore_aid(msg.clone(), client_aid.as_deref());
-                        if done {
-                            merge.complete(m);
+            if let Some(waiter) = link.pending.get_mut(aid) {
+                let aid = aid.to_owned();
+                if let Waiting::SyncOriginate { tx, client_aid } = &waiter.waiting {
+                    if name.eq_ignore_ascii_case("OriginateResponse") {
+                        let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+                        let answer = if ok {
+                            MessageBuilder::success(client_aid.as_deref(), "Originate successfully queued")
                         } else {
-                            merge.item(m.with_appended(header, self.name()));
-                        }
+                            MessageBuilder::error(client_aid.as_deref(), "Originate failed")
+                        };
+                        tx.try_send(answer.with_appended(core.server_header(), self.name()));
+                        link.pending.remove(&aid);
+                        // A synchronous Originate has no OriginateResponse event in Asterisk.
+                        return;
                     }
-                    Waiter::Internal { tx, .. } => {
-                        if done {
-                            if let Some(tx) = tx.take() {
-                                let _ = tx.send(msg.clone());
+                } else if waiter.list != ListState::No {
+                    if name.eq_ignore_ascii_case("CoreShowChannel") {
+                        core.owners.learn(self.id, name, &msg);
+                    }
+                    let done = ends_list(&msg, name, waiter.list);
+                    let header = core.server_header();
+                    match &mut waiter.waiting {
+                        Waiting::Client { tx, client_aid, .. } => {
+                            tx.try_send(
+                                restore_aid(msg.clone(), client_aid.as_deref()).with_appended(header, self.name()),
+                            );
+                        }
+                        Waiting::Merge { merge, client_aid } => {
+                            let m = restore_aid(msg.clone(), client_aid.as_deref());
+                            if done
+                                && name.len() > 8
+                                && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete")
+                            {
+                                merge.complete(m);
+                            } else {
+                                merge.item(m.with_appended(header, self.name()));
+                                if done {
+                                    merge.abandon();
+                                }
                             }
                         }
+                        Waiting::Internal { tx } => {
+                            if done {
+                                if let Some(tx) = tx.take() {
+                                    let _ = tx.send(msg.clone());
+                                }
+                            }
+                        }
+                        Waiting::SyncOriginate { .. } => {}
                     }
+                    if done {
+                        link.pending.remove(&aid);
+                    } else {
+                        waiter.extend(core.config().proxy.action_timeout);
+                    }
+                    return;
                 }
-                let aid = aid.to_owned();
-                if done {
-                    link.pending.remove(&aid);
-                } else {
-                    waiter.extend(core.config().proxy.action_timeout);
-                }
-                return;
             }
         }
         self.events_in.increment(1);
         core.owners.learn(self.id, name, &msg);
-        let msg = if msg.action_id().is_some() {
-            core.restore_broadcast_aid(name, msg.clone())
-        } else {
-            msg.clone()
+        let msg = match msg.action_id() {
+            Some(aid) if aid.starts_with(crate::core::ACTION_ID_PREFIX) => {
+                // One of ours: give it back to its client, or drop it (e.g. a list item that
+                // arrives after its action timed out must not reach everyone).
+                match core.restore_broadcast_aid(name, &msg) {
+                    Some(m) => m,
+                    None => {
+                        debug!(
+                            server = self.name(),
+                            event = name,
+                            "dropping an event for a finished action"
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => msg,
         };
         core.hub.publish(msg.with_appended(core.server_header(), self.name()));
     }
@@ -319,7 +347,7 @@ impl Upstream {
             let keys: Vec<String> = link
                 .pending
                 .iter()
-                .filter(|(_, w)| w.deadline() <= now)
+                .filter(|(_, w)| w.deadline <= now)
                 .map(|(k, _)| k.clone())
                 .collect();
             keys.into_iter().filter_map(|k| link.pending.remove(&k)).collect()
@@ -333,19 +361,28 @@ impl Upstream {
 
 /// Whether a response opens a list: `EventList: start`, or, before Asterisk 13, a success
 /// whose message says the items "will follow".
-fn starts_list(msg: &Message) -> bool {
-    msg.get("Response").is_some_and(|v| v.eq_ignore_ascii_case("Success"))
-        && (msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start"))
-            || msg
-                .get("Message")
-                .is_some_and(|m| m.to_ascii_lowercase().contains("will follow")))
+fn list_state(msg: &Message) -> ListState {
+    if !msg.get("Response").is_some_and(|v| v.eq_ignore_ascii_case("Success")) {
+        ListState::No
+    } else if msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("start")) {
+        ListState::Framed
+    } else if msg
+        .get("Message")
+        .is_some_and(|m| m.to_ascii_lowercase().contains("will follow"))
+    {
+        ListState::Legacy
+    } else {
+        ListState::No
+    }
 }
 
-/// Whether a list item closes its list: `EventList: Complete`, or an event named
-/// `...Complete` (all generations name the last event so).
-fn ends_list(msg: &Message, name: &str) -> bool {
+/// Whether a list item closes its list: `EventList: Complete` or an event named
+/// `...Complete` (every generation names the last event so); before Asterisk 13, DBGet's
+/// list is its one `DBGetResponse`, with nothing after it.
+fn ends_list(msg: &Message, name: &str, list: ListState) -> bool {
     msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"))
         || (name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete"))
+        || (list == ListState::Legacy && name.eq_ignore_ascii_case("DBGetResponse"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -626,9 +663,8 @@ async fn serve(
                     return "keepalive ping timed out".into();
                 }
                 let aid = core.next_action_id();
-                let deadline = Instant::now() + up.config.ping_timeout;
                 let bytes = MessageBuilder::action("Ping").header("ActionID", &aid).into_bytes();
-                if up.send(aid, bytes, Waiter::Internal { tx: None, in_list: false, deadline }).is_err() {
+                if up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: None }, up.config.ping_timeout)).is_err() {
                     return "write queue full".into();
                 }
             }

@@ -370,3 +370,53 @@ async fn total_connections_are_capped() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_tricks_do_not_pass_the_checks() {
+    let (_sim, proxy) = setup().await;
+    let mut d = Client::login(proxy.addr(), "dialer", "dialer-secret").await;
+    wait_upstream(&mut d, "pbx1").await;
+    // A value that is not UTF-8 cannot be checked, so it is refused.
+    d.send_bytes(b"Action: Originate\r\nChannel: Local/100@default\r\nApplication: Set\r\nData: FILE(/etc/x)=y \xff\r\nActionID: u8\r\n\r\n").await;
+    assert_eq!(d.response("u8").await.get("Message"), Some("Permission denied"));
+    // Leading control bytes are skipped as Asterisk skips them, so the path is seen.
+    d.send_bytes(b"Action: GetConfig\r\nFilename: \x0b/etc/passwd\r\nActionID: vt\r\n\r\n")
+        .await;
+    assert_eq!(d.response("vt").await.get("Message"), Some("Permission denied"));
+    d.send_bytes(b"Action: \x0bCommand\r\nCommand: !sh\r\nActionID: vt2\r\n\r\n")
+        .await;
+    assert_eq!(d.response("vt2").await.get("Message"), Some("Permission denied"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_users_cannot_reach_around_their_scope() {
+    let (_sim, proxy) = setup().await;
+    let mut acme = Client::login(proxy.addr(), "acme", "acme-secret").await;
+    wait_upstream(&mut acme, "pbx1").await;
+    denied(&mut acme, "Action: QueueReset\r\n", "qr").await;
+    denied(
+        &mut acme,
+        "Action: QueuePause\r\nInterface: Local/100@default\r\nPaused: true\r\n",
+        "qp",
+    )
+    .await;
+    denied(
+        &mut acme,
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: ChanSpy\r\nData: Local/600\r\n",
+        "spy",
+    )
+    .await;
+    denied(&mut acme, "Action: BridgeDestroy\r\nBridgeUniqueid: 1234\r\n", "br").await;
+    // `*` stays within one part of a channel name.
+    denied(
+        &mut acme,
+        "Action: Originate\r\nChannel: Local/100@default/n@x\r\nApplication: Wait\r\nData: 1\r\n",
+        "slash",
+    )
+    .await;
+    acme.send(
+        "Action: QueuePause\r\nQueue: sales\r\nInterface: Local/100@default\r\nPaused: true\r\nActionID: ok\r\n\r\n",
+    )
+    .await;
+    assert_ne!(acme.response("ok").await.get("Message"), Some("Permission denied"));
+}

@@ -315,3 +315,93 @@ async fn nothing_reaches_a_connection_that_has_not_logged_in() {
     sim.set_firehose(None);
     assert!(anon.next_within(Duration::from_millis(300)).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn synchronous_originate_never_blocks_the_shared_upstream() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    // Sent upstream as async; answered as Asterisk answers a synchronous Originate.
+    a.send(
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: sync-1\r\n\r\n",
+    )
+    .await;
+    let r = a.response("sync-1").await;
+    assert_eq!(r.get("Response"), Some("Success"), "{r:?}");
+    assert_eq!(r.get("Message"), Some("Originate successfully queued"));
+    a.send("Action: Originate\r\nChannel: Local/100@nosuchcontext\r\nContext: nosuchcontext\r\nExten: 1\r\nPriority: 1\r\nActionID: sync-2\r\n\r\n").await;
+    let r = a.response("sync-2").await;
+    assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
+    assert_eq!(r.get("Message"), Some("Originate failed"));
+    // No OriginateResponse reaches anyone for a synchronous Originate, with any ActionID.
+    b.send("Action: Ping\r\nActionID: fence\r\n\r\n").await;
+    let mut saw = Vec::new();
+    loop {
+        let m = b.next().await.unwrap();
+        if m.action_id() == Some("fence") {
+            break;
+        }
+        if m.event_name() == Some("OriginateResponse") {
+            saw.push(m);
+        }
+    }
+    assert!(saw.is_empty(), "{saw:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queues_and_bad_event_masks_are_answered_not_forwarded() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&one_sim_config(&sim));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    c.send("Action: Queues\r\nActionID: q\r\n\r\n").await;
+    assert_eq!(
+        c.response("q").await.get("Message"),
+        Some("Invalid/unknown command: Queues. Use Action: ListCommands to show available commands.")
+    );
+    c.send("Action: Events\r\nEventMask:\r\nActionID: e\r\n\r\n").await;
+    assert_eq!(c.response("e").await.get("Message"), Some("Invalid event mask"));
+    c.send("Action: Events\r\nEventMask: 0\r\nActionID: e0\r\n\r\n").await;
+    assert_eq!(c.response("e0").await.get("Events"), Some("Off"));
+    c.send("Action: Events\r\nEventMask: y\r\nActionID: ey\r\n\r\n").await;
+    assert_eq!(c.response("ey").await.get("Events"), Some("On"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
+    let sim = sim("pbx1").await;
+    let config = format!("[proxy]\nwrite_timeout_secs = 1\n\n{}", one_sim_config(&sim));
+    let proxy = start_proxy_env(&config, &[("RUST_LOG", "info")], true);
+    let mut reader = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut reader, "pbx1").await;
+    // A raw socket with a tiny receive buffer that logs in and then does not read.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = sock.connect(proxy.addr()).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stuck,
+        b"Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    // Fill the stuck client's socket: rounds of 200 UserEvents of ~300 bytes, echoed to every
+    // session; the reader reads each round back, so only the stuck client falls behind.
+    let pad = "x".repeat(250);
+    let burst: String = (0..200)
+        .map(|_| format!("Action: UserEvent\r\nUserEvent: Flood\r\nPad: {pad}\r\n\r\n"))
+        .collect();
+    let end = tokio::time::Instant::now() + DEADLINE * 3;
+    while !proxy.log().contains("did not read for the write timeout") {
+        reader.send(&burst).await;
+        for _ in 0..200 {
+            reader.until(|m| m.get("UserEvent") == Some("Flood")).await;
+        }
+        assert!(tokio::time::Instant::now() < end, "the stuck client was never closed");
+    }
+    // What the kernel had buffered, then the end of the stream.
+    let mut sink = Vec::new();
+    let n = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_to_end(&mut stuck, &mut sink)).await;
+    assert!(matches!(n, Ok(Ok(_)) | Ok(Err(_))), "the connection was not closed");
+}
