@@ -74,34 +74,11 @@ impl Classes {
     /// From Asterisk's numeric event mask (`EVENT_FLAG_*` bits; bit 14, hookresponse, has no
     /// name here).
     pub fn from_asterisk_bits(bits: u32) -> Classes {
-        const ORDER: [&str; 20] = [
-            "system",
-            "call",
-            "log",
-            "verbose",
-            "command",
-            "agent",
-            "user",
-            "config",
-            "dtmf",
-            "reporting",
-            "cdr",
-            "dialplan",
-            "originate",
-            "agi",
-            "",
-            "cc",
-            "aoc",
-            "test",
-            "security",
-            "message",
-        ];
-        ORDER
-            .iter()
-            .enumerate()
-            .filter(|(i, n)| bits & (1 << i) != 0 && !n.is_empty())
-            .filter_map(|(_, n)| Classes::named(n))
-            .fold(Classes::NONE, |a, b| a | b)
+        // Asterisk's bits follow NAMES, with its unnamed hookresponse flag at bit 14.
+        let asterisk_bit = |i: usize| if i < 14 { i } else { i + 1 };
+        (0..NAMES.len())
+            .filter(|&i| bits & (1 << asterisk_bit(i)) != 0)
+            .fold(Classes::NONE, |a, i| a | Classes::bit(i))
     }
 
     pub fn intersects(self, other: Classes) -> bool {
@@ -349,5 +326,12 @@ mod tests {
             Need::Nothing => panic!(),
         }
         assert!(matches!(action_needs("PING"), Need::Nothing));
+        assert_eq!(
+            Classes::from_asterisk_bits(1 | 2),
+            Classes::parse("system,call").unwrap()
+        );
+        assert_eq!(Classes::from_asterisk_bits(1 << 15), Classes::parse("cc").unwrap());
+        assert_eq!(Classes::from_asterisk_bits(1 << 19), Classes::parse("message").unwrap());
+        assert_eq!(Classes::from_asterisk_bits(1 << 14), Classes::NONE);
     }
 }
