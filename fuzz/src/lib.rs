@@ -3,6 +3,8 @@
 //!
 //! First byte `b`: `0` feeds the rest in one chunk; `1..=127` in chunks of `b` bytes;
 //! `128..=255` in pseudo-random chunks of 1..=64 bytes seeded by `b`.
+//!
+//! [`chunk_sizes`] is shared with the `client_session` target.
 
 use ami_proto::{AmiDecoder, Decoded, Limits, Message, Role, END_COMMAND};
 use bytes::BytesMut;
@@ -15,7 +17,9 @@ struct Outcome {
     error: bool,
 }
 
-fn chunk_sizes(selector: u8, len: usize) -> Vec<usize> {
+/// Chunk sizes for `len` bytes: `0` one chunk; `1..=127` fixed chunks of `selector` bytes
+/// (the list repeats); `128..=255` pseudo-random chunks of 1..=64 bytes seeded by `selector`.
+pub fn chunk_sizes(selector: u8, len: usize) -> Vec<usize> {
     match selector {
         0 => vec![len.max(1)],
         1..=127 => vec![selector as usize],
