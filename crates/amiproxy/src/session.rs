@@ -337,7 +337,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     async fn flush(&mut self) -> Result<(), End> {
         match tokio::time::timeout(self.write_timeout, self.out.flush()).await {
             Ok(Ok(())) => Ok(()),
-            _ => Err(End::Closed),
+            Ok(Err(_)) => Err(End::Closed),
+            Err(_) => {
+                info!("closing: the client did not read for the write timeout");
+                Err(End::Closed)
+            }
         }
     }
 

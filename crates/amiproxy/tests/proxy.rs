@@ -386,19 +386,33 @@ async fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
     )
     .await
     .unwrap();
-    // Fill the stuck client's socket: rounds of 200 UserEvents of ~300 bytes, echoed to every
-    // session; the reader reads each round back, so only the stuck client falls behind.
-    let pad = "x".repeat(250);
-    let burst: String = (0..200)
-        .map(|_| format!("Action: UserEvent\r\nUserEvent: Flood\r\nPad: {pad}\r\n\r\n"))
-        .collect();
+    // Fill the stuck client's socket: a third client (events off, so it only gets its own
+    // answers) sends rounds of 5 UserEvents of ~100 KB each (100 lines of 1,000 bytes), echoed
+    // to every session; the reader reads each round, so only the stuck client falls behind, by
+    // 0.5 MB a round, past any kernel buffer in a few rounds.
+    let mut writer = Client::connect(proxy.addr()).await;
+    writer
+        .send("Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nEvents: off\r\nActionID: l\r\n\r\n")
+        .await;
+    writer.response("l").await;
+    let pads: String = (0..100).map(|i| format!("Pad{i}: {}\r\n", "x".repeat(990))).collect();
     let end = tokio::time::Instant::now() + DEADLINE * 3;
+    let mut round = 0;
     while !proxy.log().contains("did not read for the write timeout") {
-        reader.send(&burst).await;
-        for _ in 0..200 {
+        round += 1;
+        let burst: String = (0..5)
+            .map(|i| format!("Action: UserEvent\r\nUserEvent: Flood\r\nActionID: f{round}-{i}\r\n{pads}\r\n"))
+            .collect();
+        writer.send(&burst).await;
+        for i in 0..5 {
+            writer.response(&format!("f{round}-{i}")).await;
             reader.until(|m| m.get("UserEvent") == Some("Flood")).await;
         }
-        assert!(tokio::time::Instant::now() < end, "the stuck client was never closed");
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the stuck client was never closed: {}",
+            proxy.log()
+        );
     }
     // What the kernel had buffered, then the end of the stream.
     let mut sink = Vec::new();
