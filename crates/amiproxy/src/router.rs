@@ -39,7 +39,9 @@ pub enum Route {
 /// uniqueids (uniqueids are globally unique when each Asterisk sets `systemname`).
 #[derive(Debug, Default)]
 pub struct Owners {
-    map: DashMap<String, usize>,
+    /// Key → the upstreams that have it (almost always one; two boxes can both have a
+    /// `PJSIP/trunk-0000002a`, and then a name alone does not say which is meant).
+    map: DashMap<String, Vec<usize>>,
     /// Uniqueid → (channel name, upstream), so a scope given by channel names also covers
     /// actions that name a channel by its uniqueid.
     names: DashMap<String, (String, usize)>,
@@ -48,7 +50,10 @@ pub struct Owners {
 impl Owners {
     pub fn insert(&self, key: &str, upstream: usize) {
         if !key.is_empty() {
-            self.map.insert(key.to_owned(), upstream);
+            let mut owners = self.map.entry(key.to_owned()).or_default();
+            if !owners.contains(&upstream) {
+                owners.push(upstream);
+            }
         }
     }
 
@@ -60,7 +65,10 @@ impl Owners {
     /// Forgets `key` if `upstream` owns it: a Hangup on one box must not erase another box's
     /// channel of the same name.
     pub fn remove_own(&self, key: &str, upstream: usize) {
-        self.map.remove_if(key, |_, v| *v == upstream);
+        if let Some(mut owners) = self.map.get_mut(key) {
+            owners.retain(|u| *u != upstream);
+        }
+        self.map.remove_if(key, |_, v| v.is_empty());
         self.names.remove_if(key, |_, v| v.1 == upstream);
     }
 
@@ -76,13 +84,24 @@ impl Owners {
         self.names.get(uniqueid).map(|v| v.0.clone())
     }
 
+    /// The one upstream that has `key` (None when unknown, or when several have it).
     pub fn get(&self, key: &str) -> Option<usize> {
-        self.map.get(key).map(|v| *v)
+        self.map
+            .get(key)
+            .and_then(|v| if v.len() == 1 { Some(v[0]) } else { None })
+    }
+
+    /// Every upstream that has `key`.
+    pub fn owners(&self, key: &str) -> Vec<usize> {
+        self.map.get(key).map(|v| v.clone()).unwrap_or_default()
     }
 
     /// Forgets everything an upstream owned (it disconnected; it will be relearned).
     pub fn forget_upstream(&self, upstream: usize) {
-        self.map.retain(|_, v| *v != upstream);
+        self.map.retain(|_, v| {
+            v.retain(|u| *u != upstream);
+            !v.is_empty()
+        });
         self.names.retain(|_, v| v.1 != upstream);
     }
 
@@ -119,13 +138,9 @@ impl Owners {
             // 1.4 and 1.8 name the two joined channels Channel1/Channel2.
             for (c, u) in [("Channel1", "Uniqueid1"), ("Channel2", "Uniqueid2")] {
                 let (chan, uid) = (msg.get(c).unwrap_or(""), msg.get(u).unwrap_or(""));
-                if self.get(chan).is_none() {
-                    self.insert(chan, upstream);
-                }
-                if self.get(uid).is_none() {
-                    self.insert(uid, upstream);
-                    self.name_uniqueid(uid, chan);
-                }
+                self.insert(chan, upstream);
+                self.insert(uid, upstream);
+                self.name_uniqueid(uid, chan);
             }
         } else if ev.eq_ignore_ascii_case(b"Hangup") {
             for k in ["Channel", "Uniqueid"] {
@@ -207,8 +222,21 @@ impl Router {
             if is_hangup && *h == "Channel" && v.len() >= 2 && v.starts_with('/') && v.ends_with('/') {
                 return Route::All;
             }
-            if let Some(pos) = owners.get(v).and_then(|id| self.ids.iter().position(|x| *x == id)) {
-                return Route::One(pos);
+            let have: Vec<usize> = owners
+                .owners(v)
+                .iter()
+                .filter_map(|id| self.ids.iter().position(|x| x == id))
+                .collect();
+            match have.as_slice() {
+                [pos] => return Route::One(*pos),
+                [] => {}
+                several => {
+                    let names: Vec<&str> = several.iter().map(|p| self.name(*p)).collect();
+                    return Route::Fail(format!(
+                        "{h} {v} exists on more than one server ({}); choose one with the server header or name it by its uniqueid",
+                        names.join(", ")
+                    ));
+                }
             }
             if let Some((_, i)) = self.channel_prefixes.iter().find(|(p, _)| v.starts_with(p.as_str())) {
                 return Route::One(*i);
@@ -279,6 +307,11 @@ default_upstream = "pbx2"
         );
         let m = action(&[("Action", "Hangup"), ("Channel", "pbx1-123.4")]);
         assert_eq!(r.route(&m, "Hangup", None, &owners), Route::One(0));
+        owners.insert("SIP/dup-1", 10);
+        owners.insert("SIP/dup-1", 20);
+        let m = action(&[("Action", "Hangup"), ("Channel", "SIP/dup-1")]);
+        assert!(matches!(r.route(&m, "Hangup", None, &owners), Route::Fail(t) if t.contains("pbx1, pbx2")));
+        assert_eq!(r.route(&m, "Hangup", Some("pbx2"), &owners), Route::One(1));
         let m = action(&[("Action", "Hangup"), ("Channel", "/Local/.*/")]);
         assert_eq!(r.route(&m, "Hangup", None, &owners), Route::All);
         let m = action(&[("Action", "Originate"), ("Channel", "PJSIP/b-100")]);
@@ -352,6 +385,10 @@ default_upstream = "pbx2"
         assert_eq!(o.get("SIP/b-1<ZOMBIE>"), Some(3));
         o.forget_upstream(3);
         o.insert("same-name", 4);
+        o.insert("same-name", 6);
+        assert_eq!(o.get("same-name"), None, "on two boxes: ambiguous");
+        assert_eq!(o.owners("same-name"), vec![4, 6]);
+        o.remove_own("same-name", 6);
         o.learn(5, "Hangup", &ev(&[("Event", "Hangup"), ("Channel", "same-name")]));
         assert_eq!(o.get("same-name"), Some(4), "another box's hangup keeps it");
         o.remove_own("same-name", 4);

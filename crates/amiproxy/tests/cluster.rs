@@ -161,3 +161,45 @@ async fn events_from_all_upstreams_tagged_and_a_slow_client_hurts_only_itself() 
     let dropped = slow.until(|m| m.event_name() == Some("ProxyEventsDropped")).await;
     assert!(dropped.get("Count").unwrap().parse::<u64>().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_name_on_two_servers_is_not_guessed() {
+    // Same channel numbering on both sims: the same names exist on both boxes.
+    let s1 = sim_with("pbx1", |c| c.channel_id_base = 0).await;
+    let s2 = sim_with("pbx2", |c| c.channel_id_base = 0).await;
+    let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&s1, &s2])));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    let mut uids = Vec::new();
+    for s in ["pbx1", "pbx2"] {
+        c.send(&format!("Action: Originate\r\nServer: {s}\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 20\r\nAsync: true\r\nActionID: o-{s}\r\n\r\n")).await;
+        c.response(&format!("o-{s}")).await;
+        let nc = c
+            .until(|m| m.event_name() == Some("Newchannel") && m.get("Server") == Some(s))
+            .await;
+        uids.push((
+            s,
+            nc.get("Channel").unwrap().to_owned(),
+            nc.get("Uniqueid").unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(uids[0].1, uids[1].1, "same name on both boxes");
+    c.send(&format!(
+        "Action: Hangup\r\nChannel: {}\r\nActionID: amb\r\n\r\n",
+        uids[0].1
+    ))
+    .await;
+    let r = c.response("amb").await;
+    assert_eq!(r.get("Response"), Some("Error"));
+    assert!(r.get("Message").unwrap().contains("more than one server"), "{r:?}");
+    // By uniqueid (unique with systemname) it goes to the right box.
+    c.send(&format!(
+        "Action: Hangup\r\nChannel: {}\r\nActionID: by-uid\r\n\r\n",
+        uids[1].2
+    ))
+    .await;
+    let r = c.response("by-uid").await;
+    assert_eq!(r.get("Server"), Some("pbx2"), "{r:?}");
+    assert_eq!(r.get("Response"), Some("Success"));
+}
