@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{broadcast, OwnedSemaphorePermit};
+use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
@@ -201,7 +201,7 @@ pub async fn serve(
                     }
                     None => Err(End::Closed),
                 },
-                ev = events.recv() => s.on_event(ev, &mut events).await,
+                ev = events.recv() => s.on_event(ev, &mut events, &mut rx).await,
             };
             if res.is_err() || s.flush().await.is_err() {
                 break;
@@ -268,9 +268,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         if m.kind() == ami_proto::Kind::Event {
             let key = m.action_id().map(str::to_owned);
             let name = m.get("Event").unwrap_or("");
-            let closes = m.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"))
-                || (name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete"));
-            if closes {
+            if crate::upstream::closes_list(&m, name) {
                 if let Some(hidden) = self.hidden_items.remove(&key) {
                     let fix = |m: Message, h: &str| match m.get(h).and_then(|v| v.trim().parse::<u64>().ok()) {
                         Some(n) => m.with_header(h, &n.saturating_sub(hidden).to_string()),
@@ -734,6 +732,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         &mut self,
         ev: Result<Arc<Event>, broadcast::error::RecvError>,
         events: &mut broadcast::Receiver<Arc<Event>>,
+        answers: &mut mpsc::Receiver<Message>,
     ) -> Result<(), End> {
         let mut ev = match ev {
             Ok(ev) => ev,
@@ -748,6 +747,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let (mut sent, mut skipped) = (0u64, 0u64);
         let mut result = Ok(());
         for i in 0..=EVENT_BATCH {
+            // An upstream queues an answer before it publishes the events that follow it
+            // (a response, then its OriginateResponse): answers already queued go first, so a
+            // batch never overtakes them.
+            while let Ok(m) = answers.try_recv() {
+                if let Err(e) = self.answer(m).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if result.is_err() {
+                break;
+            }
             if self.wants(&ev) {
                 if let Err(e) = self.send(&ev.msg).await {
                     result = Err(e);
@@ -820,10 +831,7 @@ fn events_mask(v: &str) -> Option<Classes> {
     if v.bytes().all(|b| b.is_ascii_digit()) {
         return Some(Classes::from_asterisk_bits(v.parse().unwrap_or(u32::MAX)));
     }
-    if ["yes", "true", "y", "t", "1", "on", "all"]
-        .iter()
-        .any(|w| v.eq_ignore_ascii_case(w))
-    {
+    if is_true(v) || v.eq_ignore_ascii_case("all") {
         return Some(Classes::ALL);
     }
     Some(Classes::parse_lenient(v))

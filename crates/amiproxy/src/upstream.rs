@@ -259,10 +259,7 @@ impl Upstream {
                         }
                         Waiting::Merge { merge, client_aid } => {
                             let m = restore_aid(msg.clone(), client_aid.as_deref());
-                            if done
-                                && name.len() > 8
-                                && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete")
-                            {
+                            if done && names_complete(name) {
                                 merge.complete(m);
                             } else {
                                 merge.item(m.with_appended(header, self.name()));
@@ -376,13 +373,20 @@ fn list_state(msg: &Message) -> ListState {
     }
 }
 
-/// Whether a list item closes its list: `EventList: Complete` or an event named
-/// `...Complete` (every generation names the last event so); before Asterisk 13, DBGet's
-/// list is its one `DBGetResponse`, with nothing after it.
+/// An event named `...Complete`: every generation names a list's last event so.
+fn names_complete(name: &str) -> bool {
+    name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete")
+}
+
+/// Whether an event closes a list: `EventList: Complete` or a `...Complete` event.
+pub(crate) fn closes_list(msg: &Message, name: &str) -> bool {
+    msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete")) || names_complete(name)
+}
+
+/// Whether a list item closes its list; before Asterisk 13, DBGet's list is its one
+/// `DBGetResponse`, with nothing after it.
 fn ends_list(msg: &Message, name: &str, list: ListState) -> bool {
-    msg.get("EventList").is_some_and(|v| v.eq_ignore_ascii_case("Complete"))
-        || (name.len() > 8 && name.as_bytes()[name.len() - 8..].eq_ignore_ascii_case(b"Complete"))
-        || (list == ListState::Legacy && name.eq_ignore_ascii_case("DBGetResponse"))
+    closes_list(msg, name) || (list == ListState::Legacy && name.eq_ignore_ascii_case("DBGetResponse"))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

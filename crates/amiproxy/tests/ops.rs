@@ -115,10 +115,12 @@ async fn invalid_reload_is_refused_and_the_old_config_kept() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_sends_shutdown_and_exits_in_time() {
     let s1 = sim("pbx1").await;
-    let mut proxy = start_proxy(&format!(
-        "[proxy]\nshutdown_timeout_secs = 3\n\n{}",
-        config(&[&s1], "", "")
-    ));
+    // Keepalive slower than the drain, so the stalled upstream is not dropped by its ping
+    // timeout before the shutdown answers the action in flight.
+    let text = config(&[&s1], "", "")
+        .replace("ping_interval_secs = 0.5", "ping_interval_secs = 30")
+        .replace("ping_timeout_secs = 1.0", "ping_timeout_secs = 30");
+    let mut proxy = start_proxy(&format!("[proxy]\nshutdown_timeout_secs = 3\n\n{text}"));
     let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
     let mut b = Client::login(proxy.addr(), "app", "app-secret").await;
     wait_upstream(&mut a, "pbx1").await;
