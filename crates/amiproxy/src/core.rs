@@ -196,8 +196,8 @@ impl Core {
     }
 
     /// The generation the proxy speaks to a client connecting now, and its banner version:
-    /// `proxy.dialect` if set; else the upstreams' own when all that have connected agree;
-    /// else the newest among them (Asterisk 22 before any has connected). `banner_version`
+    /// `proxy.dialect` if set; else, once every upstream has connected at least once, the
+    /// upstreams' own when they agree, else the newest among them; Asterisk 22 before that. `banner_version`
     /// overrides the version only.
     pub fn dialect(&self) -> (Generation, String) {
         let st = self.state.load();
@@ -212,9 +212,11 @@ impl Core {
                 let v = known.iter().find(|(kg, _)| *kg == g).map(|(_, v)| v.clone());
                 (g, v.unwrap_or_else(|| g.ami_version().to_owned()))
             }
+            // Until every upstream has shown its banner, one not yet seen could be the newest:
+            // speak the newest generation rather than guess an older one.
             None => match known.iter().max_by_key(|(g, _)| *g) {
-                Some((g, v)) => (*g, v.clone()),
-                None => (Generation::Modern, Generation::Modern.ami_version().to_owned()),
+                Some((g, v)) if known.len() == st.upstreams.len() => (*g, v.clone()),
+                _ => (Generation::Modern, Generation::Modern.ami_version().to_owned()),
             },
         };
         let version = st.config.proxy.banner_version.clone().unwrap_or(version);
