@@ -5,6 +5,9 @@
 //! A refused action never reaches an upstream; the client gets `Permission denied` and
 //! keeps its connection. The reason goes to the audit log only.
 
+pub mod spec;
+pub mod table;
+
 use crate::filter::FilterSet;
 use crate::glob::{any_match, Glob};
 use crate::perms::Classes;
