@@ -3,6 +3,8 @@
 use crate::calls::{self, OriginateReq, Target};
 use crate::channels::Control;
 use crate::dialect::Dialect;
+use crate::dialplan_eval::Ctx;
+use crate::effects::Effect;
 use crate::pbx::lock;
 use crate::perms;
 use crate::queues::{NewMember, QueueError};
@@ -211,6 +213,7 @@ impl Session {
             "hangup" => self.hangup(m, id),
             "redirect" => self.redirect(m, id),
             "getvar" => self.getvar(m, id),
+            "mixmonitor" => self.mixmonitor(m, id),
             "setvar" => self.setvar(m, id),
             "queueadd" => self.queue_add(m, id),
             "queueremove" => self.queue_remove(m, id),
@@ -368,6 +371,7 @@ impl Session {
             ev = ev.h(k, v);
         }
         success(self, id, "Event Sent");
+        self.pbx.effect(Effect::UserEvent { name: name.to_owned() });
         self.pbx.bus.send(ev);
         After::Continue
     }
@@ -408,11 +412,10 @@ impl Session {
             }
         };
         let callerid = non_empty(m, "CallerID").map(calls::parse_callerid);
+        // Every `Variable:` header, split as man_do_variable_value does.
         let vars = m
             .get_all("Variable")
-            .flat_map(|v| v.split(','))
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+            .flat_map(crate::dialplan_eval::originate_variables)
             .collect();
         let Some((exten, context)) = OriginateReq::parse_local(channel) else {
             // Only Local channels exist in the simulator.
@@ -444,6 +447,7 @@ impl Session {
             callerid,
             vars,
             is_async,
+            inhibit_escalations: !is_async && !self.pbx.cfg.live_dangerously,
             action_id: id.map(str::to_owned),
         };
         if !is_async && !req.reachable() {
@@ -456,6 +460,11 @@ impl Session {
     }
 
     fn status(&mut self, m: &Message, id: Option<&str>) -> After {
+        let variables = m.get("Variables").unwrap_or("");
+        if self.write & perms::SYSTEM == 0 && (variables.contains("SHELL") || variables.contains("EVAL")) {
+            return error(self, id, "Status Access Forbidden: Variables");
+        }
+        let all_variables = truthy(m.get("AllVariables"));
         let mut chans = self.pbx.channel_list();
         if let Some(want) = non_empty(m, "Channel") {
             chans.retain(|c| c.name == want || c.uniqueid == want);
@@ -478,7 +487,9 @@ impl Session {
             return After::Continue;
         }
         self.push(&list_start(id, "Channel status will follow").into_bytes());
+        let wanted = crate::dialplan_eval::separate_args(variables, ',', true, 100);
         for c in &chans {
+            let vars = self.status_variables(c, &wanted, all_variables);
             let b = MessageBuilder::event("Status").header("Privilege", "Call");
             let b = snapshot(b, c)
                 .header("Type", "Local")
@@ -496,13 +507,37 @@ impl Session {
                 .header("Writetrans", "")
                 .header("Callgroup", "0")
                 .header("Pickupgroup", "0")
-                .header("Seconds", &c.seconds().to_string())
+                .header("Seconds", &c.seconds().to_string());
+            let b = vars
+                .iter()
+                .fold(b, |b, v| b.header("Variable", v))
                 .header_opt("ActionID", id);
             self.push(&b.into_bytes());
         }
         let done = list_complete("StatusComplete", id, chans.len()).header("Items", &chans.len().to_string());
         self.push(&done.into_bytes());
         After::Continue
+    }
+
+    /// Status `Variables:` (names ending in `)` are function reads on the channel) and
+    /// `AllVariables:` as `generate_status` writes them: `name=value`, an unset variable
+    /// printed as glibc prints a NULL string.
+    fn status_variables(&self, c: &crate::channels::Channel, wanted: &[String], all: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut chan = c.clone();
+        let mut ctx = Ctx::action(&self.pbx, Some(&mut chan));
+        for name in wanted.iter().filter(|n| !n.is_empty()) {
+            let v = if name.ends_with(')') {
+                Some(ctx.func_read(name).unwrap_or_default())
+            } else {
+                ctx.retrieve(name)
+            };
+            out.push(format!("{name}={}", v.as_deref().unwrap_or("(null)")));
+        }
+        if all {
+            out.extend(c.vars.iter().map(|(k, v)| format!("{k}={v}")));
+        }
+        out
     }
 
     fn core_show_channels(&mut self, id: Option<&str>) -> After {
@@ -574,6 +609,9 @@ impl Session {
             self.push(&list_start(id, "Channels hung up will follow").into_bytes());
             let mut n = 0;
             for c in chans.iter().filter(|c| re.is_match(&c.name)) {
+                self.pbx.effect(Effect::Hangup {
+                    channel: c.name.clone(),
+                });
                 let _ = c.control.send(Control::Hangup { side: c.side, cause });
                 let b = MessageBuilder::event("ChannelHungup")
                     .header("Channel", &c.name)
@@ -586,6 +624,9 @@ impl Session {
         }
         match chans.iter().find(|c| c.name == target || c.uniqueid == target) {
             Some(c) => {
+                self.pbx.effect(Effect::Hangup {
+                    channel: c.name.clone(),
+                });
                 let _ = c.control.send(Control::Hangup { side: c.side, cause });
                 success(self, id, "Channel Hungup")
             }
@@ -609,6 +650,9 @@ impl Session {
         let Some(c) = chans.iter().find(|c| c.name == target || c.uniqueid == target) else {
             return error(self, id, &format!("Channel does not exist: {target}"));
         };
+        self.pbx.effect(Effect::Redirect {
+            channel: c.name.clone(),
+        });
         let _ = c.control.send(Control::Redirect {
             side: c.side,
             context: context.to_owned(),
@@ -618,89 +662,92 @@ impl Session {
         success(self, id, "Redirect successful")
     }
 
+    /// Getvar (manager.c `action_getvar`): a name ending in `)` is a function read (on
+    /// the channel, or on a dummy channel without one); otherwise a variable (the globals
+    /// without a channel).
     fn getvar(&mut self, m: &Message, id: Option<&str>) -> After {
         let Some(var) = non_empty(m, "Variable") else {
             return error(self, id, "No variable specified");
         };
-        let value = match non_empty(m, "Channel") {
-            Some(ch) => {
-                let chans = lock(&self.pbx.channels);
-                let Some(c) = chans.values().find(|c| c.name == ch || c.uniqueid == ch) else {
-                    drop(chans);
-                    return error(self, id, "No such channel");
-                };
-                match var {
-                    "CHANNEL" => c.name.clone(),
-                    "UNIQUEID" => c.uniqueid.clone(),
-                    "EXTEN" => c.exten.clone(),
-                    "CONTEXT" => c.context.clone(),
-                    _ => c.vars.get(var).cloned().unwrap_or_default(),
-                }
-            }
-            None => lock(&self.pbx.globals).get(var).cloned().unwrap_or_default(),
+        if self.write & perms::SYSTEM == 0 && (var.contains("SHELL") || var.contains("EVAL")) {
+            return error(self, id, "GetVar Access Forbidden: Variable");
+        }
+        let mut chan = match non_empty(m, "Channel") {
+            Some(name) => match self.channel(name) {
+                Some(c) => Some(c),
+                None => return error(self, id, "No such channel"),
+            },
+            None => None,
+        };
+        let mut ctx = Ctx::action(&self.pbx, chan.as_mut());
+        let value = if var.ends_with(')') {
+            ctx.func_read(var)
+        } else {
+            ctx.retrieve(var)
         };
         let r = MessageBuilder::response("Success", id)
             .header("Variable", var)
-            .header("Value", &value)
+            .header("Value", value.as_deref().unwrap_or(""))
             .build();
         self.push(r.as_bytes());
         After::Continue
     }
 
+    /// Setvar (`action_setvar`): `pbx_builtin_setvar_helper` on the channel or globally.
     fn setvar(&mut self, m: &Message, id: Option<&str>) -> After {
         let Some(var) = non_empty(m, "Variable") else {
             return error(self, id, "No variable specified");
         };
         let value = m.get("Value").unwrap_or("");
-        match non_empty(m, "Channel") {
-            Some(ch) => {
-                let mut chans = lock(&self.pbx.channels);
-                let Some(c) = chans.values_mut().find(|c| c.name == ch || c.uniqueid == ch) else {
-                    drop(chans);
-                    return error(self, id, "No such channel");
-                };
-                c.vars.insert(var.to_owned(), value.to_owned());
-                let dialect = self.pbx.dialect();
-                let ev = if dialect.pre_stasis() {
-                    let extra = [("Variable", var), ("Value", value)];
-                    crate::channels::legacy_event(&self.pbx.bus, dialect, "VarSet", c, &extra)
-                } else {
-                    let ev = c.snapshot(self.pbx.bus.event("VarSet", "dialplan,all"), "");
-                    Some(ev.h("Variable", var).h("Value", value))
-                };
-                drop(chans);
-                if let Some(ev) = ev {
-                    self.pbx.bus.send(ev);
-                }
-            }
-            None => {
-                lock(&self.pbx.globals).insert(var.to_owned(), value.to_owned());
+        let mut chan = match non_empty(m, "Channel") {
+            Some(name) => match self.channel(name) {
+                Some(c) => Some(c),
+                None => return error(self, id, "No such channel"),
+            },
+            None => None,
+        };
+        if Ctx::action(&self.pbx, chan.as_mut()).set_var(var, value) {
+            success(self, id, "Variable Set")
+        } else {
+            error(self, id, "Variable not set")
+        }
+    }
+
+    /// A live channel by exact name or uniqueid (a copy).
+    fn channel(&self, name: &str) -> Option<crate::channels::Channel> {
+        lock(&self.pbx.channels)
+            .values()
+            .find(|c| c.name == name || c.uniqueid == name)
+            .cloned()
+    }
+
+    /// MixMonitor (app_mixmonitor `manager_mixmonitor`): `File,Options,Command` run as
+    /// the application's arguments on the channel.
+    fn mixmonitor(&mut self, m: &Message, id: Option<&str>) -> After {
+        let Some(name) = non_empty(m, "Channel") else {
+            return error(self, id, "No channel specified");
+        };
+        let Some(mut chan) = self.channel(name) else {
+            return error(self, id, "No such channel");
+        };
+        let args = format!(
+            "{},{},{}",
+            m.get("File").unwrap_or(""),
+            m.get("Options").unwrap_or(""),
+            m.get("Command").unwrap_or("")
+        );
+        match Ctx::action(&self.pbx, Some(&mut chan)).mixmonitor(&args) {
+            None => error(self, id, "Could not start monitoring channel"),
+            Some(monitor_id) => {
+                let r = MessageBuilder::response("Success", id).header_opt("MixMonitorID", monitor_id.as_deref());
+                self.push(&r.into_bytes());
+                After::Continue
             }
         }
-        success(self, id, "Variable Set")
     }
 
     fn member_event(&self, name: &str, queue: &str, mb: &crate::queues::Member) {
-        let bus = &self.pbx.bus;
-        bus.send(
-            bus.event(name, "agent,all")
-                .h("Queue", queue)
-                .h("MemberName", &mb.name)
-                .h("Interface", &mb.interface)
-                .h("StateInterface", &mb.state_interface)
-                .h("Membership", if mb.dynamic { "dynamic" } else { "static" })
-                .h("Penalty", &mb.penalty.to_string())
-                .h("CallsTaken", &mb.calls_taken.to_string())
-                .h("LastCall", &mb.last_call.to_string())
-                .h("LastPause", &mb.last_pause.to_string())
-                .h("LoginTime", &mb.login_time.to_string())
-                .h("InCall", if mb.in_call { "1" } else { "0" })
-                .h("Status", &mb.status.to_string())
-                .h("Paused", if mb.paused { "1" } else { "0" })
-                .h("PausedReason", &mb.paused_reason)
-                .h("Ringinuse", "0")
-                .h("Wrapuptime", "0"),
-        );
+        crate::queues::member_event(&self.pbx.bus, name, queue, mb);
     }
 
     fn queue_add(&mut self, m: &Message, id: Option<&str>) -> After {
@@ -720,6 +767,9 @@ impl Session {
         let r = lock(&self.pbx.queues).add(queue, new);
         match r {
             Ok(mb) => {
+                self.pbx.effect(Effect::QueueMemberWrite {
+                    queue: queue.to_owned(),
+                });
                 success(self, id, "Added interface to queue");
                 self.member_event("QueueMemberAdded", queue, &mb);
                 After::Continue
@@ -736,6 +786,9 @@ impl Session {
         let r = lock(&self.pbx.queues).remove(queue, iface);
         match r {
             Ok(mb) => {
+                self.pbx.effect(Effect::QueueMemberWrite {
+                    queue: queue.to_owned(),
+                });
                 success(self, id, "Removed interface from queue");
                 self.member_event("QueueMemberRemoved", queue, &mb);
                 After::Continue
@@ -765,6 +818,7 @@ impl Session {
             },
         );
         for (q, mb) in &changed {
+            self.pbx.effect(Effect::QueueMemberWrite { queue: q.clone() });
             self.member_event("QueueMemberPause", q, mb);
         }
         After::Continue
@@ -885,7 +939,13 @@ impl Session {
     fn astdb(&mut self, action: &str, m: &Message, id: Option<&str>) -> After {
         let family = non_empty(m, "Family");
         let key = non_empty(m, "Key");
+        let path = |f: &str, k: Option<&str>| match k {
+            Some(k) => format!("{f}/{k}"),
+            None => f.to_owned(),
+        };
         if action == "dbgettree" {
+            self.pbx
+                .effect(Effect::DbRead(family.map(|f| path(f, key)).unwrap_or_default()));
             let entries = lock(&self.pbx.astdb).tree(family, key);
             self.push(&list_start(id, "Result will follow").into_bytes());
             for (k, v) in &entries {
@@ -902,6 +962,7 @@ impl Session {
             return error(self, id, "No family specified.");
         };
         if action == "dbdeltree" {
+            self.pbx.effect(Effect::DbDelete(path(family, key)));
             let n = lock(&self.pbx.astdb).del_tree(family, key);
             return if n > 0 {
                 success(self, id, "Key tree deleted successfully")
@@ -914,10 +975,12 @@ impl Session {
         };
         match action {
             "dbput" => {
+                self.pbx.effect(Effect::DbWrite(path(family, Some(key))));
                 lock(&self.pbx.astdb).put(family, key, m.get("Val").unwrap_or(""));
                 success(self, id, "Updated database successfully")
             }
             "dbget" => {
+                self.pbx.effect(Effect::DbRead(path(family, Some(key))));
                 let v = lock(&self.pbx.astdb).get(family, key).map(str::to_owned);
                 match v {
                     None => error(self, id, "Database entry not found"),
@@ -946,6 +1009,7 @@ impl Session {
                 }
             }
             _ => {
+                self.pbx.effect(Effect::DbDelete(path(family, Some(key))));
                 if lock(&self.pbx.astdb).del(family, key) {
                     success(self, id, "Key deleted successfully")
                 } else {

@@ -5,6 +5,8 @@
 use crate::channels::{Channel, Control, Side};
 use crate::dialect::Dialect;
 use crate::dialplan::{self, Step};
+use crate::dialplan_eval::Ctx;
+use crate::effects::Effect;
 use crate::pbx::{lock, Pbx};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -35,8 +37,13 @@ pub struct OriginateReq {
     pub target: Target,
     /// (number, name)
     pub callerid: Option<(String, String)>,
+    /// `Variable:` name=value pairs in header order; names ending in `)` are function
+    /// writes on the `;1` half.
     pub vars: Vec<(String, String)>,
     pub is_async: bool,
+    /// The function writes of `vars` run under Asterisk's escalation guard (a synchronous
+    /// Originate sets them from the manager thread, with `live_dangerously` off).
+    pub inhibit_escalations: bool,
     pub action_id: Option<String>,
 }
 
@@ -228,17 +235,9 @@ impl Call {
     /// event).
     fn emit(&self, name: &str, privilege: &str, side: Side, extra: &[(&str, &str)]) {
         let bus = &self.pbx.bus;
-        if self.dialect.pre_stasis() {
-            if let Some(ev) = crate::channels::legacy_event(bus, self.dialect, name, self.ch(side), extra) {
-                bus.send(ev);
-            }
-            return;
+        if let Some(ev) = crate::channels::chan_event(bus, self.dialect, name, privilege, self.ch(side), extra) {
+            bus.send(ev);
         }
-        let mut ev = self.chan_event(name, privilege, side);
-        for (k, v) in extra {
-            ev = ev.h(k, v);
-        }
-        bus.send(ev);
     }
 
     /// The 13 bridge header block.
@@ -369,14 +368,7 @@ impl Call {
     fn unstore(&self, side: Side) {
         let uid = &self.ch(side).uniqueid;
         lock(&self.pbx.channels).retain(|_, c| &c.uniqueid != uid);
-    }
-
-    fn chan_event(&self, name: &str, privilege: &str, side: Side) -> crate::events::Ev {
-        let ch = match side {
-            Side::One => &self.one.ch,
-            Side::Two => &self.two.ch,
-        };
-        ch.snapshot(self.pbx.bus.event(name, privilege), "")
+        lock(&self.pbx.shared).remove(uid);
     }
 
     fn emit_chan(&self, name: &str, privilege: &str, side: Side) {
@@ -422,8 +414,17 @@ impl Call {
                 ("AppData", "(Outgoing Line)"),
             ],
         );
+        // ast_set_variables on ;1, in the reversed order astman_get_variables gives;
+        // functions are written (not stored), so the ;2 half does not inherit them.
         let vars = self.req.vars.clone();
         for (k, v) in vars.iter().rev() {
+            if k.ends_with(')') {
+                let pbx = self.pbx.clone();
+                Ctx::call(&pbx, &mut self.one.ch)
+                    .inhibited(self.req.inhibit_escalations)
+                    .func_write(k, v);
+                continue;
+            }
             self.one.ch.vars.insert(k.clone(), v.clone());
             self.emit("VarSet", "dialplan,all", Side::One, &[("Variable", k), ("Value", v)]);
         }
@@ -436,7 +437,7 @@ impl Call {
             self.one.ch.conn_name = Some(name);
             self.emit_chan("NewConnectedLine", "call,all", Side::One);
         }
-        for (k, v) in &vars {
+        for (k, v) in vars.iter().filter(|(k, _)| !k.ends_with(')')) {
             self.two.ch.vars.insert(k.clone(), v.clone());
             self.emit("VarSet", "dialplan,all", Side::Two, &[("Variable", k), ("Value", v)]);
         }
@@ -574,11 +575,26 @@ impl Call {
         // ;1 now runs what the Originate asked for.
         match self.req.target.clone() {
             Target::App { app, data } => {
+                // ast_pbx_exec_application: the data is substituted, then the application
+                // runs (nothing runs when Asterisk has no such application).
+                let pbx = self.pbx.clone();
+                let (data, ran) = Ctx::call(&pbx, &mut self.one.ch).exec_application(&app, &data);
                 self.one.ch.app = app.clone();
                 self.one.ch.data = data.clone();
                 self.one.blocked = true;
-                self.one.wake = app_duration(&app, &data).map(|d| self.tick + d);
+                let (run_app, run_data) = match &ran {
+                    Some(r) => (r.app, r.data.as_str()),
+                    None => ("", data.as_str()),
+                };
+                self.one.wake = app_duration(run_app, run_data).map(|d| self.tick + d);
                 self.store(Side::One);
+                if let Some(r) = ran {
+                    match r.app {
+                        "Queue" => self.join_queue(Side::One, &r.data),
+                        "UserEvent" => self.user_event(Side::One, &r.data),
+                        _ => {}
+                    }
+                }
             }
             Target::Dialplan {
                 context,
@@ -616,11 +632,8 @@ impl Call {
                     End::OneDialplan
                 });
             };
-            let data = step
-                .data
-                .replace("${UNIQUEID}", &h.ch.uniqueid)
-                .replace("${EPOCH}", &crate::clock::unix(SystemTime::now()).as_secs().to_string());
             h.ch.priority = (h.idx + 1) as u32;
+            let data = Ctx::call(&pbx, &mut h.ch).substitute(&step.data);
             h.ch.app = step.app.to_owned();
             h.ch.data = data.clone();
             let exten = h.ch.exten.clone();
@@ -634,7 +647,9 @@ impl Call {
                 side,
                 &[("Extension", &exten), ("Application", step.app), ("AppData", &data)],
             );
-            match step.app {
+            let ran = Ctx::call(&pbx, &mut self.half(side).ch).run_app(step.app, &data);
+            self.store(side);
+            match ran.app {
                 "Hangup" => {
                     return Some(if side == Side::Two {
                         End::TwoDialplan
@@ -643,51 +658,15 @@ impl Call {
                     });
                 }
                 "Answer" if side == Side::Two && !self.answered => self.answer(),
-                "UserEvent" => {
-                    let mut parts = data.split(',');
-                    let name = parts.next().unwrap_or("");
-                    let mut extra = vec![("UserEvent", name)];
-                    for p in parts {
-                        if let Some((k, v)) = p.split_once(':') {
-                            extra.push((k.trim(), v.trim_start()));
-                        }
-                    }
-                    self.emit("UserEvent", "user,all", side, &extra);
-                }
-                "Set" => {
-                    if let Some((k, v)) = data.split_once('=') {
-                        if let Some(db) = k.strip_prefix("DB(").and_then(|x| x.strip_suffix(')')) {
-                            if let Some((f, key)) = db.split_once('/') {
-                                lock(&pbx.astdb).put(f, key, v);
-                            }
-                        } else {
-                            self.half(side).ch.vars.insert(k.to_owned(), v.to_owned());
-                            self.emit("VarSet", "dialplan,all", side, &[("Variable", k), ("Value", v)]);
-                        }
-                    }
-                }
-                "Queue" => {
-                    let queue = data.split(',').next().unwrap_or("").to_owned();
-                    let name = self.half(side).ch.name.clone();
-                    let joined = lock(&pbx.queues).join(&queue, &name);
-                    if let Some((pos, count)) = joined {
-                        let (pos, count) = (pos.to_string(), count.to_string());
-                        self.emit(
-                            "QueueCallerJoin",
-                            "agent,all",
-                            side,
-                            &[("Queue", &queue), ("Position", &pos), ("Count", &count)],
-                        );
-                        self.half(side).in_queue = Some(queue);
-                    }
-                }
+                "UserEvent" => self.user_event(side, &ran.data),
+                "Queue" => self.join_queue(side, &ran.data),
                 _ => {}
             }
-            let app = step.app;
+            let app = ran.app;
             let answered = self.answered;
             let tick = self.tick;
             let h = self.half(side);
-            match app_duration(app, &data) {
+            match app_duration(app, &ran.data) {
                 Some(d) if d.is_zero() => {
                     h.idx += 1;
                 }
@@ -700,6 +679,37 @@ impl Call {
                     return None;
                 }
             }
+        }
+    }
+
+    /// The `UserEvent` application: `name,Key: value,…`.
+    fn user_event(&self, side: Side, data: &str) {
+        let mut parts = data.split(',');
+        let name = parts.next().unwrap_or("");
+        let mut extra = vec![("UserEvent", name)];
+        for p in parts {
+            if let Some((k, v)) = p.split_once(':') {
+                extra.push((k.trim(), v.trim_start()));
+            }
+        }
+        self.emit("UserEvent", "user,all", side, &extra);
+    }
+
+    /// The `Queue` application: the half waits in the queue as a caller.
+    fn join_queue(&mut self, side: Side, data: &str) {
+        let queue = data.split(',').next().unwrap_or("").to_owned();
+        let name = self.half(side).ch.name.clone();
+        let joined = lock(&self.pbx.queues).join(&queue, &name);
+        if let Some((pos, count)) = joined {
+            self.pbx.effect(Effect::QueueJoin { queue: queue.clone() });
+            let (pos, count) = (pos.to_string(), count.to_string());
+            self.emit(
+                "QueueCallerJoin",
+                "agent,all",
+                side,
+                &[("Queue", &queue), ("Position", &pos), ("Count", &count)],
+            );
+            self.half(side).in_queue = Some(queue);
         }
     }
 
@@ -778,6 +788,12 @@ impl Call {
                         }
                     }
                     Some(Control::Rename { side, new }) => self.renamed(side, new),
+                    Some(Control::SetVar { side, name, value }) => {
+                        self.half(side).ch.vars.insert(name, value);
+                        if lock(&self.pbx.channels).contains_key(&self.ch(side).name) {
+                            self.store(side);
+                        }
+                    }
                     None => return None,
                 },
             }

@@ -31,6 +31,13 @@ pub enum Control {
         side: Side,
         new: String,
     },
+    /// A variable was set from outside the call (Setvar, a function of another channel):
+    /// the table and the VarSet event are done; the call's own copy follows.
+    SetVar {
+        side: Side,
+        name: String,
+        value: String,
+    },
 }
 
 /// One live channel.
@@ -260,6 +267,26 @@ pub fn legacy_event(bus: &Bus, dialect: Dialect, name: &str, ch: &Channel, extra
         }
         _ => return None,
     };
+    Some(ev)
+}
+
+/// A channel event in the sim's generation: Asterisk 13/22's snapshot block followed by
+/// `extra`, or the 1.4/1.8 form (None when that generation had no such event).
+pub fn chan_event(
+    bus: &Bus,
+    dialect: Dialect,
+    name: &str,
+    privilege: &str,
+    ch: &Channel,
+    extra: &[(&str, &str)],
+) -> Option<Ev> {
+    if dialect.pre_stasis() {
+        return legacy_event(bus, dialect, name, ch, extra);
+    }
+    let mut ev = ch.snapshot(bus.event(name, privilege), "");
+    for (k, v) in extra {
+        ev = ev.h(k, v);
+    }
     Some(ev)
 }
 

@@ -27,6 +27,13 @@ pub struct SimConfig {
     pub auth_delay: Duration,
     /// The Asterisk generation spoken on the wire.
     pub dialect: Dialect,
+    /// asterisk.conf `live_dangerously`. Off (Asterisk 12+'s default), functions that can
+    /// escalate privileges (`SHELL`, `FILE`, `DB`, `CURL`, `ODBC_*`, …) are refused when
+    /// an AMI action evaluates them itself (Getvar, Setvar, Status `Variables`, the
+    /// `Variable:` headers of a synchronous Originate); applications run by a call are
+    /// not affected. On by default here: the sim plays the most exposed PBX (older
+    /// releases had no such guard), so a test sees what an attack would have done.
+    pub live_dangerously: bool,
 }
 
 /// The AMI version of the default config (Asterisk 22).
@@ -60,6 +67,7 @@ impl Default for SimConfig {
             channel_id_base: 0,
             auth_delay: Duration::from_secs(1),
             dialect: Dialect::V22,
+            live_dangerously: true,
         }
     }
 }

@@ -154,7 +154,8 @@ fn matches(pattern: &str, exten: &str) -> bool {
     }
 }
 
-/// The steps of `exten@context`, `${EXTEN}` already substituted; `None` if no such extension.
+/// The steps of `exten@context` as written (the call substitutes each priority's data
+/// when it runs, `${EXTEN}` included); `None` if no such extension.
 pub fn lookup(context: &str, exten: &str) -> Option<Vec<Step>> {
     PLAN.iter()
         .find(|(c, p, _)| *c == context && matches(p, exten))
@@ -163,7 +164,7 @@ pub fn lookup(context: &str, exten: &str) -> Option<Vec<Step>> {
                 .iter()
                 .map(|(app, data)| Step {
                     app,
-                    data: data.replace("${EXTEN}", exten),
+                    data: (*data).to_owned(),
                 })
                 .collect()
         })
@@ -199,7 +200,7 @@ mod tests {
         assert!(!matches("_X.", ""));
         assert!(lookup("default", "100").is_some());
         assert!(lookup("default", "999").is_none());
-        assert_eq!(lookup("test", "456").unwrap()[0].data, "test 456");
+        assert_eq!(lookup("test", "456").unwrap()[0].data, "test ${EXTEN}");
         assert!(!context_exists("nonexistent"));
     }
 }

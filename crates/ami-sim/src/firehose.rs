@@ -90,6 +90,7 @@ pub async fn traffic_task(pbx: Arc<Pbx>) {
                             callerid: None,
                             vars: Vec::new(),
                             is_async: false,
+                            inhibit_escalations: false,
                             action_id: None,
                         });
                         started += 1;

@@ -81,6 +81,8 @@ mod commands;
 mod config;
 mod dialect;
 mod dialplan;
+mod dialplan_eval;
+mod effects;
 mod error;
 mod events;
 mod filters;
@@ -93,5 +95,6 @@ mod session;
 
 pub use config::{load_users, parse_users, SimConfig, SimUser};
 pub use dialect::{Dialect, ParseDialectError};
+pub use effects::{Effect, JOURNAL_CAP};
 pub use error::SimError;
 pub use server::{start, SimHandle};

@@ -3,6 +3,7 @@
 use crate::astdb::AstDb;
 use crate::channels::Channel;
 use crate::config::SimConfig;
+use crate::effects::{Effect, Journal};
 use crate::events::Bus;
 use crate::queues::Queues;
 use std::collections::{BTreeMap, HashMap};
@@ -38,6 +39,12 @@ pub struct Pbx {
     pub queues: Mutex<Queues>,
     /// Global dialplan variables (Setvar without Channel).
     pub globals: Mutex<HashMap<String, String>>,
+    /// `SHARED()` variables by channel uniqueid (dropped with the channel).
+    pub shared: Mutex<HashMap<String, BTreeMap<String, String>>>,
+    /// The environment `ENV()` sees: the sim's own, never the process's.
+    pub env: Mutex<HashMap<String, String>>,
+    /// What the PBX did on its clients' behalf.
+    pub journal: Journal,
     pub started: Instant,
     pub started_wall: SystemTime,
     uid_seq: AtomicU64,
@@ -74,6 +81,9 @@ impl Pbx {
             astdb: Mutex::new(AstDb::default()),
             queues: Mutex::new(Queues::default()),
             globals: Mutex::new(HashMap::new()),
+            shared: Mutex::new(HashMap::new()),
+            env: Mutex::new(HashMap::new()),
+            journal: Journal::default(),
             started: Instant::now(),
             started_wall: SystemTime::now(),
             uid_seq: AtomicU64::new(0),
@@ -120,6 +130,24 @@ impl Pbx {
 
     pub fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()
+    }
+
+    /// Records one side effect.
+    pub fn effect(&self, e: Effect) {
+        self.journal.record(e);
+    }
+
+    /// A live channel as Asterisk's `ast_channel_get_by_name` finds it: the name (ASCII
+    /// case-insensitive) or the uniqueid.
+    pub fn find_channel(&self, name: &str) -> Option<Channel> {
+        let chans = lock(&self.channels);
+        if let Some(c) = chans.get(name) {
+            return Some(c.clone());
+        }
+        chans
+            .values()
+            .find(|c| c.name.eq_ignore_ascii_case(name) || c.uniqueid == name)
+            .cloned()
     }
 
     /// Live channels, newest first.

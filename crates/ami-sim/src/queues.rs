@@ -1,5 +1,6 @@
 //! Queues of fixtures/asterisk-config/queues.conf and their members (app_queue's state).
 
+use crate::events::Bus;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn now() -> u64 {
@@ -178,6 +179,24 @@ impl Queues {
         changed
     }
 
+    /// Sets a member's penalty in one queue or (no queue) in all; returns the (queue,
+    /// member) pairs changed.
+    pub fn set_penalty(&mut self, queue: Option<&str>, interface: &str, penalty: i64) -> Vec<(String, Member)> {
+        let mut changed = Vec::new();
+        for q in self.queues.iter_mut() {
+            if queue.is_some_and(|want| want != q.name) {
+                continue;
+            }
+            for m in q.members.iter_mut() {
+                if m.interface.eq_ignore_ascii_case(interface) {
+                    m.penalty = penalty;
+                    changed.push((q.name.clone(), m.clone()));
+                }
+            }
+        }
+        changed
+    }
+
     /// A caller enters a queue; returns (position, count).
     pub fn join(&mut self, queue: &str, channel: &str) -> Option<(usize, usize)> {
         let q = self.get_mut(queue)?;
@@ -193,4 +212,28 @@ impl Queues {
         q.abandoned += 1;
         Some((i + 1, q.callers.len()))
     }
+}
+
+/// A queue member event (QueueMemberAdded, …Removed, …Pause, …Penalty) with app_queue's
+/// member blob.
+pub fn member_event(bus: &Bus, name: &str, queue: &str, mb: &Member) {
+    bus.send(
+        bus.event(name, "agent,all")
+            .h("Queue", queue)
+            .h("MemberName", &mb.name)
+            .h("Interface", &mb.interface)
+            .h("StateInterface", &mb.state_interface)
+            .h("Membership", if mb.dynamic { "dynamic" } else { "static" })
+            .h("Penalty", &mb.penalty.to_string())
+            .h("CallsTaken", &mb.calls_taken.to_string())
+            .h("LastCall", &mb.last_call.to_string())
+            .h("LastPause", &mb.last_pause.to_string())
+            .h("LoginTime", &mb.login_time.to_string())
+            .h("InCall", if mb.in_call { "1" } else { "0" })
+            .h("Status", &mb.status.to_string())
+            .h("Paused", if mb.paused { "1" } else { "0" })
+            .h("PausedReason", &mb.paused_reason)
+            .h("Ringinuse", "0")
+            .h("Wrapuptime", "0"),
+    );
 }

@@ -213,6 +213,20 @@ impl SimHandle {
         crate::pbx::lock(&self.inner.pbx.channels).len()
     }
 
+    /// The journal of side effects, oldest first: every function evaluated, application
+    /// run, file, AstDB, config, environment, global and cross-channel access, hangup,
+    /// redirect, recording, … (see [`crate::Effect`]). Calls record theirs as they run, a
+    /// moment after their Originate was answered: poll. Bounded to
+    /// [`crate::JOURNAL_CAP`] entries (the oldest go).
+    pub fn effects(&self) -> Vec<crate::Effect> {
+        self.inner.pbx.journal.snapshot()
+    }
+
+    /// Empties the journal.
+    pub fn clear_effects(&self) {
+        self.inner.pbx.journal.clear();
+    }
+
     /// Events skipped by sessions too slow to keep up (summed over sessions).
     pub fn lagged_events(&self) -> u64 {
         self.inner.pbx.bus.lagged()
