@@ -27,23 +27,37 @@ const MAX_LEN: usize = 64 * 1024;
 /// Asterisk's `ast_config_AST_MONITOR_DIR`.
 const MONITOR_DIR: &str = "/var/spool/asterisk/monitor";
 
-fn names(text: &'static str) -> Vec<&'static str> {
+/// `core show applications`: `  Name: synopsis` lines.
+fn application_names(text: &'static str) -> Vec<&'static str> {
     text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.trim_start().split_once(": ").map(|(n, _)| n))
+        .filter(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .collect()
 }
 
-/// Applications of the captured Asterisk 22 (`core show applications`).
-fn applications() -> &'static [&'static str] {
-    static APPS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    APPS.get_or_init(|| names(include_str!("data/applications.txt")))
+/// `core show functions`: `NAME   NAME(args)   synopsis` lines.
+fn function_names(text: &'static str) -> Vec<&'static str> {
+    text.lines()
+        .filter(|l| l.split_whitespace().count() > 1)
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(|c: char| c.is_ascii_uppercase()))
+        .filter(|n| {
+            n.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .collect()
 }
 
-/// Functions of the captured Asterisk 22 (`core show functions`).
+/// Applications of the captured Asterisk 22 (fixtures/asterisk22).
+fn applications() -> &'static [&'static str] {
+    static APPS: OnceLock<Vec<&'static str>> = OnceLock::new();
+    APPS.get_or_init(|| application_names(include_str!("../../../fixtures/asterisk22/applications.txt")))
+}
+
+/// Functions of the captured Asterisk 22 (fixtures/asterisk22).
 fn functions() -> &'static [&'static str] {
     static FUNCS: OnceLock<Vec<&'static str>> = OnceLock::new();
-    FUNCS.get_or_init(|| names(include_str!("data/functions.txt")))
+    FUNCS.get_or_init(|| function_names(include_str!("../../../fixtures/asterisk22/functions.txt")))
 }
 
 /// The registered name of an application (`pbx_findapp` ignores case), None when Asterisk
@@ -1605,6 +1619,15 @@ mod tests {
             originate_variables(r#"X="a,b",Y=\"q"#),
             vec![("X".into(), "a,b".into()), ("Y".into(), "\"q".into())]
         );
+    }
+
+    #[test]
+    fn reference_lists() {
+        assert_eq!(super::applications().len(), 158);
+        assert_eq!(functions().len(), 168);
+        assert_eq!(find_app("chanspy"), Some("ChanSpy"));
+        assert_eq!(find_app("Zapateller"), Some("Zapateller"));
+        assert!(function_exists("SHELL") && function_exists("VOLUME") && !function_exists("shell"));
     }
 
     #[test]
