@@ -10,6 +10,51 @@
 //! be tested against the PBXs still in service. Asterisk 22 stays the default and stays
 //! byte-exact with the transcripts.
 //!
+//! # Evaluation and the journal of side effects
+//!
+//! A proxy that logs in with every class must enforce Asterisk's trust model itself, so
+//! the sim evaluates what a real PBX evaluates for such an account and records every side
+//! effect in a journal ([`SimHandle::effects`], [`SimHandle::clear_effects`], one
+//! [`Effect`] per thing that happened, in order): a test can prove that nothing ran, not
+//! only that an error came back.
+//!
+//! - **Substitution** as `pbx_variables.c` does it: `${NAME}`, `${NAME:offset:length}`,
+//!   `${FUNC(args)}` (the arguments substituted first, nested), `$[expr]` (integer
+//!   arithmetic, comparisons, `&`, `|`; anything else comes back as its text). Bounded
+//!   (nesting, lookups, length): network input cannot exhaust the sim.
+//! - **Functions** by their case-sensitive names: `SHELL`, `FILE`, `STAT`, `DB`,
+//!   `DB_EXISTS`/`DB_DELETE`/`DB_KEYS`, `AST_CONFIG` (manager.conf answers with the sim's
+//!   users, secrets included), `ENV`, `EVAL`, `CURL`, `ODBC*`, `REALTIME*`, `GLOBAL*`,
+//!   `IMPORT`, `SHARED`, `CHANNELS`, `QUEUE_MEMBER*`, `QUEUE_VARIABLES`, `CALLERID`,
+//!   `CHANNEL`, `CDR`, `LEN`, `CUT`, `TOUPPER`/`TOLOWER`. Other registered functions of
+//!   Asterisk 22 (fixtures/asterisk22) answer "" and unknown ones fail, both journaled.
+//! - **Actions**: Getvar and Setvar (`NAME(…)` read or written as a function, on the
+//!   channel or a dummy one; plain names are the channel's variables, the globals
+//!   without a channel, and a read falls back to the globals), Status `Variables:` /
+//!   `AllVariables:`, every Originate `Variable:` header (split like
+//!   `AST_STANDARD_APP_ARGS`: commas outside parentheses, brackets and quotes, quotes
+//!   removed, backslash escapes, at most 64 parts; functions written on the `;1` half),
+//!   Originate `Application` + `Data` (substituted, then run, as
+//!   `ast_pbx_exec_application`; an application Asterisk 22 lacks runs nothing), the
+//!   MixMonitor action. Dialplan priorities are substituted the same way. DB*, Hangup,
+//!   Redirect, QueueAdd/Remove/Pause and UserEvent record what they change too.
+//! - **Applications** beyond their channel: `System`/`TrySystem`, `Set`/`MSet`,
+//!   `Exec`/`TryExec`/`ExecIf`, `ChannelRedirect` and `SoftHangup` (the other channel
+//!   really moves or hangs up), `Queue` (really joins), `ChanSpy`/`ExtenSpy`, `Dial`,
+//!   `MixMonitor`, `Record`, `AGI`/`EAGI`, `ExternalIVR`, `UserEvent`, `DBdeltree`.
+//! - **Asterisk's own guards** stay as they are: Originate's check for dangerous
+//!   applications and data, and Getvar / Status refusing `SHELL` / `EVAL` to a user
+//!   without `system`. [`SimConfig::live_dangerously`] (on by default) can switch on the
+//!   escalation guard of Asterisk 12+ for functions evaluated by actions.
+//!
+//! Not simulated: nothing touches the sim's machine (no file, process, network or real
+//! environment; reads of them give ""), `SHELL` returns "" instead of the output, `Dial`
+//! reaches no one (so neither its options' Gosubs nor Queue members' AGIs run), `Gosub`
+//! and `Goto` from an Originate application only run as journal entries, `$[expr]` has no
+//! regex or ternary operators, `QUEUE_VARIABLES` sets no variables, Status `Variables:`
+//! is answered in 13/22 only, and the MixMonitor command is journaled when the
+//! recording starts (Asterisk runs it when the recording ends).
+//!
 //! # Dialects
 //!
 //! | | 1.4 | 1.8 | 13 | 22 |
