@@ -5,6 +5,7 @@
 //! A refused action never reaches an upstream; the client gets `Permission denied` and
 //! keeps its connection. The reason goes to the audit log only.
 
+pub mod audit_doc;
 pub mod spec;
 pub mod table;
 
