@@ -1864,6 +1864,87 @@ mod tests {
         assert!(matches!(rx2.try_recv(), Ok(Control::Hangup { .. })));
     }
 
+    /// Arbitrary text through every entry point: no panic, whatever it holds.
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let alphabet: Vec<char> = "${}[]()\\\",:=?&|-+*/%!^ aZ09_/;é\u{0}".chars().collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let pbx = pbx();
+        let (mut ch, _rx) = chan("Local/1@default-00000000;1");
+        lock(&pbx.channels).insert(ch.name.clone(), ch.clone());
+        let funcs = [
+            "SHELL",
+            "EVAL",
+            "FILE",
+            "STAT",
+            "DB",
+            "DB_DELETE",
+            "DB_KEYS",
+            "AST_CONFIG",
+            "ENV",
+            "CURL",
+            "ODBC_X",
+            "GLOBAL",
+            "GLOBAL_DELETE",
+            "IMPORT",
+            "SHARED",
+            "CHANNELS",
+            "QUEUE_MEMBER",
+            "QUEUE_GET_CHANNEL",
+            "CALLERID",
+            "CHANNEL",
+            "LEN",
+            "CUT",
+            "NOPE",
+        ];
+        let apps = [
+            "System",
+            "Set",
+            "MSet",
+            "Exec",
+            "ExecIf",
+            "ChannelRedirect",
+            "SoftHangup",
+            "ChanSpy",
+            "Dial",
+            "MixMonitor",
+            "Record",
+            "AGI",
+            "ExternalIVR",
+            "UserEvent",
+            "DBdeltree",
+            "Queue",
+            "NoOp",
+        ];
+        for round in 0..3000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let _ = separate_args(&text, ',', round % 2 == 0, 1 + (next() % 5) as usize);
+            let _ = originate_variables(&text);
+            let _ = execif_choice(&text);
+            let _ = parse_variable_name(&text);
+            let _ = cut(&text, '-', &text);
+            let _ = app_options(&text);
+            let mut c = Ctx::call(&pbx, &mut ch);
+            let _ = c.substitute(&text);
+            let f = funcs[round % funcs.len()];
+            let _ = c.func_read(&format!("{f}({text})"));
+            let _ = c.func_write(&format!("{f}({text})"), &text);
+            let _ = c.set_var(&text, &text);
+            let _ = c.retrieve(&text);
+            let _ = c.run_app(find_app(apps[round % apps.len()]).unwrap(), &text);
+            let _ = c.exec_application(&text, &text);
+        }
+    }
+
     #[test]
     fn applications() {
         let pbx = pbx();
