@@ -333,6 +333,30 @@ impl Message {
         self.splice(at, at, &line, Some(nf))
     }
 
+    /// How many headers are named `key`.
+    pub fn count(&self, key: &str) -> usize {
+        self.fields
+            .iter()
+            .filter(|f| f.has_colon() && self.key_of(f).eq_ignore_ascii_case(key.as_bytes()))
+            .count()
+    }
+
+    /// Removes every header named `key` (a peer's copies of a header the proxy sets itself).
+    /// No copy when there is none.
+    pub fn without_all(&self, key: &str) -> Message {
+        let mut m = self.clone();
+        while m.find(key).is_some() {
+            m = m.without_header(key);
+        }
+        m
+    }
+
+    /// `key: value` as the only header of that name, after every other header: what a peer
+    /// wrote under that name is gone, so a reader taking the first or the last sees the same.
+    pub fn with_only(&self, key: &str, value: &str) -> Message {
+        self.without_all(key).with_appended(key, value)
+    }
+
     /// Removes the first header named `key`, if any.
     pub fn without_header(&self, key: &str) -> Message {
         match self.find(key) {
@@ -354,6 +378,19 @@ mod tests {
 
     fn msg(s: &str) -> Message {
         Message::parse(Bytes::copy_from_slice(s.as_bytes()))
+    }
+
+    #[test]
+    fn only_one_of_a_header() {
+        let m = msg("Event: UserEvent\r\nserver: forged\r\nA: 1\r\nSERVER: again\r\n\r\n");
+        assert_eq!(m.count("Server"), 2);
+        let t = m.with_only("Server", "pbx1");
+        assert_eq!(t.count("Server"), 1);
+        assert_eq!(t.get("Server"), Some("pbx1"));
+        assert_eq!(t.as_bytes(), b"Event: UserEvent\r\nA: 1\r\nServer: pbx1\r\n\r\n");
+        assert_eq!(t, Message::parse(t.bytes().clone()));
+        let plain = msg("Event: X\r\n\r\n");
+        assert_eq!(plain.without_all("Server").as_bytes(), plain.as_bytes());
     }
 
     #[test]

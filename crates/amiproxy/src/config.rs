@@ -217,6 +217,13 @@ struct RawUser {
     #[serde(default)]
     servers: Vec<String>,
     #[serde(default)]
+    contexts: Vec<String>,
+    #[serde(default)]
+    db_families: Vec<String>,
+    #[serde(default)]
+    functions: Vec<String>,
+    applications: Option<Vec<String>>,
+    #[serde(default)]
     eventfilter: Vec<String>,
     #[serde(default)]
     actions_per_sec: u32,
@@ -233,6 +240,30 @@ struct RawRule {
     header: String,
     pattern: String,
     effect: String,
+}
+
+/// The functions and applications a user may be given: what needs `system` only to a
+/// user with `system` and no scope, what reaches other tenants only to an unscoped user.
+/// A config that promises more is refused, so the trust model holds whatever it says.
+fn check_dialplan_lists(u: &RawUser, write: Classes, scope: &Scope, bad: &mut dyn FnMut(String, String)) {
+    use crate::policy::dialplan::{application, function_reach, Reach};
+    let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
+    let full = system && !scope.scoped();
+    let refuse = |reach: Reach| match reach {
+        Reach::System if !full => Some("needs system (and no channel or queue scope)"),
+        Reach::Shared if scope.scoped() => Some("reaches other tenants' objects; not for a scoped user"),
+        _ => None,
+    };
+    for (j, f) in u.functions.iter().enumerate() {
+        if let Some(why) = refuse(function_reach(&f.trim().to_ascii_uppercase())) {
+            bad(format!("functions[{j}]"), format!("`{f}` {why}"));
+        }
+    }
+    for (j, a) in u.applications.iter().flatten().enumerate() {
+        if let Some(why) = refuse(application(a.trim()).0) {
+            bad(format!("applications[{j}]"), format!("`{a}` {why}"));
+        }
+    }
 }
 
 fn default_read() -> String {
@@ -720,8 +751,13 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         policy.scope = Scope {
             channels: u.channels.iter().map(|g| Glob::channel(g)).collect(),
             queues: globs(&u.queues),
+            contexts: globs(&u.contexts),
+            db_families: globs(&u.db_families),
             servers: u.servers.clone(),
         };
+        check_dialplan_lists(u, write, &policy.scope, &mut |k, r| bad(format!("user[{i}].{k}"), r));
+        policy.functions = u.functions.iter().map(|f| f.trim().to_ascii_uppercase()).collect();
+        policy.applications = u.applications.clone();
         for (j, srv) in u.servers.iter().enumerate() {
             if !raw.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(srv)) {
                 bad(

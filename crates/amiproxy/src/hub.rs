@@ -14,6 +14,9 @@ pub struct Event {
     pub msg: Message,
     /// The classes of its `Privilege:` header; a client needs all of them.
     pub classes: Classes,
+    /// The upstream it came from, as the proxy knows it (None: the proxy's own event).
+    /// Scope checks read this, never a header a peer could have written.
+    pub server: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone)]
@@ -27,10 +30,20 @@ impl Hub {
         Hub { tx }
     }
 
+    /// Publishes one of the proxy's own events.
     pub fn publish(&self, msg: Message) {
+        self.send(msg, None);
+    }
+
+    /// Publishes an event of (or about) the upstream `server`.
+    pub fn publish_from(&self, msg: Message, server: Arc<str>) {
+        self.send(msg, Some(server));
+    }
+
+    fn send(&self, msg: Message, server: Option<Arc<str>>) {
         let classes = Classes::parse_lenient(msg.get("Privilege").unwrap_or(""));
         // No receiver is not an error: nobody is logged in.
-        let _ = self.tx.send(Arc::new(Event { msg, classes }));
+        let _ = self.tx.send(Arc::new(Event { msg, classes, server }));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

@@ -21,11 +21,18 @@ fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(rate).allow_burst(burst))
 }
 
+/// Challenges an address may fetch per failed login it is allowed: a client logging in by
+/// MD5 needs one per connection, a guesser one per guess.
+pub const CHALLENGES_PER_FAILED_LOGIN: u32 = 4;
+
 pub struct Limits {
     /// Swapped on reload (rates per user and per connection can change).
     per_user: ArcSwap<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
     conn_quota: ArcSwap<Option<Quota>>,
     failed: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// MD5 challenges handed out per address: [`CHALLENGES_PER_FAILED_LOGIN`] times the
+    /// failed-login budget, so fetching challenges is not free either.
+    challenges: Option<DefaultKeyedRateLimiter<IpAddr>>,
     banned: DashMap<IpAddr, Instant>,
     ban: Duration,
     user_conns: Arc<DashMap<String, usize>>,
@@ -60,17 +67,22 @@ impl Drop for UserSlot {
 impl Limits {
     pub fn new(cfg: &LimitsConfig, users: &[UserConfig]) -> Limits {
         let per_user = ArcSwap::from_pointee(Self::user_limiters(users));
-        let failed = NonZeroU32::new(cfg.failed_logins).map(|n| {
-            let period = cfg.failed_login_window / n.get();
-            let q = Quota::with_period(period.max(Duration::from_millis(1)))
-                .unwrap_or_else(|| Quota::per_second(n))
-                .allow_burst(n);
-            RateLimiter::keyed(q)
-        });
+        let per_window = |n: u32| {
+            NonZeroU32::new(n).map(|n| {
+                let period = cfg.failed_login_window / n.get();
+                let q = Quota::with_period(period.max(Duration::from_millis(1)))
+                    .unwrap_or_else(|| Quota::per_second(n))
+                    .allow_burst(n);
+                RateLimiter::keyed(q)
+            })
+        };
+        let failed = per_window(cfg.failed_logins);
+        let challenges = per_window(cfg.failed_logins.saturating_mul(CHALLENGES_PER_FAILED_LOGIN));
         Limits {
             per_user,
             conn_quota: ArcSwap::from_pointee(quota(cfg.actions_per_sec, cfg.burst)),
             failed,
+            challenges,
             banned: DashMap::new(),
             ban: cfg.ban,
             user_conns: Arc::new(DashMap::new()),
@@ -129,6 +141,17 @@ impl Limits {
             if l.check_key(&ip).is_err() {
                 self.banned.insert(ip, Instant::now() + self.ban);
                 tracing::warn!(%ip, ban_secs = self.ban.as_secs(), "too many failed logins; address refused for a while");
+            }
+        }
+    }
+
+    /// Counts an MD5 challenge handed out; past the limit the address is refused for the
+    /// ban time, as after failed logins.
+    pub fn challenge_issued(&self, ip: IpAddr) {
+        if let Some(l) = &self.challenges {
+            if l.check_key(&ip).is_err() {
+                self.banned.insert(ip, Instant::now() + self.ban);
+                tracing::warn!(%ip, ban_secs = self.ban.as_secs(), "too many login challenges; address refused for a while");
             }
         }
     }

@@ -130,177 +130,20 @@ pub enum Need {
     Any(Classes),
 }
 
-/// Action names (lower case) by the classes Asterisk 22 registers them with.
-const TABLE: &[(&str, &[&str])] = &[
-    (
-        "",
-        &[
-            "ping",
-            "events",
-            "login",
-            "logoff",
-            "challenge",
-            "listcommands",
-            "waitevent",
-            "queuestatus",
-            "queuesummary",
-            "queues",
-            "coresettings",
-            "corestatus",
-        ],
-    ),
-    (
-        "system,call",
-        &[
-            "hangup",
-            "redirect",
-            "atxfer",
-            "blindtransfer",
-            "cancelatxfer",
-            "bridge",
-            "park",
-            "setvar",
-            "playdtmf",
-            "senddtmf",
-            "absolutetimeout",
-            "muteaudio",
-            "mixmonitormute",
-            "monitor",
-            "stopmonitor",
-            "pausemonitor",
-            "unpausemonitor",
-            "changemonitor",
-            "mixmonitor",
-            "stopmixmonitor",
-            "sendtext",
-            "localoptimizeaway",
-            "bridgekick",
-            "bridgedestroy",
-            "confbridgekick",
-            "confbridgemute",
-            "confbridgeunmute",
-            "confbridgelock",
-            "confbridgeunlock",
-            "confbridgestartrecord",
-            "confbridgestoprecord",
-        ],
-    ),
-    (
-        "system,call,reporting",
-        &[
-            "status",
-            "getvar",
-            "extensionstate",
-            "presencestate",
-            "devicestatelist",
-            "extensionstatelist",
-            "presencestatelist",
-            "mailboxstatus",
-            "mailboxcount",
-            "bridgelist",
-            "bridgeinfo",
-            "bridgetechnologylist",
-            "confbridgelist",
-            "confbridgelistrooms",
-            "parkedcalls",
-            "parkinglots",
-            "showdialplan",
-            "voicemailusers",
-            "voicemailuserstatus",
-            "pjsipshowendpoints",
-            "pjsipshowendpoint",
-            "pjsipshowcontacts",
-            "pjsipshowaors",
-            "pjsipshowauths",
-            "pjsipshowregistrationsinbound",
-            "pjsipshowregistrationsoutbound",
-            "sipshowpeer",
-            "sippeers",
-            "sipshowregistry",
-            "iaxpeers",
-            "iaxpeerlist",
-            "agents",
-        ],
-    ),
-    (
-        "system,reporting",
-        &["coreshowchannels", "coreshowchannelmap", "dbget", "dbgettree"],
-    ),
-    ("originate", &["originate"]),
-    ("command", &["command"]),
-    (
-        "system,config",
-        &[
-            "getconfig",
-            "getconfigjson",
-            "listcategories",
-            "createconfig",
-            "updateconfig",
-            "reload",
-            "moduleload",
-        ],
-    ),
-    (
-        "system",
-        &[
-            "modulecheck",
-            "loggerrotate",
-            "dbput",
-            "dbdel",
-            "dbdeltree",
-            "sendflash",
-            "pjsipnotify",
-            "sipnotify",
-            "pjsipqualify",
-            "pjsipregister",
-            "pjsipunregister",
-            "sipqualifypeer",
-        ],
-    ),
-    ("user", &["userevent"]),
-    (
-        "agent",
-        &[
-            "queueadd",
-            "queueremove",
-            "queuepause",
-            "queuepenalty",
-            "queuelog",
-            "queuememberringinuse",
-            "queuereload",
-            "queuereset",
-            "queuechangepriority",
-            "queuewithdrawcaller",
-            "agentlogoff",
-            "queuerule",
-        ],
-    ),
-    ("agi", &["agi"]),
-    ("aoc", &["aocmessage"]),
-    ("message", &["messagesend"]),
-];
-
 /// Whether the action is one the proxy knows (used to bound metric labels).
 pub fn is_known(action: &str) -> bool {
-    TABLE
-        .iter()
-        .any(|(_, names)| names.iter().any(|n| n.eq_ignore_ascii_case(action)))
-        || ["filter"].iter().any(|n| n.eq_ignore_ascii_case(action))
+    crate::policy::spec::action(action).is_some()
 }
 
-/// The write classes of an action. Unknown actions need `system`: the proxy cannot know
-/// what they do, so only trusted users may pass them on.
+/// The write classes of an action, exactly as Asterisk declares them (the audit table in
+/// [`crate::policy::table`], checked against Asterisk's reference). Unknown actions need
+/// `system`: the proxy cannot know what they do, so only trusted users may pass them on.
 pub fn action_needs(action: &str) -> Need {
-    for (classes, names) in TABLE {
-        if names.iter().any(|n| n.eq_ignore_ascii_case(action)) {
-            return if classes.is_empty() {
-                Need::Nothing
-            } else {
-                Need::Any(Classes::parse_lenient(classes))
-            };
-        }
+    match crate::policy::spec::action(action) {
+        Some(spec) if spec.privilege.is_empty() => Need::Nothing,
+        Some(spec) => Need::Any(Classes::parse_lenient(spec.privilege)),
+        None => Need::Any(Classes::parse_lenient("system")),
     }
-    Need::Any(Classes::parse_lenient("system"))
 }
 
 #[cfg(test)]

@@ -277,7 +277,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     let m = fix(fix(m, "ListItems"), "Items");
                     return self.send(&m).await;
                 }
-            } else if !user.policy.event_in_scope(&m, self.core.server_header()) {
+            } else if !user
+                .policy
+                .event_in_scope(&m, m.get(self.core.server_header()), &self.core.owners)
+            {
                 *self.hidden_items.entry(key).or_insert(0) += 1;
                 return Ok(());
             }
@@ -374,9 +377,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         if !m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5")) {
             return self.error(aid, "Must specify AuthType").await;
         }
+        // 128 random bits, in digits as Asterisk's challenges are; used by one login only.
+        self.core.limits.challenge_issued(self.peer.ip());
         let challenge = self
             .challenge
-            .get_or_insert_with(|| rand::thread_rng().gen_range(100_000_000..1_000_000_000u32).to_string())
+            .get_or_insert_with(|| rand::thread_rng().gen::<u128>().to_string())
             .clone();
         let r = MessageBuilder::response("Success", aid)
             .header("Challenge", &challenge)
@@ -384,12 +389,21 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.send(&r).await
     }
 
+    /// Every refusal (unknown user, wrong secret, refused or banned address) gets the same
+    /// answer at the same time after the login arrived, and an unknown user's secret is
+    /// verified against a dummy hash: neither the answer nor its timing tells which users
+    /// exist or why a login failed.
     async fn login(&mut self, m: &Message) -> Result<bool, End> {
+        let answer_at = tokio::time::Instant::now() + LOGIN_FAIL_DELAY;
         let aid = m.action_id().map(str::to_owned);
         let username = m.get("Username").unwrap_or("");
         let ip = self.peer.ip();
         let banned = self.core.limits.is_banned(ip);
         let user = self.core.config().user(username).cloned();
+        let md5 = m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5"));
+        // A challenge answers one login, whatever its outcome.
+        let challenge = self.challenge.take();
+        let secret = m.get("Secret").unwrap_or("").to_owned();
         let mut reason = "bad secret";
         let ok = match &user {
             _ if banned => {
@@ -398,6 +412,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
             None => {
                 reason = "unknown user";
+                if !md5 {
+                    let _ = tokio::task::spawn_blocking(move || auth::check_dummy(&secret)).await;
+                }
                 false
             }
             // The source-address ACL is checked before the secret, and answered the same way.
@@ -405,12 +422,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 reason = "source address not permitted";
                 false
             }
-            Some(u) if m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5")) => match &self.challenge {
+            Some(u) if md5 => match &challenge {
                 Some(ch) => auth::check_md5(u, ch, m.get("Key").unwrap_or("")),
                 None => false,
             },
             Some(u) => {
-                let (u, secret) = (u.clone(), m.get("Secret").unwrap_or("").to_owned());
+                let u = u.clone();
                 tokio::task::spawn_blocking(move || auth::check_plain(&u, &secret))
                     .await
                     .unwrap_or(false)
@@ -423,7 +440,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             if !banned {
                 self.core.limits.login_failed(ip);
             }
-            tokio::time::sleep(LOGIN_FAIL_DELAY).await;
+            tokio::time::sleep_until(answer_at).await;
             let _ = self.error(aid.as_deref(), "Authentication failed").await;
             let _ = self.flush().await;
             return Err(End::Closed);
@@ -622,10 +639,23 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     ) -> Result<(), End> {
         let core = self.core.clone();
         let header = core.server_header();
+        // The routing header is the proxy's: it never reaches an upstream, and two that
+        // disagree are refused rather than one of them picked.
         let server = m.get(header).map(str::to_owned);
+        if m.get_all(header).any(|s| Some(s) != server.as_deref()) {
+            audit(
+                &user.name,
+                self.peer,
+                action,
+                "",
+                "refused",
+                "two different server headers",
+            );
+            return self.error(aid, "Permission denied").await;
+        }
         let st = core.state();
         let route = st.router.route(&m, action, server.as_deref(), &core.owners);
-        let mut out = if server.is_some() { m.without_header(header) } else { m };
+        let mut out = if server.is_some() { m.without_all(header) } else { m };
         let mut timeout = st.config.proxy.action_timeout;
         // A synchronous Originate would block the upstream session every client shares
         // until the call is answered: it goes upstream as async, and is answered from its
@@ -804,7 +834,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         !ev.classes.is_empty()
             && user.read.contains(ev.classes)
             && self.mask.contains(ev.classes)
-            && user.policy.event_in_scope(&ev.msg, self.core.server_header())
+            && user
+                .policy
+                .event_in_scope(&ev.msg, ev.server.as_deref(), &self.core.owners)
             && self.filters.allows(&ev.msg)
     }
 }

@@ -111,6 +111,8 @@ pub struct Upstream {
     version: Mutex<Option<String>>,
     pub reconnects: AtomicU64,
     pub sim: Mutex<Option<ami_sim::SimHandle>>,
+    /// The name events from this link are tagged with, shared by every event.
+    origin: Arc<str>,
 }
 
 impl Upstream {
@@ -119,12 +121,13 @@ impl Upstream {
             id,
             stop: CancellationToken::new(),
             events_in: crate::metrics::events_in(&config.name),
-            config,
             link: Mutex::new(Link::default()),
             connected: AtomicBool::new(false),
             version: Mutex::new(None),
             reconnects: AtomicU64::new(0),
             sim: Mutex::new(None),
+            origin: Arc::from(config.name.as_str()),
+            config,
         }
     }
 
@@ -193,11 +196,11 @@ impl Upstream {
         let keep = match &mut waiter.waiting {
             Waiting::Client { tx, client_aid, sent } => {
                 crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
-                tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
+                tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
                 list != ListState::No
             }
             Waiting::Merge { merge, client_aid } => {
-                let m = restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name());
+                let m = restore_aid(msg, client_aid.as_deref()).with_only(header, self.name());
                 merge.response(m, list != ListState::No)
             }
             Waiting::SyncOriginate { tx, client_aid } => {
@@ -205,7 +208,7 @@ impl Upstream {
                     // Queued: the answer comes with the OriginateResponse.
                     true
                 } else {
-                    tx.try_send(restore_aid(msg, client_aid.as_deref()).with_appended(header, self.name()));
+                    tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
                     false
                 }
             }
@@ -240,7 +243,7 @@ impl Upstream {
                         } else {
                             MessageBuilder::error(client_aid.as_deref(), "Originate failed")
                         };
-                        tx.try_send(answer.with_appended(core.server_header(), self.name()));
+                        tx.try_send(answer.with_only(core.server_header(), self.name()));
                         link.pending.remove(&aid);
                         // A synchronous Originate has no OriginateResponse event in Asterisk.
                         return;
@@ -253,16 +256,14 @@ impl Upstream {
                     let header = core.server_header();
                     match &mut waiter.waiting {
                         Waiting::Client { tx, client_aid, .. } => {
-                            tx.try_send(
-                                restore_aid(msg.clone(), client_aid.as_deref()).with_appended(header, self.name()),
-                            );
+                            tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
                         }
                         Waiting::Merge { merge, client_aid } => {
                             let m = restore_aid(msg.clone(), client_aid.as_deref());
                             if done && names_complete(name) {
                                 merge.complete(m);
                             } else {
-                                merge.item(m.with_appended(header, self.name()));
+                                merge.item(m.with_only(header, self.name()));
                                 if done {
                                     merge.abandon();
                                 }
@@ -306,7 +307,8 @@ impl Upstream {
             }
             _ => msg,
         };
-        core.hub.publish(msg.with_appended(core.server_header(), self.name()));
+        core.hub
+            .publish_from(msg.with_only(core.server_header(), self.name()), self.origin.clone());
     }
 
     /// Actions sent and not yet fully answered.
@@ -451,7 +453,7 @@ pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
                 "Disconnected",
                 Some("removed from the configuration"),
             );
-            core.hub.publish(ev);
+            core.hub.publish_from(ev, up.origin.clone());
         }
         let sim = lock(&up.sim).take();
         if let Some(sim) = sim {
@@ -602,8 +604,10 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
     crate::metrics::upstream_connects(up.name());
     crate::metrics::upstream_up(up.name(), true);
     info!(%address, %version, "upstream connected");
-    core.hub
-        .publish(hub::upstream_status(core.server_header(), up.name(), "Connected", None));
+    core.hub.publish_from(
+        hub::upstream_status(core.server_header(), up.name(), "Connected", None),
+        up.origin.clone(),
+    );
     {
         let (core, up) = (core.clone(), up.clone());
         tokio::spawn(async move {
@@ -623,12 +627,10 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
     warn!(%reason, "upstream disconnected");
     up.disconnected(core, &reason);
     crate::metrics::upstream_up(up.name(), false);
-    core.hub.publish(hub::upstream_status(
-        core.server_header(),
-        up.name(),
-        "Disconnected",
-        Some(&reason),
-    ));
+    core.hub.publish_from(
+        hub::upstream_status(core.server_header(), up.name(), "Disconnected", Some(&reason)),
+        up.origin.clone(),
+    );
     Ok(())
 }
 

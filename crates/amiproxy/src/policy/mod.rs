@@ -1,50 +1,28 @@
 //! Per-user policy beyond Asterisk's classes: source-address ACL, action allow/deny lists,
-//! argument rules (the built-in ones stop the known ways a leaked AMI login runs code on the
-//! PBX), tenant scope over channels, queues and servers, and event filters.
+//! the trust model Asterisk would apply (judged header by header from the audit in
+//! [`table`]), tenant scope over channels, queues, contexts, AstDB families and servers, and
+//! event filters.
 //!
-//! A refused action never reaches an upstream; the client gets `Permission denied` and
-//! keeps its connection. The reason goes to the audit log only.
+//! The proxy logs in upstream with every class, so Asterisk's own guards never apply behind
+//! it: what a user may run, read, write or see is decided here, deny by default. A refused
+//! action never reaches an upstream; the client gets `Permission denied` and keeps its
+//! connection. The reason goes to the audit log only.
 
 pub mod audit_doc;
+pub mod dialplan;
 pub mod spec;
 pub mod table;
 
 use crate::filter::FilterSet;
 use crate::glob::{any_match, Glob};
 use crate::perms::Classes;
-use crate::router::{Owners, CHANNEL_HEADERS};
+use crate::router::Owners;
 use ami_proto::Message;
+use dialplan::{AppArgs, Reach, VarRef};
 use ipnet::IpNet;
 use regex::Regex;
+use spec::Arg;
 use std::net::IpAddr;
-use std::sync::LazyLock;
-
-/// Originate applications that run code, as Asterisk's own check lists them
-/// (CVE-2012-2414, CVE-2024-42365): refused to users without `system`.
-const DANGEROUS_APPS: &[&str] = &[
-    "agi",
-    "dbdeltree",
-    "exec",
-    "externalivr",
-    "mixmonitor",
-    "originate",
-    "reload",
-    "system",
-];
-
-/// Dialplan functions in Originate data that read or write files, databases or run shells.
-static DANGEROUS_DATA: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)(CURL|DB|EVAL|FILE|ODBC|REALTIME|SHELL)[A-Z_]*\s*\(").expect("valid regex"));
-
-/// Actions that take configuration file names.
-const CONFIG_ACTIONS: &[&str] = &[
-    "getconfig",
-    "getconfigjson",
-    "updateconfig",
-    "listcategories",
-    "createconfig",
-];
-const CONFIG_FILE_HEADERS: &[&str] = &["Filename", "SrcFilename", "DstFilename"];
 
 /// Events a tenant-scoped user still sees although they name no channel or queue.
 const GLOBAL_EVENTS: &[&str] = &[
@@ -56,40 +34,36 @@ const GLOBAL_EVENTS: &[&str] = &[
     "WaitEventComplete",
 ];
 
-/// Headers naming targets (bridges, conferences, channel prefixes) a tenant scope over
-/// channel names and queues cannot check: refused to scoped users.
-const UNSCOPABLE_HEADERS: &[&str] = &[
-    "BridgeUniqueid",
-    "Conference",
-    "ChannelPrefix",
-    "AnnounceChannel",
-    "Caller",
+/// Actions that act on every tenant's objects when the header that narrows them is empty:
+/// (action, header). Refused to scoped users without it.
+const WIDE_WITHOUT: &[(&str, &str)] = &[
+    ("getvar", "Channel"),
+    ("setvar", "Channel"),
+    ("queuereset", "Queue"),
+    ("queuereload", "Queue"),
+    ("queuepause", "Queue"),
+    ("queuepenalty", "Queue"),
+    ("queuelog", "Queue"),
+    ("queuememberringinuse", "Queue"),
+    ("queueadd", "Queue"),
+    ("queueremove", "Queue"),
+    ("dbget", "Family"),
+    ("dbgettree", "Family"),
+    ("showdialplan", "Context"),
+    ("extensionstate", "Context"),
 ];
 
-/// Queue actions that act on every queue when no `Queue` is given.
-const QUEUE_WIDE_ACTIONS: &[&str] = &[
-    "queuereset",
-    "queuereload",
-    "queuepause",
-    "queuepenalty",
-    "queuelog",
-    "queuememberringinuse",
-    "queueadd",
-    "queueremove",
-];
-
-/// Applications that reach other channels by name (spying, dialing, picking up, paging):
-/// refused in Originate to scoped users, whose reach is given by channel names.
-const SPY_APPS: &[&str] = &[
-    "ChanSpy",
-    "ExtenSpy",
-    "Dial",
-    "Page",
-    "Pickup",
-    "PickupChan",
-    "Bridge",
-    "BargeIn",
-    "DAHDIBarge",
+/// Headers a user without `system` may not put into a UserEvent: they frame or route
+/// messages, and a client that reads the last of two headers would take the forgery.
+const RESERVED_EVENT_HEADERS: &[&str] = &[
+    "Event",
+    "Response",
+    "Privilege",
+    "ActionID",
+    "EventList",
+    "ListItems",
+    "SequenceNumber",
+    "SystemName",
 ];
 
 /// Commands a user without `system` may run when no `commands` list is configured.
@@ -111,20 +85,40 @@ pub struct ArgRule {
     pub allow: bool,
 }
 
+/// What a tenant may touch. A user is scoped when it has channels or queues; contexts and
+/// AstDB families narrow those headers for every user that names some.
 #[derive(Debug, Clone, Default)]
 pub struct Scope {
     pub channels: Vec<Glob>,
     pub queues: Vec<Glob>,
+    pub contexts: Vec<Glob>,
+    pub db_families: Vec<Glob>,
     pub servers: Vec<String>,
 }
 
 impl Scope {
-    fn scoped(&self) -> bool {
+    pub fn scoped(&self) -> bool {
         !self.channels.is_empty() || !self.queues.is_empty()
     }
 
     fn server_ok(&self, server: &str) -> bool {
         self.servers.is_empty() || self.servers.iter().any(|s| s.eq_ignore_ascii_case(server))
+    }
+
+    /// A channel name, or a uniqueid standing for the channel it names.
+    fn channel_ok(&self, v: &str, owners: &Owners) -> bool {
+        let name = owners.channel_of(v);
+        any_match(&self.channels, name.as_deref().unwrap_or(v))
+    }
+
+    /// A name checked against an optional list: when the list is empty, only unscoped
+    /// users may name anything.
+    fn listed(&self, list: &[Glob], v: &str) -> bool {
+        if list.is_empty() {
+            !self.scoped()
+        } else {
+            any_match(list, v)
+        }
     }
 }
 
@@ -135,9 +129,279 @@ pub struct Policy {
     pub actions: Option<Vec<Glob>>,
     pub deny_actions: Vec<Glob>,
     pub commands: Option<Vec<Glob>>,
+    /// Dialplan functions a user without `system` may call in variable names (upper case).
+    pub functions: Vec<String>,
+    /// Applications a user without `system` may Originate (None: the safe default).
+    pub applications: Option<Vec<String>>,
     pub rules: Vec<ArgRule>,
     pub scope: Scope,
     pub filters: FilterSet,
+}
+
+/// One action being judged: who sends it, and what the policy allows them.
+struct Judge<'a> {
+    policy: &'a Policy,
+    /// Trusted with everything Asterisk evaluates: `system`, and no tenant scope.
+    full: bool,
+    /// The `system` class (shell commands, files), whatever the scope.
+    system: bool,
+    scoped: bool,
+    owners: &'a Owners,
+    lc: &'a str,
+    msg: &'a Message,
+}
+
+type Verdict = Result<(), String>;
+
+impl Judge<'_> {
+    fn no_expression(&self, what: &str, v: &str) -> Verdict {
+        if !self.full && dialplan::has_expression(v) {
+            return Err(format!("{what} holds a dialplan expression"));
+        }
+        Ok(())
+    }
+
+    /// A variable name, or a dialplan function call, as Getvar/Setvar/assignments read it.
+    fn variable(&self, what: &str, v: &str) -> Verdict {
+        if self.full {
+            return Ok(());
+        }
+        match dialplan::var_ref(v) {
+            VarRef::Plain(_) => Ok(()),
+            VarRef::Function { name, args } => {
+                let upper = name.to_ascii_uppercase();
+                match dialplan::function_reach(&upper) {
+                    Reach::System => return Err(format!("{what}: function {upper} needs system")),
+                    Reach::Shared if self.scoped => {
+                        return Err(format!("{what}: function {upper} reaches other tenants"))
+                    }
+                    _ => {}
+                }
+                if !self.policy.functions.contains(&upper) {
+                    return Err(format!("{what}: function {upper} is not in the user's functions"));
+                }
+                self.no_expression(what, args)
+            }
+            VarRef::Other => Err(format!("{what} `{v}` is not a variable name")),
+        }
+    }
+
+    /// `name=value` pairs as Asterisk splits them.
+    fn assignments(&self, what: &str, v: &str) -> Verdict {
+        if self.full {
+            return Ok(());
+        }
+        let parts = dialplan::separate_args(v.trim_start(), ',')
+            .ok_or_else(|| format!("{what} has too many parts or a trailing backslash"))?;
+        for part in &parts {
+            let Some((name, value)) = part.split_once('=') else {
+                continue;
+            };
+            if name.is_empty() {
+                continue;
+            }
+            self.variable(what, name)?;
+            self.no_expression(what, value)?;
+        }
+        Ok(())
+    }
+
+    fn context(&self, what: &str, v: &str) -> Verdict {
+        if !self.policy.scope.listed(&self.policy.scope.contexts, v.trim()) {
+            return Err(format!("{what} `{v}` is outside the user's contexts"));
+        }
+        Ok(())
+    }
+
+    fn channel(&self, what: &str, v: &str) -> Verdict {
+        if self.scoped && !self.policy.scope.channel_ok(v, self.owners) {
+            return Err(format!("{what} `{v}` is outside the user's scope"));
+        }
+        Ok(())
+    }
+
+    /// The application an Originate runs, and its data read as that application reads it.
+    fn application(&self, app: &str) -> Verdict {
+        if self.full {
+            return Ok(());
+        }
+        let (reach, _) = dialplan::application(app.trim());
+        match reach {
+            Reach::System => return Err(format!("application `{app}` needs system")),
+            Reach::Shared if self.scoped => return Err(format!("application `{app}` reaches other tenants")),
+            _ => {}
+        }
+        let listed = match &self.policy.applications {
+            Some(list) => list.iter().any(|a| a.eq_ignore_ascii_case(app.trim())),
+            None => dialplan::DEFAULT_APPLICATIONS
+                .iter()
+                .any(|a| a.eq_ignore_ascii_case(app.trim())),
+        };
+        if !listed {
+            return Err(format!("application `{app}` is not in the user's applications"));
+        }
+        Ok(())
+    }
+
+    fn app_data(&self, what: &str, data: &str) -> Verdict {
+        self.no_expression(what, data)?;
+        if self.full {
+            return Ok(());
+        }
+        let app = self.msg.get("Application").unwrap_or("").trim();
+        match dialplan::application(app).1 {
+            AppArgs::Plain => Ok(()),
+            AppArgs::SetsVariable => {
+                let args = dialplan::separate_args(data, ',').ok_or_else(|| format!("{what} cannot be read"))?;
+                args.first().map_or(Ok(()), |v| self.variable(what, v))
+            }
+            AppArgs::Assignment => match data.split_once('=') {
+                Some((name, value)) => {
+                    self.variable(what, name)?;
+                    self.no_expression(what, value)
+                }
+                None => Ok(()),
+            },
+            AppArgs::Assignments => self.assignments(what, data),
+        }
+    }
+
+    fn command(&self, cmd: &str) -> Verdict {
+        let cmd = cmd.trim();
+        let p = self.policy;
+        let allowed = match &p.commands {
+            Some(list) => any_match(list, cmd),
+            None if self.scoped => false,
+            None => self.system || DEFAULT_COMMANDS.iter().any(|g| Glob::new(g).matches(cmd)),
+        };
+        if !allowed {
+            return Err(format!("command `{cmd}` is not allowed"));
+        }
+        Ok(())
+    }
+
+    /// A header of a UserEvent: it reaches every client, so it must not forge framing or
+    /// name another tenant's objects.
+    fn event_header(&self, key: &str, v: &str, server_header: &str) -> Verdict {
+        if key.eq_ignore_ascii_case(server_header) {
+            return Err(format!("{key} is the proxy's server tag"));
+        }
+        if !self.full && RESERVED_EVENT_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(key)) {
+            return Err(format!("{key} frames AMI messages"));
+        }
+        if self.scoped {
+            let s = &self.policy.scope;
+            let ok = match event_header_kind(key) {
+                Some(Named::Channel) => s.channel_ok(v, self.owners),
+                Some(Named::Uniqueid) => s.channel_ok(v, self.owners),
+                Some(Named::Queue) => any_match(&s.queues, v),
+                None => true,
+            };
+            if !ok && !v.is_empty() {
+                return Err(format!("{key} `{v}` is outside the user's scope"));
+            }
+        }
+        Ok(())
+    }
+
+    fn header(&self, key: &str, v: &str, arg: Arg, server_header: &str) -> Verdict {
+        let s = &self.policy.scope;
+        let present = !v.trim().is_empty();
+        match arg {
+            Arg::Data => Ok(()),
+            Arg::Channel | Arg::Interface if present => self.channel(key, v),
+            Arg::ChannelOrRegex if present => {
+                if self.scoped && v.starts_with('/') {
+                    return Err(format!("{key}: a /regex/ is not allowed to a scoped user"));
+                }
+                self.channel(key, v)
+            }
+            Arg::DialString if present => {
+                self.channel(key, v)?;
+                match dialplan::local_context(v) {
+                    Some(ctx) if !s.contexts.is_empty() => self.context(key, ctx),
+                    _ => Ok(()),
+                }
+            }
+            Arg::Queue if present => {
+                if self.scoped && !any_match(&s.queues, v.trim()) {
+                    return Err(format!("queue `{v}` is outside the user's scope"));
+                }
+                Ok(())
+            }
+            Arg::Context if present => self.context(key, v),
+            Arg::DbFamily if present => {
+                if !s.listed(&s.db_families, v.trim()) {
+                    return Err(format!("AstDB family `{v}` is outside the user's families"));
+                }
+                Ok(())
+            }
+            Arg::Variable => self.variable(key, v),
+            Arg::VariableList => {
+                if self.full {
+                    return Ok(());
+                }
+                let names = dialplan::separate_args(v, ',').ok_or_else(|| format!("{key} cannot be read"))?;
+                names.iter().try_for_each(|n| self.variable(key, n))
+            }
+            Arg::Assignments => self.assignments(key, v),
+            Arg::Application if present => self.application(v),
+            Arg::AppData => self.app_data(key, v),
+            Arg::Gosub if present => {
+                self.no_expression(key, v)?;
+                match dialplan::gosub_location(v).0 {
+                    Some(ctx) => self.context(key, ctx),
+                    None => Ok(()),
+                }
+            }
+            Arg::Expression => self.no_expression(key, v),
+            Arg::Shell | Arg::Path | Arg::AgiCommand if present && !self.full => Err(format!("{key} needs system")),
+            Arg::ConfigFile => {
+                if v.starts_with('/') || v.split(['/', '\\']).any(|p| p == "..") {
+                    return Err(format!("{key} `{v}` leaves the configuration folder"));
+                }
+                Ok(())
+            }
+            Arg::CliCommand => self.command(v),
+            Arg::EventHeader => self.event_header(key, v, server_header),
+            Arg::Object(kind) if present && self.scoped => {
+                Err(format!("{key} names a {kind}, which a scoped user cannot reach"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What an event header names, for tenant scope.
+enum Named {
+    Channel,
+    Uniqueid,
+    Queue,
+}
+
+/// Whether an event header names a channel, a uniqueid or a queue: every `...Channel`
+/// (`DestChannel`, `TransfererChannel`, ...), `Channel1`/`Channel2`, interfaces, every
+/// `...Uniqueid`/`...Linkedid` but a bridge's, and every `...Queue`.
+fn event_header_kind(key: &str) -> Option<Named> {
+    let k = key.as_bytes();
+    let ends = |suffix: &[u8]| k.len() >= suffix.len() && k[k.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
+    if ends(b"Channel")
+        || key.eq_ignore_ascii_case("Channel1")
+        || key.eq_ignore_ascii_case("Channel2")
+        || ends(b"Interface")
+    {
+        Some(Named::Channel)
+    } else if (ends(b"Uniqueid") && !ends(b"BridgeUniqueid"))
+        || ends(b"Linkedid")
+        || ends(b"Uniqueid1")
+        || ends(b"Uniqueid2")
+    {
+        Some(Named::Uniqueid)
+    } else if ends(b"Queue") {
+        Some(Named::Queue)
+    } else {
+        None
+    }
 }
 
 impl Policy {
@@ -154,6 +418,10 @@ impl Policy {
     }
 
     /// Whether this user may send this action. Err holds the reason, for the audit log.
+    ///
+    /// Every header is judged by what Asterisk does with it ([`spec::Arg`]), every
+    /// occurrence of it (Asterisk reads the first, or all for `Variable`), so a second copy
+    /// cannot slip past.
     pub fn check_action(
         &self,
         write: Classes,
@@ -162,9 +430,12 @@ impl Policy {
         owners: &Owners,
         server_header: &str,
     ) -> Result<(), String> {
+        let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
+        let scoped = self.scope.scoped();
+        let full = system && !scoped;
         // Asterisk takes header values as bytes; a check that cannot read a value must not
         // pass it on. Only unrestricted users (system, no policy) may send non-UTF-8 values.
-        if msg.has_invalid_utf8() && !(write.contains(Classes::parse_lenient("system")) && self.is_unrestricted()) {
+        if msg.has_invalid_utf8() && !(full && self.is_unrestricted()) {
             return Err("a header is not valid UTF-8".into());
         }
         if any_match(&self.deny_actions, lc) {
@@ -175,39 +446,41 @@ impl Policy {
                 return Err("action not in the user's allowed actions".into());
             }
         }
-        let system = write.contains(Classes::parse_lenient("system"));
-        if lc == "originate" && !system {
-            if let Some(app) = msg.get("Application") {
-                let app_lc = app.to_ascii_lowercase();
-                if let Some(bad) = DANGEROUS_APPS.iter().find(|a| app_lc.contains(*a)) {
-                    return Err(format!("Originate application `{app}` ({bad}) needs system"));
-                }
-            }
-            if let Some(data) = msg.get("Data") {
-                if DANGEROUS_DATA.is_match(data) {
-                    return Err("Originate data calls a dangerous dialplan function".into());
-                }
-            }
-        }
-        if CONFIG_ACTIONS.contains(&lc) {
-            for h in CONFIG_FILE_HEADERS {
-                if let Some(f) = msg.get(h) {
-                    if f.starts_with('/') || f.split(['/', '\\']).any(|p| p == "..") {
-                        return Err(format!("{h} `{f}` leaves the configuration folder"));
+        let judge = Judge {
+            policy: self,
+            full,
+            system,
+            scoped,
+            owners,
+            lc,
+            msg,
+        };
+        match spec::action(lc) {
+            Some(spec) => {
+                for (key, value) in msg.headers() {
+                    if key.eq_ignore_ascii_case("Action")
+                        || key.eq_ignore_ascii_case("ActionID")
+                        || key.eq_ignore_ascii_case(server_header)
+                    {
+                        continue;
+                    }
+                    match spec.arg(key) {
+                        Some(arg) => judge.header(key, value, arg, server_header)?,
+                        // Asterisk does not read it; a header it might read after all is not
+                        // passed on for a user the proxy does not trust with everything.
+                        None if !full => {
+                            return Err(format!("{key} is not a header of {}", spec.name));
+                        }
+                        None => {}
                     }
                 }
             }
+            // An action the proxy does not know (its classes already need system): it cannot
+            // judge its headers, so a tenant may not send it.
+            None if scoped => return Err("an unknown action cannot be checked against the scope".into()),
+            None => {}
         }
-        if lc == "command" {
-            let cmd = msg.get("Command").unwrap_or("").trim();
-            let allowed = match &self.commands {
-                Some(list) => any_match(list, cmd),
-                None => system || DEFAULT_COMMANDS.iter().any(|g| Glob::new(g).matches(cmd)),
-            };
-            if !allowed {
-                return Err(format!("command `{cmd}` is not allowed"));
-            }
-        }
+        judge.action_rules()?;
         let mut allow_headers: Vec<(&str, bool)> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.action.matches(lc)) {
             let value = msg.get(&rule.header);
@@ -220,14 +493,19 @@ impl Policy {
                     Some((_, seen)) => *seen |= ok,
                     None => allow_headers.push((&rule.header, ok)),
                 }
-            } else if value.is_some_and(|v| rule.pattern.is_match(v)) {
+            } else if msg.get_all(&rule.header).any(|v| rule.pattern.is_match(v)) {
                 return Err(format!("{} matches a deny rule", rule.header));
             }
         }
         if let Some((h, _)) = allow_headers.iter().find(|(_, ok)| !ok) {
             return Err(format!("{h} does not match the allow rules"));
         }
-        self.check_scope(lc, msg, owners, server_header)
+        if let Some(server) = msg.get(server_header) {
+            if !server.eq_ignore_ascii_case("all") && !self.scope.server_ok(server) {
+                return Err(format!("server `{server}` is outside the user's scope"));
+            }
+        }
+        Ok(())
     }
 
     /// No policy beyond classes.
@@ -238,61 +516,8 @@ impl Policy {
             && self.rules.is_empty()
             && !self.scope.scoped()
             && self.scope.servers.is_empty()
-    }
-
-    fn check_scope(&self, lc: &str, msg: &Message, owners: &Owners, server_header: &str) -> Result<(), String> {
-        let s = &self.scope;
-        if let Some(server) = msg.get(server_header) {
-            if !server.eq_ignore_ascii_case("all") && !s.server_ok(server) {
-                return Err(format!("server `{server}` is outside the user's scope"));
-            }
-        }
-        if !s.scoped() {
-            return Ok(());
-        }
-        // Targets that a channel or queue scope cannot describe.
-        for h in UNSCOPABLE_HEADERS {
-            if msg.get_bytes(h).is_some_and(|v| !v.is_empty()) {
-                return Err(format!("{h} is not allowed to a scoped user"));
-            }
-        }
-        if (lc == "command" && self.commands.is_none()) || lc == "queues" {
-            return Err(format!(
-                "{lc} shows every tenant's data; give the user a `commands` list"
-            ));
-        }
-        if QUEUE_WIDE_ACTIONS.contains(&lc) && msg.get("Queue").is_none_or(|q| q.is_empty()) {
-            return Err(format!("{lc} without a Queue acts on every tenant's queues"));
-        }
-        if lc == "originate" {
-            if let Some(app) = msg.get("Application") {
-                if SPY_APPS.iter().any(|a| app.eq_ignore_ascii_case(a)) {
-                    return Err(format!(
-                        "Originate application `{app}` reaches channels outside the scope"
-                    ));
-                }
-            }
-        }
-        for h in CHANNEL_HEADERS {
-            let Some(v) = msg.get(h).filter(|v| !v.is_empty()) else {
-                continue;
-            };
-            if lc == "hangup" && v.starts_with('/') {
-                return Err("Hangup by regular expression is not allowed to a scoped user".into());
-            }
-            // A uniqueid stands for the channel it names.
-            let name = owners.channel_of(v);
-            let name = name.as_deref().unwrap_or(v);
-            if !any_match(&s.channels, name) {
-                return Err(format!("{h} `{v}` is outside the user's scope"));
-            }
-        }
-        if let Some(q) = msg.get("Queue").filter(|q| !q.is_empty()) {
-            if !any_match(&s.queues, q) {
-                return Err(format!("queue `{q}` is outside the user's scope"));
-            }
-        }
-        Ok(())
+            && self.scope.contexts.is_empty()
+            && self.scope.db_families.is_empty()
     }
 
     /// Servers this user may reach (all when empty).
@@ -300,41 +525,87 @@ impl Policy {
         self.scope.server_ok(server)
     }
 
-    /// Whether an event (or list item) is within the user's scope.
-    pub fn event_in_scope(&self, ev: &Message, server_header: &str) -> bool {
+    /// Whether an event (or list item) is within the user's scope. `server` is the upstream
+    /// it came from, as the proxy knows it (None: the proxy's own).
+    pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &Owners) -> bool {
         let s = &self.scope;
-        if !s.servers.is_empty() {
-            if let Some(server) = ev.get(server_header) {
-                if !s.server_ok(server) {
-                    return false;
-                }
+        if let Some(server) = server {
+            if !s.server_ok(server) {
+                return false;
             }
         }
         if !s.scoped() {
             return true;
         }
-        let mut has_channel = false;
-        let mut channel_ok = false;
+        let (mut named, mut ok) = (false, false);
+        let mut uniqueids = false;
+        let user_event = ev.event_name().is_some_and(|n| n.eq_ignore_ascii_case("UserEvent"));
         for (k, v) in ev.headers() {
-            let kb = k.as_bytes();
-            let is_channel = (kb.len() >= 7 && kb[kb.len() - 7..].eq_ignore_ascii_case(b"Channel"))
-                || k.eq_ignore_ascii_case("Channel1")
-                || k.eq_ignore_ascii_case("Channel2");
-            if is_channel && !v.is_empty() {
-                has_channel = true;
-                channel_ok |= any_match(&s.channels, v);
+            if v.is_empty() {
+                continue;
+            }
+            let this = match event_header_kind(k) {
+                Some(Named::Channel) => any_match(&s.channels, v),
+                Some(Named::Queue) => any_match(&s.queues, v),
+                // Resolved only when needed: most events name their channel too.
+                Some(Named::Uniqueid) => {
+                    uniqueids = true;
+                    continue;
+                }
+                None => continue,
+            };
+            named = true;
+            ok |= this;
+            // A UserEvent carries what a client wrote: every object it names must be the
+            // tenant's; an upstream's own event is the tenant's when any object is.
+            if user_event && !this {
+                return false;
             }
         }
-        let queue = ev.get("Queue");
-        let queue_ok = queue.is_some_and(|q| any_match(&s.queues, q));
-        match (has_channel, queue.is_some()) {
-            (true, true) => channel_ok || queue_ok,
-            (true, false) => channel_ok,
-            (false, true) => queue_ok,
-            (false, false) => ev
-                .event_name()
-                .is_some_and(|n| GLOBAL_EVENTS.iter().any(|g| g.eq_ignore_ascii_case(n))),
+        if uniqueids && (user_event || !ok) {
+            for (k, v) in ev.headers() {
+                if v.is_empty() || !matches!(event_header_kind(k), Some(Named::Uniqueid)) {
+                    continue;
+                }
+                let this = owners.channel_of(v).is_some_and(|name| any_match(&s.channels, &name));
+                named = true;
+                ok |= this;
+                if user_event && !this {
+                    return false;
+                }
+            }
         }
+        if named {
+            return ok;
+        }
+        ev.event_name()
+            .is_some_and(|n| GLOBAL_EVENTS.iter().any(|g| g.eq_ignore_ascii_case(n)))
+    }
+}
+
+impl Judge<'_> {
+    /// Rules of one action beyond its headers' kinds.
+    fn action_rules(&self) -> Verdict {
+        let (lc, msg) = (self.lc, self.msg);
+        let empty = |h: &str| msg.get(h).is_none_or(|v| v.trim().is_empty());
+        if self.scoped {
+            if let Some((_, h)) = WIDE_WITHOUT.iter().find(|(a, h)| *a == lc && empty(h)) {
+                return Err(format!("{lc} without {h} reaches every tenant"));
+            }
+            // Into the dialplan: only the user's contexts (Asterisk's default is `default`).
+            if lc == "originate" && empty("Application") && empty("Context") {
+                return Err("Originate into the dialplan needs one of the user's contexts".into());
+            }
+            if lc == "queues" || (lc == "command" && self.policy.commands.is_none()) {
+                return Err(format!(
+                    "{lc} shows every tenant's data; give the user a `commands` list"
+                ));
+            }
+        }
+        if lc == "command" && msg.get("Command").is_none() {
+            self.command("")?;
+        }
+        Ok(())
     }
 }
 
@@ -443,6 +714,8 @@ mod tests {
                 channels: vec![Glob::new("PJSIP/acme-*"), Glob::new("Local/*@acme")],
                 queues: vec![Glob::new("acme-*")],
                 servers: vec!["pbx1".into()],
+                contexts: vec![Glob::new("outbound")],
+                db_families: vec![],
             },
             ..Default::default()
         };
@@ -480,7 +753,10 @@ mod tests {
         assert!(chk(&[("Action", "Status")]).is_err());
         assert!(chk(&[("Action", "QueueStatus"), ("Server", "pbx2")]).is_err());
 
-        let ev = |h: &[(&str, &str)]| p.event_in_scope(&msg(h), "Server");
+        let ev = |h: &[(&str, &str)]| {
+            let server = h.iter().find(|(k, _)| *k == "Server").map(|(_, v)| *v);
+            p.event_in_scope(&msg(h), server, &o)
+        };
         assert!(ev(&[
             ("Event", "Newchannel"),
             ("Channel", "PJSIP/acme-1"),
@@ -505,6 +781,367 @@ mod tests {
         assert!(!ev(&[("Event", "QueueParams"), ("Queue", "beta-sales")]));
         assert!(!ev(&[("Event", "UserEvent"), ("UserEvent", "x")]));
         assert!(ev(&[("Event", "ProxyUpstreamStatus"), ("Status", "Connected")]));
+    }
+
+    /// What a user without `system` must never get through, in the variants an attacker
+    /// tries: header case, repeated headers, quoting, escapes, nesting, functions inside
+    /// application data.
+    #[test]
+    fn evaluated_headers_are_judged() {
+        let o = Owners::default();
+        let restricted = Policy::default();
+        let w = write("call,originate,reporting,agent,user");
+        let refused = |p: &Policy, h: &[(&str, &str)]| {
+            let m = msg(h);
+            let lc = m.action().unwrap().to_ascii_lowercase();
+            let r = p.check_action(w, &lc, &m, &o, "Server");
+            assert!(r.is_err(), "passed: {m:?}");
+            assert!(
+                p.check_action(write("all"), &lc, &m, &o, "Server").is_ok(),
+                "a system user is refused: {m:?}"
+            );
+        };
+        let orig = |extra: &[(&'static str, &'static str)]| {
+            let mut h = vec![
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Application", "Wait"),
+                ("Data", "1"),
+            ];
+            h.extend_from_slice(extra);
+            h
+        };
+        for v in [
+            "FILE(/tmp/x,,,al)=y",
+            "file(/tmp/x)=y",
+            "DB(family/key)=x",
+            "A=1,DB(f/k)=x",
+            "\"DB(f/k)\"=x",
+            "A=1,  SHELL(id)=x",
+            "X=${SHELL(id)}",
+            "X=$[1+1]",
+            "A\\,B=1,FILE(/x)=y",
+            "CALLERID(num)=1",
+        ] {
+            refused(&restricted, &orig(&[("Variable", v)]));
+            refused(&restricted, &orig(&[("Variable", "A=1"), ("variable", v)]));
+        }
+        for (app, data) in [
+            ("System", "id"),
+            ("TrySystem", "id"),
+            ("EXEC", "System(id)"),
+            ("MixMonitor", "/tmp/x.wav,,rm -rf /"),
+            ("ChanSpy", "PJSIP/"),
+            ("Set", "FILE(/tmp/x)=y"),
+            ("NoOp", "${SHELL(id)}"),
+            ("Wait", "$[${DB(a/b)}]"),
+            ("AGI", "agi://evil"),
+        ] {
+            refused(
+                &restricted,
+                &[
+                    ("Action", "Originate"),
+                    ("Channel", "Local/1@default"),
+                    ("Application", app),
+                    ("Data", data),
+                ],
+            );
+        }
+        refused(
+            &restricted,
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Exten", "1"),
+                ("PreDialGoSub", "x,s,1(${SHELL(id)})"),
+            ],
+        );
+        for var in [
+            "SHELL(id)",
+            "AST_CONFIG(manager.conf,admin,secret)",
+            "ENV(HOME)",
+            "FILE(/etc/passwd)",
+            "EVAL(${X})",
+            "CALLERID(num)",
+            "${X}",
+            "X Y",
+        ] {
+            refused(&restricted, &[("Action", "Getvar"), ("Variable", var)]);
+            refused(
+                &restricted,
+                &[
+                    ("Action", "Setvar"),
+                    ("Channel", "Local/1@default-00000001;1"),
+                    ("Variable", var),
+                    ("Value", "1"),
+                ],
+            );
+        }
+        refused(
+            &restricted,
+            &[("Action", "MixMonitor"), ("Channel", "PJSIP/1"), ("Command", "id")],
+        );
+        refused(
+            &restricted,
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Event", "Hangup")],
+        );
+        refused(
+            &restricted,
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Privilege", "system,all")],
+        );
+        // A header Asterisk does not document for the action is not passed on.
+        refused(
+            &restricted,
+            &[("Action", "Getvar"), ("Variable", "X"), ("Variables", "SHELL(id)")],
+        );
+
+        let ok = |p: &Policy, h: &[(&str, &str)]| {
+            let m = msg(h);
+            let lc = m.action().unwrap().to_ascii_lowercase();
+            assert_eq!(p.check_action(w, &lc, &m, &o, "Server"), Ok(()), "{m:?}");
+        };
+        ok(&restricted, &orig(&[("Variable", "A=1,__B=x(y),C=\"q,r\"")]));
+        ok(&restricted, &[("Action", "Getvar"), ("Variable", "EXTEN:1")]);
+        ok(
+            &restricted,
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Application", "Playback"),
+                ("Data", "hello-world&beep"),
+            ],
+        );
+        ok(
+            &restricted,
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Foo", "${not evaluated}")],
+        );
+        let callerid = Policy {
+            functions: vec!["CALLERID".into()],
+            applications: Some(vec!["Set".into(), "Wait".into()]),
+            ..Default::default()
+        };
+        ok(&callerid, &orig(&[("Variable", "CALLERID(num)=100")]));
+        ok(
+            &callerid,
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Application", "Set"),
+                ("Data", "CALLERID(name)=Bob"),
+            ],
+        );
+        refused(&callerid, &orig(&[("Variable", "CALLERID(num)=${SHELL(id)}")]));
+        refused(
+            &callerid,
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Application", "Set"),
+                ("Data", "FILE(/x)=y"),
+            ],
+        );
+        refused(
+            &callerid,
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@default"),
+                ("Application", "Playback"),
+                ("Data", "x"),
+            ],
+        );
+    }
+
+    /// A tenant reaches nothing of another tenant's: not by header, not through a function
+    /// or an application, not by a UserEvent naming the other's objects.
+    #[test]
+    fn scoped_users_stay_in_their_tenant() {
+        let o = Owners::default();
+        o.insert("beta-1.7", 0);
+        o.name_uniqueid("beta-1.7", "PJSIP/beta-0007");
+        let acme = Policy {
+            functions: vec!["CALLERID".into()],
+            scope: Scope {
+                channels: vec![Glob::channel("PJSIP/acme-*"), Glob::channel("Local/*@acme")],
+                queues: vec![Glob::new("acme-*")],
+                contexts: vec![Glob::new("acme")],
+                db_families: vec![Glob::new("acme")],
+                servers: vec![],
+            },
+            ..Default::default()
+        };
+        let w = write("all");
+        let chk = |h: &[(&str, &str)]| {
+            let m = msg(h);
+            let lc = m.action().unwrap().to_ascii_lowercase();
+            acme.check_action(w, &lc, &m, &o, "Server")
+        };
+        let bad: &[&[(&str, &str)]] = &[
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Application", "ChannelRedirect"),
+                ("Data", "PJSIP/beta-1,beta,1,1"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Application", "SoftHangup"),
+                ("Data", "PJSIP/beta-1"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Application", "Queue"),
+                ("Data", "beta-sales"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Application", "System"),
+                ("Data", "id"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Context", "beta"),
+                ("Exten", "1"),
+            ],
+            &[("Action", "Originate"), ("Channel", "Local/1@acme"), ("Exten", "1")],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@beta"),
+                ("Context", "acme"),
+                ("Exten", "1"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Context", "acme"),
+                ("Exten", "1"),
+                ("PreDialGoSub", "beta,s,1"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Context", "acme"),
+                ("Exten", "1"),
+                ("Variable", "SHARED(x,PJSIP/beta-1)=y"),
+            ],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "IMPORT(PJSIP/beta-1,SECRET)"),
+            ],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "CHANNELS()"),
+            ],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "QUEUE_MEMBER_LIST(beta-sales)"),
+            ],
+            &[("Action", "Getvar"), ("Variable", "GLOBALVAR")],
+            &[("Action", "Setvar"), ("Variable", "GLOBALVAR"), ("Value", "1")],
+            &[("Action", "Getvar"), ("Channel", "beta-1.7"), ("Variable", "X")],
+            &[
+                ("Action", "Redirect"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Context", "beta"),
+                ("Exten", "1"),
+                ("Priority", "1"),
+            ],
+            &[
+                ("Action", "Redirect"),
+                ("Channel", "PJSIP/acme-1"),
+                ("ExtraChannel", "PJSIP/beta-1"),
+                ("Context", "acme"),
+                ("Exten", "1"),
+                ("Priority", "1"),
+            ],
+            &[
+                ("Action", "UserEvent"),
+                ("UserEvent", "x"),
+                ("Channel", "PJSIP/acme-1"),
+                ("DestChannel", "PJSIP/beta-1"),
+            ],
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Uniqueid", "beta-1.7")],
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Queue", "beta-sales")],
+            &[("Action", "DBGet"), ("Family", "beta"), ("Key", "k")],
+            &[("Action", "DBGetTree")],
+            &[("Action", "ShowDialPlan")],
+            &[("Action", "ShowDialPlan"), ("Context", "beta")],
+            &[("Action", "Hangup"), ("Channel", "/beta/")],
+            &[("Action", "QueueStatus"), ("Queue", "beta-sales")],
+            &[
+                ("Action", "QueuePause"),
+                ("Interface", "PJSIP/acme-1"),
+                ("Paused", "true"),
+            ],
+            &[("Action", "Command"), ("Command", "core show channels")],
+        ];
+        for h in bad {
+            assert!(chk(h).is_err(), "passed: {h:?}");
+        }
+        let good: &[&[(&str, &str)]] = &[
+            &[
+                ("Action", "Originate"),
+                ("Channel", "Local/1@acme"),
+                ("Context", "acme"),
+                ("Exten", "1"),
+                ("Variable", "CALLERID(num)=1,A=2"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/acme-7"),
+                ("Application", "Playback"),
+                ("Data", "beep"),
+            ],
+            &[("Action", "Getvar"), ("Channel", "PJSIP/acme-1"), ("Variable", "X")],
+            &[
+                ("Action", "UserEvent"),
+                ("UserEvent", "x"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Queue", "acme-sales"),
+            ],
+            &[("Action", "DBGet"), ("Family", "acme"), ("Key", "k")],
+            &[
+                ("Action", "QueuePause"),
+                ("Interface", "PJSIP/acme-1"),
+                ("Queue", "acme-sales"),
+                ("Paused", "true"),
+            ],
+        ];
+        for h in good {
+            assert_eq!(chk(h), Ok(()), "{h:?}");
+        }
+
+        // Events: a UserEvent is the tenant's only when everything it names is; an
+        // upstream's event when anything is. The server is what the proxy knows.
+        let ev = |h: &[(&str, &str)]| acme.event_in_scope(&msg(h), Some("pbx1"), &o);
+        assert!(!ev(&[
+            ("Event", "UserEvent"),
+            ("Channel", "PJSIP/acme-1"),
+            ("DestChannel", "PJSIP/beta-1")
+        ]));
+        assert!(ev(&[("Event", "UserEvent"), ("Channel", "PJSIP/acme-1")]));
+        assert!(!ev(&[("Event", "UserEvent"), ("Uniqueid", "beta-1.7")]));
+        assert!(ev(&[
+            ("Event", "DialBegin"),
+            ("Channel", "PJSIP/acme-1"),
+            ("DestChannel", "PJSIP/trunk-1")
+        ]));
+        assert!(!ev(&[("Event", "Cdr"), ("Uniqueid", "beta-1.7")]));
+        let pinned = Policy {
+            scope: Scope {
+                servers: vec!["pbx1".into()],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let forged = msg(&[("Event", "UserEvent"), ("Server", "pbx1")]);
+        assert!(!pinned.event_in_scope(&forged, Some("pbx2"), &o));
     }
 
     #[test]
