@@ -203,6 +203,17 @@ impl Client {
         Self::over(Box::new(tcp)).await
     }
 
+    /// Connects from another loopback address (127.0.0.0/8), for per-address limits.
+    pub async fn connect_from(addr: SocketAddr, source: std::net::IpAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(source, 0)).unwrap();
+        let tcp = tokio::time::timeout(DEADLINE, socket.connect(addr))
+            .await
+            .unwrap()
+            .unwrap();
+        Self::over(Box::new(tcp)).await
+    }
+
     pub async fn over(io: Box<dyn Stream>) -> Client {
         let mut c = Client {
             io,
