@@ -269,7 +269,7 @@ pub fn markdown() -> String {
     );
     md.push_str("## Header kinds\n\n");
     md.push_str(
-        "\"Restricted\": a user without the `system` write class. \"Scoped\": a user with a \
+        "\"Restricted\": a user without the `system` write class, or with a tenant scope. \"Scoped\": a user with a \
          `channels` or `queues` scope. `Name-*` stands for numbered headers (`Name-000000`, \
          `Name-000001`, ...).\n\n",
     );

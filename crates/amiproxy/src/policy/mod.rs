@@ -438,6 +438,13 @@ impl Policy {
         if msg.has_invalid_utf8() && !(full && self.is_unrestricted()) {
             return Err("a header is not valid UTF-8".into());
         }
+        if !full
+            && msg
+                .headers()
+                .any(|(_, v)| v.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f))
+        {
+            return Err("a header holds a control character".into());
+        }
         if any_match(&self.deny_actions, lc) {
             return Err("action denied by policy".into());
         }
