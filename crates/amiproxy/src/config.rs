@@ -935,4 +935,26 @@ write = "call"
         let errs = Config::from_toml(&format!("{OK}\n[proxy]\nbogus = 1\n"), Path::new(".")).unwrap_err();
         assert!(errs[0].reason.contains("bogus"), "{errs:?}");
     }
+
+    #[test]
+    fn a_config_cannot_promise_more_than_the_trust_model() {
+        let text = OK.replace(
+            "write = \"call\"",
+            "write = \"call,originate\"\nfunctions = [\"CALLERID\", \"shell\"]\napplications = [\"Wait\", \"System\"]",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].functions[1]", "user[0].applications[1]"], "{errs:?}");
+        // A tenant may not be given what reaches other tenants, even with system.
+        let text = OK.replace(
+            "write = \"call\"",
+            "write = \"all\"\nchannels = [\"PJSIP/acme-*\"]\nfunctions = [\"IMPORT\", \"CDR\"]\napplications = [\"Dial\"]",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[0]"], "{errs:?}");
+        // What needs system is fine for an unscoped system user.
+        let text = OK.replace("write = \"call\"", "write = \"all\"\nfunctions = [\"SHELL\"]");
+        assert!(Config::from_toml(&text, Path::new(".")).is_ok());
+    }
 }
