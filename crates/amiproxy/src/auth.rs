@@ -85,6 +85,7 @@ mod tests {
             actions_per_sec: 0,
             burst: 0,
             max_connections: 0,
+            upstream_account: None,
         }
     }
 

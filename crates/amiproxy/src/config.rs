@@ -162,6 +162,17 @@ struct RawUpstream {
     queue_prefixes: Vec<String>,
     #[serde(default)]
     sim: RawSim,
+    /// Extra manager accounts on this Asterisk, with fewer classes, for users mapped to them.
+    #[serde(default)]
+    accounts: Vec<RawAccount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccount {
+    name: String,
+    username: String,
+    secret: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -231,6 +242,7 @@ struct RawUser {
     burst: u32,
     #[serde(default)]
     max_connections: usize,
+    upstream_account: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -358,6 +370,15 @@ pub struct UpstreamTls {
     pub server_name: Option<String>,
 }
 
+/// A second manager account on an upstream, so that Asterisk's own checks apply to the
+/// users mapped to it as well as the proxy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub username: String,
+    pub secret: String,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamConfig {
     pub name: String,
@@ -370,6 +391,9 @@ pub struct UpstreamConfig {
     pub reconnect_max: Duration,
     pub channel_prefixes: Vec<String>,
     pub queue_prefixes: Vec<String>,
+    /// Extra manager accounts (fewer classes) for users mapped to them: one more login
+    /// each, with events off.
+    pub accounts: Vec<AccountConfig>,
 }
 
 /// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is
@@ -402,6 +426,9 @@ pub struct UserConfig {
     pub burst: u32,
     /// Connections at once (0: no limit).
     pub max_connections: usize,
+    /// The upstream account (of each upstream's `accounts`) this user's actions go through;
+    /// None: the proxy's main login.
+    pub upstream_account: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -645,6 +672,20 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             }
         };
         let simulated = matches!(target, Some(UpstreamTarget::Simulated(_)));
+        for (j, a) in u.accounts.iter().enumerate() {
+            if simulated {
+                bad(
+                    key(&format!("accounts[{j}]")),
+                    "a simulated upstream has only its one account".into(),
+                );
+            }
+            if a.name.is_empty() || u.accounts[..j].iter().any(|o| o.name == a.name) {
+                bad(
+                    key(&format!("accounts[{j}].name")),
+                    format!("`{}` must be non-empty and unique", a.name),
+                );
+            }
+        }
         let (username, secret) = match (&u.username, &u.secret, simulated) {
             (Some(n), Some(s), _) => (n.clone(), s.clone()),
             (None, None, true) => ("admin".to_string(), "admin-secret".to_string()),
@@ -677,6 +718,15 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
                 reconnect_max: Duration::from_millis(u.reconnect_max_ms.max(u.reconnect_min_ms.max(1))),
                 channel_prefixes: u.channel_prefixes.clone(),
                 queue_prefixes: u.queue_prefixes.clone(),
+                accounts: u
+                    .accounts
+                    .iter()
+                    .map(|a| AccountConfig {
+                        name: a.name.clone(),
+                        username: a.username.clone(),
+                        secret: a.secret.clone(),
+                    })
+                    .collect(),
             });
         }
     }
@@ -804,7 +854,21 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             actions_per_sec: u.actions_per_sec,
             burst: u.burst.max(u.actions_per_sec),
             max_connections: u.max_connections,
+            upstream_account: u.upstream_account.clone(),
         });
+        if let Some(acct) = &u.upstream_account {
+            // Every upstream the user may reach must have the account: an action must never
+            // fall back to the all-class login.
+            for up in &raw.upstreams {
+                let reachable = u.servers.is_empty() || u.servers.iter().any(|s| s.eq_ignore_ascii_case(&up.name));
+                if reachable && !up.accounts.iter().any(|a| &a.name == acct) {
+                    bad(
+                        key("upstream_account"),
+                        format!("upstream `{}` has no account `{acct}`", up.name),
+                    );
+                }
+            }
+        }
     }
 
     if let Some(d) = &raw.routing.default_upstream {
@@ -956,5 +1020,20 @@ write = "call"
         // What needs system is fine for an unscoped system user.
         let text = OK.replace("write = \"call\"", "write = \"all\"\nfunctions = [\"SHELL\"]");
         assert!(Config::from_toml(&text, Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn an_upstream_account_must_exist_on_every_reachable_upstream() {
+        let text = format!("{OK}upstream_account = \"low\"\n");
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].upstream_account"], "{errs:?}");
+        let text = OK.replace(
+            "kind = \"simulated\"",
+            "address = \"127.0.0.1:5038\"\nusername = \"a\"\nsecret = \"b\"\naccounts = [{ name = \"low\", username = \"l\", secret = \"s\" }]",
+        );
+        let c = Config::from_toml(&format!("{text}upstream_account = \"low\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.upstreams[0].accounts[0].username, "l");
+        assert_eq!(c.users[0].upstream_account.as_deref(), Some("low"));
     }
 }

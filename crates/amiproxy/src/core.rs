@@ -116,10 +116,9 @@ impl Core {
     }
 
     pub fn new_upstream(&self, cfg: crate::config::UpstreamConfig) -> Arc<Upstream> {
-        Arc::new(Upstream::new(
-            self.next_upstream_id.fetch_add(1, Ordering::Relaxed),
-            cfg,
-        ))
+        Arc::new(Upstream::with_accounts(cfg, || {
+            self.next_upstream_id.fetch_add(1, Ordering::Relaxed)
+        }))
     }
 
     /// Makes `config` (with these upstream links) the current state.

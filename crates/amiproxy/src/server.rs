@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     };
     let core = Core::new(config);
     for up in core.state().upstreams.iter() {
-        tokio::spawn(upstream::run(core.clone(), up.clone()));
+        upstream::spawn(&core, up);
     }
     {
         // Keyed limiter state (failed logins per address) is pruned so it stays small.
@@ -217,7 +217,7 @@ impl Running {
         }
         for up in started {
             info!(server = up.name(), "upstream added by reload");
-            tokio::spawn(upstream::run(self.core.clone(), up));
+            upstream::spawn(&self.core, &up);
         }
         {
             let mut current = self.lock();

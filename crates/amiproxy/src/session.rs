@@ -683,7 +683,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 self.error(aid, "Permission denied").await
             }
             Route::One(i) => {
-                let up = &st.upstreams[i];
+                let Some(up) = st.upstreams[i].for_account(user.upstream_account.as_deref()) else {
+                    audit(st.upstreams[i].name(), "refused", "no upstream account for the user");
+                    return self.error(aid, "Permission denied").await;
+                };
                 let down = format!("Upstream server {} is not connected", up.name());
                 if !up.is_connected() {
                     audit(up.name(), "refused", "upstream down");
@@ -720,8 +723,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 let ups: Vec<_> = st
                     .upstreams
                     .iter()
-                    .filter(|u| u.is_connected() && user.policy.server_allowed(u.name()))
-                    .cloned()
+                    .filter(|u| user.policy.server_allowed(u.name()))
+                    .filter_map(|u| u.for_account(user.upstream_account.as_deref()))
+                    .filter(|u| u.is_connected())
                     .collect();
                 if ups.is_empty() {
                     audit("all", "refused", "no upstream connected");

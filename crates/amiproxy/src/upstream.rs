@@ -113,6 +113,11 @@ pub struct Upstream {
     pub sim: Mutex<Option<ami_sim::SimHandle>>,
     /// The name events from this link are tagged with, shared by every event.
     origin: Arc<str>,
+    /// Set on the extra login of an upstream account (`[[upstream]] accounts`): it carries
+    /// the actions of the users mapped to it, with events off; the main link does the rest.
+    pub account: Option<String>,
+    /// The extra logins of this upstream's accounts (empty on an account link).
+    pub accounts: Vec<Arc<Upstream>>,
 }
 
 impl Upstream {
@@ -128,7 +133,51 @@ impl Upstream {
             sim: Mutex::new(None),
             origin: Arc::from(config.name.as_str()),
             config,
+            account: None,
+            accounts: Vec::new(),
         }
+    }
+
+    /// The main link of `config`, with one extra link per account of its `accounts`
+    /// (ids from `next_id`), stopped with it.
+    pub fn with_accounts(config: UpstreamConfig, mut next_id: impl FnMut() -> usize) -> Upstream {
+        let mut up = Upstream::new(next_id(), config);
+        up.accounts = up
+            .config
+            .accounts
+            .iter()
+            .map(|a| {
+                let cfg = UpstreamConfig {
+                    username: a.username.clone(),
+                    secret: a.secret.clone(),
+                    accounts: Vec::new(),
+                    ..up.config.clone()
+                };
+                let mut link = Upstream::new(next_id(), cfg);
+                link.account = Some(a.name.clone());
+                link.stop = up.stop.child_token();
+                Arc::new(link)
+            })
+            .collect();
+        up
+    }
+
+    /// The link that carries the actions of a user mapped to `account` (None: this one).
+    /// None when this upstream has no such account: never the all-class login instead.
+    pub fn for_account(self: &Arc<Self>, account: Option<&str>) -> Option<Arc<Upstream>> {
+        match account {
+            None => Some(self.clone()),
+            Some(name) => self
+                .accounts
+                .iter()
+                .find(|a| a.account.as_deref() == Some(name))
+                .cloned(),
+        }
+    }
+
+    /// The main link: publishes events, learns ownership, reports its state.
+    fn is_main(&self) -> bool {
+        self.account.is_none()
     }
 
     pub fn name(&self) -> &str {
@@ -232,23 +281,18 @@ impl Upstream {
     fn on_event(&self, core: &Core, msg: Message) {
         let name = msg.get("Event").unwrap_or("");
         if let Some(aid) = msg.action_id() {
+            // Broadcast events reach the main link only (account links have events off): the
+            // Originate it answers may wait on one of the accounts' links.
+            if name.eq_ignore_ascii_case("OriginateResponse")
+                && (self.finish_sync_originate(core, aid, &msg)
+                    || self.accounts.iter().any(|a| a.finish_sync_originate(core, aid, &msg)))
+            {
+                return;
+            }
             let mut link = self.link();
             if let Some(waiter) = link.pending.get_mut(aid) {
                 let aid = aid.to_owned();
-                if let Waiting::SyncOriginate { tx, client_aid } = &waiter.waiting {
-                    if name.eq_ignore_ascii_case("OriginateResponse") {
-                        let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
-                        let answer = if ok {
-                            MessageBuilder::success(client_aid.as_deref(), "Originate successfully queued")
-                        } else {
-                            MessageBuilder::error(client_aid.as_deref(), "Originate failed")
-                        };
-                        tx.try_send(answer.with_only(core.server_header(), self.name()));
-                        link.pending.remove(&aid);
-                        // A synchronous Originate has no OriginateResponse event in Asterisk.
-                        return;
-                    }
-                } else if waiter.list != ListState::No {
+                if !matches!(waiter.waiting, Waiting::SyncOriginate { .. }) && waiter.list != ListState::No {
                     if name.eq_ignore_ascii_case("CoreShowChannel") {
                         core.owners.learn(self.id, name, &msg);
                     }
@@ -287,6 +331,9 @@ impl Upstream {
                 }
             }
         }
+        if !self.is_main() {
+            return;
+        }
         self.events_in.increment(1);
         core.owners.learn(self.id, name, &msg);
         let msg = match msg.action_id() {
@@ -311,9 +358,28 @@ impl Upstream {
             .publish_from(msg.with_only(core.server_header(), self.name()), self.origin.clone());
     }
 
+    /// Answers the synchronous Originate waiting on this link for `aid`, from its
+    /// OriginateResponse. False when none waits here.
+    fn finish_sync_originate(&self, core: &Core, aid: &str, msg: &Message) -> bool {
+        let mut link = self.link();
+        let Some(Waiting::SyncOriginate { tx, client_aid }) = link.pending.get(aid).map(|w| &w.waiting) else {
+            return false;
+        };
+        let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+        let answer = if ok {
+            MessageBuilder::success(client_aid.as_deref(), "Originate successfully queued")
+        } else {
+            MessageBuilder::error(client_aid.as_deref(), "Originate failed")
+        };
+        tx.try_send(answer.with_only(core.server_header(), self.name()));
+        link.pending.remove(aid);
+        // A synchronous Originate has no OriginateResponse event in Asterisk.
+        true
+    }
+
     /// Actions sent and not yet fully answered.
     pub fn in_flight(&self) -> usize {
-        self.link().pending.len()
+        self.link().pending.len() + self.accounts.iter().map(|a| a.in_flight()).sum::<usize>()
     }
 
     /// Answers everything in flight with an error (shutdown), keeping the link.
@@ -321,6 +387,9 @@ impl Upstream {
         let pending = std::mem::take(&mut self.link().pending);
         for (_, w) in pending {
             w.fail(message);
+        }
+        for a in &self.accounts {
+            a.fail_all(message);
         }
     }
 
@@ -396,8 +465,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Runs one upstream link until a reload removes it.
+/// Starts the link of `up` and those of its accounts, each reconnecting on its own until
+/// `up.stop` is cancelled.
+pub fn spawn(core: &Arc<Core>, up: &Arc<Upstream>) {
+    tokio::spawn(run(core.clone(), up.clone()));
+    for account in &up.accounts {
+        tokio::spawn(run(core.clone(), account.clone()));
+    }
+}
+
 pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
-    let span = tracing::info_span!("upstream", server = %up.name());
+    let span = match &up.account {
+        None => tracing::info_span!("upstream", server = %up.name()),
+        Some(a) => tracing::info_span!("upstream", server = %up.name(), account = %a),
+    };
     async move {
         let address = match resolve_target(&up).await {
             Ok(a) => a,
@@ -417,7 +498,9 @@ pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
                 }
             }
         });
-        crate::metrics::upstream_up(up.name(), false);
+        if up.is_main() {
+            crate::metrics::upstream_up(up.name(), false);
+        }
         let mut failures: u32 = 0;
         loop {
             let result = tokio::select! {
@@ -445,8 +528,10 @@ pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
         // Removed by a reload: answer what is in flight, tell the clients, stop the sim.
         let was_up = up.is_connected();
         up.disconnected(&core, "removed from the configuration");
-        crate::metrics::upstream_up(up.name(), false);
-        if was_up {
+        if up.is_main() {
+            crate::metrics::upstream_up(up.name(), false);
+        }
+        if was_up && up.is_main() {
             let ev = hub::upstream_status(
                 core.server_header(),
                 up.name(),
@@ -558,7 +643,7 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
         .header("ActionID", &login_aid)
         .header("Username", &up.config.username)
         .header("Secret", &up.config.secret)
-        .header("Events", "on")
+        .header("Events", if up.is_main() { "on" } else { "off" })
         .into_bytes();
     wr.write_all(&login).await?;
     wr.flush().await?;
@@ -601,37 +686,44 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
     }
     *lock(&up.version) = Some(version.clone());
     up.reconnects.fetch_add(1, Ordering::Relaxed);
-    crate::metrics::upstream_connects(up.name());
-    crate::metrics::upstream_up(up.name(), true);
     info!(%address, %version, "upstream connected");
-    core.hub.publish_from(
-        hub::upstream_status(core.server_header(), up.name(), "Connected", None),
-        up.origin.clone(),
-    );
-    {
-        let (core, up) = (core.clone(), up.clone());
-        tokio::spawn(async move {
-            let timeout = core.config().proxy.action_timeout;
-            if up
-                .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
-                .await
-                .is_none()
-            {
-                debug!(server = up.name(), "could not relearn channels");
-            }
-        });
+    if up.is_main() {
+        crate::metrics::upstream_connects(up.name());
+        crate::metrics::upstream_up(up.name(), true);
+        core.hub.publish_from(
+            hub::upstream_status(core.server_header(), up.name(), "Connected", None),
+            up.origin.clone(),
+        );
+        relearn(core, up);
     }
 
     let reason = serve(core, up, &mut frames, &mut writer).await;
     writer.abort();
     warn!(%reason, "upstream disconnected");
     up.disconnected(core, &reason);
-    crate::metrics::upstream_up(up.name(), false);
-    core.hub.publish_from(
-        hub::upstream_status(core.server_header(), up.name(), "Disconnected", Some(&reason)),
-        up.origin.clone(),
-    );
+    if up.is_main() {
+        crate::metrics::upstream_up(up.name(), false);
+        core.hub.publish_from(
+            hub::upstream_status(core.server_header(), up.name(), "Disconnected", Some(&reason)),
+            up.origin.clone(),
+        );
+    }
     Ok(())
+}
+
+/// Asks for every channel, so ownership is learned again after a (re)connect.
+fn relearn(core: &Arc<Core>, up: &Arc<Upstream>) {
+    let (core, up) = (core.clone(), up.clone());
+    tokio::spawn(async move {
+        let timeout = core.config().proxy.action_timeout;
+        if up
+            .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
+            .await
+            .is_none()
+        {
+            debug!(server = up.name(), "could not relearn channels");
+        }
+    });
 }
 
 type Frames = FramedRead<tokio::io::ReadHalf<Box<dyn Io>>, AmiDecoder>;

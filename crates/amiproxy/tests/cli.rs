@@ -95,6 +95,7 @@ fn hash_secret_makes_a_usable_argon2_hash() {
         actions_per_sec: 0,
         burst: 0,
         max_connections: 0,
+        upstream_account: None,
     };
     assert!(amiproxy::auth::check_plain(&user, "s3cret"));
     assert!(!amiproxy::auth::check_plain(&user, "s3cret\n"));

@@ -369,3 +369,86 @@ async fn logins_give_nothing_away() {
     // Another address is not affected.
     assert_eq!(login(4).await.as_deref(), Some("Authentication accepted"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_mapped_to_a_restricted_upstream_account_meets_asterisks_checks_too() {
+    let pbx1 = sim_with("pbx1", |cfg| {
+        cfg.users.push(ami_sim::SimUser::new(
+            "proxy-low",
+            "low-secret",
+            "",
+            "call,originate,reporting",
+        ));
+    })
+    .await;
+    let config = format!(
+        "{}accounts = [{{ name = \"low\", username = \"proxy-low\", secret = \"low-secret\" }}]\n\n{}",
+        upstreams_toml(&[&pbx1]),
+        r#"
+[[user]]
+name = "root"
+secret = "root-secret"
+read = "all"
+write = "all"
+
+# Trusted by the proxy (system), but its actions go through the `low` account.
+[[user]]
+name = "app"
+secret = "app-secret"
+read = "all"
+write = "all"
+upstream_account = "low"
+"#
+    );
+    let proxy = start_proxy(&config);
+    let mut root = Client::login(proxy.addr(), "root", "root-secret").await;
+    wait_upstream(&mut root, "pbx1").await;
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(Client::login(proxy.addr(), "app", "app-secret").await);
+    }
+    let app = &mut apps[0];
+    // The account's link comes up beside the main one (polled: it connects on its own).
+    let mut n = 0;
+    loop {
+        n += 1;
+        app.send(&format!(
+            "Action: Getvar\r\nVariable: SHELL(id)\r\nActionID: sh{n}\r\n\r\n"
+        ))
+        .await;
+        let r = app.response(&format!("sh{n}")).await;
+        if r.get("Message").is_some_and(|m| m.contains("not connected")) {
+            assert!(n < 500, "the account link never came up");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        }
+        // Passed by the proxy (the user has system), refused by Asterisk's own guard.
+        assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
+        break;
+    }
+    app.send("Action: DBPut\r\nFamily: f\r\nKey: k\r\nVal: v\r\nActionID: db\r\n\r\n")
+        .await;
+    assert_eq!(app.response("db").await.get("Message"), Some("Permission denied"));
+    // What the account may do works, async and sync Originate included: their
+    // OriginateResponse comes on the main link (the account's has events off).
+    app.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: async\r\n\r\n").await;
+    assert_eq!(app.response("async").await.get("Response"), Some("Success"));
+    let ev = app.until(|m| m.event_name() == Some("OriginateResponse")).await;
+    assert_eq!(ev.action_id(), Some("async"), "{ev:?}");
+    app.send(
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: sync\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        app.response("sync").await.get("Message"),
+        Some("Originate successfully queued")
+    );
+    // One login per account, not per client: the main link and the account's.
+    assert_eq!(pbx1.connection_count(), 2);
+    let harm: Vec<Effect> = pbx1
+        .effects()
+        .into_iter()
+        .filter(|e| matches!(e, Effect::Shell(_) | Effect::DbWrite(_)))
+        .collect();
+    assert!(harm.is_empty(), "{harm:?}");
+}
