@@ -66,13 +66,29 @@ const RESERVED_EVENT_HEADERS: &[&str] = &[
     "SystemName",
 ];
 
-/// Commands a user without `system` may run when no `commands` list is configured.
+/// Commands a user without `system` may run when no `commands` list is configured: status
+/// that holds no secret. Not `database show` (AstDB), `sip show users` or `pjsip show auths`
+/// (secrets), `core show channel <name>` (every variable of a channel), `dialplan show`.
 pub const DEFAULT_COMMANDS: &[&str] = &[
-    "core show *",
-    "pjsip show *",
-    "sip show *",
+    "core show version",
+    "core show uptime*",
+    "core show channels*",
+    "core show calls*",
+    "core show hints",
+    "core show codecs*",
+    "pjsip show endpoints",
+    "pjsip show contacts",
+    "pjsip show registrations",
+    "pjsip show channels",
+    "sip show peers",
+    "sip show registry",
+    "sip show channels",
+    "iax2 show peers",
+    "iax2 show registry",
     "queue show*",
-    "database show*",
+    "agent show*",
+    "confbridge list*",
+    "bridge show all",
 ];
 
 /// A user-defined argument rule.
@@ -360,6 +376,15 @@ impl Judge<'_> {
                 if v.starts_with('/') || v.split(['/', '\\']).any(|p| p == "..") {
                     return Err(format!("{key} `{v}` leaves the configuration folder"));
                 }
+                if present && self.scoped {
+                    return Err(format!("{key}: configuration files are shared by every tenant"));
+                }
+                let file = v.trim().trim_start_matches("./").to_ascii_lowercase();
+                if !self.full && (file == "manager.conf" || file.starts_with("manager.d/")) {
+                    return Err(format!(
+                        "{key} `{v}` holds the manager accounts and their secrets, the proxy's own among them"
+                    ));
+                }
                 Ok(())
             }
             Arg::CliCommand => self.command(v),
@@ -595,6 +620,17 @@ impl Judge<'_> {
     fn action_rules(&self) -> Verdict {
         let (lc, msg) = (self.lc, self.msg);
         let empty = |h: &str| msg.get(h).is_none_or(|v| v.trim().is_empty());
+        if !self.full {
+            // Asterisk gives these to `config`, but a configuration file can run commands
+            // (`System()` in the dialplan, `#exec`) once reloaded: they need system here.
+            if lc == "updateconfig" || lc == "createconfig" {
+                return Err(format!("{lc} writes Asterisk's configuration, which can run commands"));
+            }
+            // Stored as is, but dialplan may evaluate it later (`EVAL`): no expressions.
+            if lc == "setvar" {
+                msg.get_all("Value").try_for_each(|v| self.no_expression("Value", v))?;
+            }
+        }
         if self.scoped {
             if let Some((_, h)) = WIDE_WITHOUT.iter().find(|(a, h)| *a == lc && empty(h)) {
                 return Err(format!("{lc} without {h} reaches every tenant"));
@@ -888,6 +924,25 @@ mod tests {
             &restricted,
             &[("Action", "MixMonitor"), ("Channel", "PJSIP/1"), ("Command", "id")],
         );
+        for h in [
+            &[("Action", "GetConfig"), ("Filename", "manager.conf")][..],
+            &[("Action", "GetConfig"), ("Filename", "./Manager.conf")],
+            &[("Action", "ListCategories"), ("Filename", "manager.d/proxy.conf")],
+            &[
+                ("Action", "UpdateConfig"),
+                ("SrcFilename", "extensions.conf"),
+                ("DstFilename", "extensions.conf"),
+            ],
+            &[("Action", "CreateConfig"), ("Filename", "x.conf")],
+            &[
+                ("Action", "Setvar"),
+                ("Channel", "PJSIP/1"),
+                ("Variable", "X"),
+                ("Value", "${SHELL(id)}"),
+            ],
+        ] {
+            refused(&restricted, h);
+        }
         refused(
             &restricted,
             &[("Action", "UserEvent"), ("UserEvent", "x"), ("Event", "Hangup")],
@@ -1087,6 +1142,7 @@ mod tests {
                 ("Paused", "true"),
             ],
             &[("Action", "Command"), ("Command", "core show channels")],
+            &[("Action", "GetConfig"), ("Filename", "pjsip.conf")],
         ];
         for h in bad {
             assert!(chk(h).is_err(), "passed: {h:?}");
