@@ -109,6 +109,22 @@ const PLAN: &[Extension] = &[
     ),
 ];
 
+/// Contexts of the simulator's own, not in the captured PBX's extensions.conf (so not in
+/// ShowDialPlan, which stays byte-exact): `ringing`, where `Local/<secs>@ringing` rings for
+/// `<secs>` seconds before it answers (two digits or more: `03` is three seconds), for
+/// testing calls that ring longer than a proxy's action timeout.
+const SIM_PLAN: &[Extension] = &[(
+    "ringing",
+    "_X.",
+    &[
+        ("Ringing", ""),
+        ("Wait", "${EXTEN}"),
+        ("Answer", ""),
+        ("Wait", "1"),
+        ("Hangup", ""),
+    ],
+)];
+
 #[cfg(test)]
 pub fn context_exists(context: &str) -> bool {
     PLAN.iter().any(|(c, _, _)| *c == context)
@@ -158,6 +174,7 @@ fn matches(pattern: &str, exten: &str) -> bool {
 /// when it runs, `${EXTEN}` included); `None` if no such extension.
 pub fn lookup(context: &str, exten: &str) -> Option<Vec<Step>> {
     PLAN.iter()
+        .chain(SIM_PLAN)
         .find(|(c, p, _)| *c == context && matches(p, exten))
         .map(|(_, _, steps)| {
             steps

@@ -272,7 +272,11 @@ impl Upstream {
         };
         if keep {
             waiter.list = list;
-            waiter.extend(core.config().proxy.action_timeout);
+            // A list gets the action timeout again for its items; a queued synchronous
+            // Originate keeps its deadline, which counts the call's ringing time.
+            if list != ListState::No {
+                waiter.extend(core.config().proxy.action_timeout);
+            }
         } else {
             link.pending.remove(&aid);
         }
