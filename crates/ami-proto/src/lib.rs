@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+pub mod clock;
 mod decoder;
 mod error;
 mod message;

@@ -121,7 +121,7 @@ mod actions;
 mod astdb;
 mod calls;
 mod channels;
-mod clock;
+use ami_proto::clock;
 mod commands;
 mod config;
 mod dialect;

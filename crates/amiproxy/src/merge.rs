@@ -27,6 +27,8 @@ struct State {
     answer: Option<Message>,
     /// `<Action>Complete`, for when no part sent its own (a part died mid-list).
     complete_name: String,
+    /// Why a part ended without its own Complete (it died or timed out), if one did.
+    incomplete: Option<String>,
     done: bool,
 }
 
@@ -46,6 +48,7 @@ impl Merge {
             complete: None,
             answer: None,
             complete_name: format!("{action}Complete"),
+            incomplete: None,
             done: false,
         })))
     }
@@ -100,9 +103,14 @@ impl Merge {
         s.part_done();
     }
 
-    /// One upstream will not answer (disconnected, timed out).
-    pub fn abandon(&self) {
-        self.lock().part_done();
+    /// One upstream will not answer (disconnected, timed out, or ended its part without a
+    /// Complete); `reason` says why, when it is a failure.
+    pub fn abandon(&self, reason: &str) {
+        let mut s = self.lock();
+        if !reason.is_empty() && s.incomplete.is_none() {
+            s.incomplete = Some(reason.to_owned());
+        }
+        s.part_done();
     }
 }
 
@@ -132,6 +140,9 @@ impl State {
             }
             if let Some(items) = self.items {
                 m = m.with_header("Items", &items.to_string());
+            }
+            if let Some(reason) = &self.incomplete {
+                m = m.with_header("ProxyIncomplete", reason);
             }
             m
         } else {

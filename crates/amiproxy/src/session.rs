@@ -15,7 +15,7 @@ use crate::limits::UserSlot;
 use crate::merge::Merge;
 use crate::perms::{action_needs, Classes, Need};
 use crate::router::Route;
-use crate::upstream::{Io, Waiter, Waiting};
+use crate::upstream::{Io, ListEnd, Waiter, Waiting};
 use ami_proto::{AmiDecoder, Decoded, Limits, Message, MessageBuilder, Role};
 use futures::StreamExt;
 use governor::DefaultDirectRateLimiter;
@@ -705,6 +705,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         tx,
                         client_aid,
                         sent: Instant::now(),
+                        list_end: ListEnd::new(action, self.gen.framed_lists()),
                     }
                 };
                 match up.send(uaid, bytes, Waiter::new(waiting, timeout)) {

@@ -40,6 +40,8 @@ pub enum Waiting {
         client_aid: Option<String>,
         /// When the action went upstream, for the latency histogram.
         sent: Instant,
+        /// How to end its list if the upstream cannot.
+        list_end: ListEnd,
     },
     /// One part of a list (or action) fanned out to several upstreams.
     Merge { merge: Merge, client_aid: Option<String> },
@@ -50,6 +52,39 @@ pub enum Waiting {
     SyncOriginate { tx: ClientTx, client_aid: Option<String> },
     /// The proxy itself (keepalive, ownership relearning): the final message, nothing else.
     Internal { tx: Option<oneshot::Sender<Message>> },
+}
+
+/// How to end a list for its client when the upstream cannot (it died or timed out
+/// halfway): a client library waiting for the `...Complete` must not wait forever.
+pub struct ListEnd {
+    /// `<Action>Complete`.
+    complete: String,
+    /// The client's generation frames lists (`EventList`, `ListItems`).
+    framed: bool,
+    /// Items delivered so far.
+    items: u64,
+}
+
+impl ListEnd {
+    pub fn new(action: &str, framed: bool) -> ListEnd {
+        ListEnd {
+            complete: format!("{action}Complete"),
+            framed,
+            items: 0,
+        }
+    }
+
+    /// The `...Complete` of a list cut short, saying why in `ProxyIncomplete`.
+    fn cut_short(&self, client_aid: Option<&str>, reason: &str) -> Message {
+        let b = MessageBuilder::event(&self.complete).header_opt("ActionID", client_aid);
+        let b = if self.framed {
+            b.header("EventList", "Complete")
+                .header("ListItems", &self.items.to_string())
+        } else {
+            b
+        };
+        b.header("ProxyIncomplete", reason).build()
+    }
 }
 
 /// Whether an answer continues as a list, and how that list is framed.
@@ -84,10 +119,19 @@ impl Waiter {
     /// Answers a waiter that will get no answer from the upstream.
     pub fn fail(self, message: &str) {
         match self.waiting {
+            // A list the client has seen start gets its end, not a second response.
+            Waiting::Client {
+                tx,
+                client_aid,
+                list_end,
+                ..
+            } if self.list != ListState::No => {
+                tx.try_send(list_end.cut_short(client_aid.as_deref(), message));
+            }
             Waiting::Client { tx, client_aid, .. } | Waiting::SyncOriginate { tx, client_aid } => {
                 tx.try_send(MessageBuilder::error(client_aid.as_deref(), message));
             }
-            Waiting::Merge { merge, .. } => merge.abandon(),
+            Waiting::Merge { merge, .. } => merge.abandon(message),
             Waiting::Internal { .. } => {}
         }
     }
@@ -243,7 +287,9 @@ impl Upstream {
         let list = list_state(&msg);
         let header = core.server_header();
         let keep = match &mut waiter.waiting {
-            Waiting::Client { tx, client_aid, sent } => {
+            Waiting::Client {
+                tx, client_aid, sent, ..
+            } => {
                 crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
                 tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
                 list != ListState::No
@@ -303,7 +349,15 @@ impl Upstream {
                     let done = ends_list(&msg, name, waiter.list);
                     let header = core.server_header();
                     match &mut waiter.waiting {
-                        Waiting::Client { tx, client_aid, .. } => {
+                        Waiting::Client {
+                            tx,
+                            client_aid,
+                            list_end,
+                            ..
+                        } => {
+                            if !done {
+                                list_end.items += 1;
+                            }
                             tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
                         }
                         Waiting::Merge { merge, client_aid } => {
@@ -313,7 +367,7 @@ impl Upstream {
                             } else {
                                 merge.item(m.with_only(header, self.name()));
                                 if done {
-                                    merge.abandon();
+                                    merge.abandon("");
                                 }
                             }
                         }

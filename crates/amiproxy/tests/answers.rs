@@ -28,3 +28,128 @@ async fn a_synchronous_originate_may_ring_longer_than_the_action_timeout() {
     let next = c.until(|m| m.response().is_some()).await;
     assert_eq!(next.action_id(), Some("after"), "{next:?}");
 }
+
+/// A fake Asterisk on loopback that answers login, Ping and CoreShowChannels, and starts
+/// every other list with one item, then dies: a list cut short.
+async fn dying_lister() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = s.write_all(b"Asterisk Call Manager/11.0.0\r\n").await;
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = s.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let msg = String::from_utf8_lossy(&buf[..end]).into_owned();
+                        buf.drain(..end + 4);
+                        let get = |k: &str| {
+                            msg.lines()
+                                .find_map(|l| l.strip_prefix(&format!("{k}: ")))
+                                .unwrap_or("")
+                                .to_owned()
+                        };
+                        let (action, aid) = (get("Action"), get("ActionID"));
+                        let reply = match action.as_str() {
+                            "Login" => format!("Response: Success\r\nActionID: {aid}\r\nMessage: Authentication accepted\r\n\r\n"),
+                            "Ping" => format!("Response: Success\r\nActionID: {aid}\r\nPing: Pong\r\n\r\n"),
+                            "CoreShowChannels" => format!(
+                                "Response: Success\r\nActionID: {aid}\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n\
+                                 Event: CoreShowChannelsComplete\r\nActionID: {aid}\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
+                            ),
+                            _ => {
+                                let start = format!(
+                                    "Response: Success\r\nActionID: {aid}\r\nEventList: start\r\nMessage: {action} will follow\r\n\r\n\
+                                     Event: ExtensionStatus\r\nActionID: {aid}\r\nExten: 100\r\nContext: default\r\nStatus: 0\r\n\r\n"
+                                );
+                                let _ = s.write_all(start.as_bytes()).await;
+                                let _ = s.flush().await;
+                                return;
+                            }
+                        };
+                        if s.write_all(reply.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_cut_short_still_ends() {
+    let addr = dying_lister().await;
+    let proxy = start_proxy(&format!(
+        "[[upstream]]\nname = \"pbx1\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"x\"\nreconnect_min_ms = 50\nreconnect_max_ms = 100\n\n{USERS}"
+    ));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    // One upstream's list, and a merged one (Status goes to every upstream).
+    for (action, complete) in [
+        ("ExtensionStateList", "ExtensionStateListComplete"),
+        ("Status", "StatusComplete"),
+    ] {
+        wait_upstream(&mut c, "pbx1").await;
+        let aid = format!("cut-{action}");
+        c.send(&format!("Action: {action}\r\nActionID: {aid}\r\n\r\n")).await;
+        let r = c.response(&aid).await;
+        assert_eq!(r.get("EventList"), Some("start"), "{r:?}");
+        let item = c.until(|m| m.action_id() == Some(aid.as_str())).await;
+        assert_eq!(item.event_name(), Some("ExtensionStatus"), "{item:?}");
+        let end = c.until(|m| m.action_id() == Some(aid.as_str())).await;
+        assert_eq!(end.event_name(), Some(complete), "{end:?}");
+        assert_eq!(end.get("EventList"), Some("Complete"), "{end:?}");
+        assert_eq!(end.get("ListItems"), Some("1"), "{end:?}");
+        assert!(
+            end.get("ProxyIncomplete").is_some_and(|r| r.contains("pbx1")),
+            "{end:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn panoramisk_returns_from_a_list_cut_short() {
+    let mut check = std::process::Command::new("python3");
+    check.args(["-c", "import panoramisk"]);
+    if !client_library("panoramisk", "pip install -r tests/python/requirements.txt", check) {
+        return;
+    }
+    let addr = dying_lister().await;
+    let proxy = start_proxy(&format!(
+        "[[upstream]]\nname = \"pbx1\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"x\"\nreconnect_min_ms = 50\nreconnect_max_ms = 100\n\n{USERS}"
+    ));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/cut_list.py");
+    for action in ["ExtensionStateList", "Status"] {
+        wait_upstream(&mut c, "pbx1").await;
+        let out = tokio::process::Command::new("python3")
+            .arg(&script)
+            .args([
+                "127.0.0.1",
+                &proxy.addr().port().to_string(),
+                "admin",
+                "admin-secret",
+                action,
+            ])
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(45), out)
+            .await
+            .expect("the script finishes")
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{action}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! Wall-clock formatting in the shapes Asterisk prints (UTC; no timezone database needed).
+//! Wall-clock formatting in the shapes Asterisk prints (UTC; no timezone database needed): what
+//! the simulator and the proxy's own events (SuccessfulAuth, Ping) need to look like Asterisk.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
