@@ -151,6 +151,15 @@ fn main() -> ExitCode {
 /// Runs until SIGTERM or SIGINT; SIGHUP (or a changed file, with `watch_config`) reloads.
 async fn run(path: PathBuf, config: Config) -> ExitCode {
     let watch = config.proxy.watch_config;
+    // Before anything is bound: a HUP or TERM that comes as soon as the listeners are up (a
+    // supervisor reloading, a deploy stopping) must find its handler, not kill the process.
+    let (mut hup, mut term) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
+        (Ok(h), Ok(t)) => (h, t),
+        _ => {
+            eprintln!("amiproxy: cannot install signal handlers");
+            return ExitCode::from(1);
+        }
+    };
     let running = match amiproxy::server::start(config).await {
         Ok(r) => r,
         Err(e) => {
@@ -165,13 +174,6 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
     if let Some(a) = running.metrics_addr {
         println!("metrics on {a}");
     }
-    let (mut hup, mut term) = match (signal(SignalKind::hangup()), signal(SignalKind::terminate())) {
-        (Ok(h), Ok(t)) => (h, t),
-        _ => {
-            eprintln!("amiproxy: cannot install signal handlers");
-            return ExitCode::from(1);
-        }
-    };
     let mut last_modified = modified(&path);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {

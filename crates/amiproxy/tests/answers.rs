@@ -153,3 +153,64 @@ async fn panoramisk_returns_from_a_list_cut_short() {
         );
     }
 }
+
+/// Starts the binary and sends `sig` from the thread that reads its output the moment the
+/// first "listening on" line appears; returns the child and the listener address.
+fn start_and_signal(config: &str, sig: i32) -> (std::process::Child, std::net::SocketAddr, std::path::PathBuf) {
+    use std::io::BufRead;
+    let dir = tempdir("signal");
+    let path = dir.join("proxy.toml");
+    std::fs::write(&path, format!("[[listener]]\naddress = \"127.0.0.1:0\"\n\n{config}")).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .arg("--config")
+        .arg(&path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("amiproxy starts");
+    let pid = child.id() as i32;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("listening on ") {
+                // SAFETY: kill(2) on our own child's pid; no memory is involved.
+                unsafe { libc::kill(pid, sig) };
+                let _ = tx.send(a.parse::<std::net::SocketAddr>().unwrap());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(DEADLINE).expect("the proxy prints its address");
+    (child, addr, dir)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_during_start_up_are_handled() {
+    let sim = sim("pbx1").await;
+    let config = format!("{}{USERS}", upstreams_toml(&[&sim]));
+    for _ in 0..10 {
+        // HUP: a reload; the proxy keeps running and serving.
+        let (mut child, addr, dir) = start_and_signal(&config, libc::SIGHUP);
+        let c = Client::login(addr, "admin", "admin-secret").await;
+        drop(c);
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP at start-up killed the proxy"
+        );
+        // TERM: a clean shutdown, exit code 0, not death by the signal.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{status:?}");
+        let _ = std::fs::remove_dir_all(dir);
+        let (mut child, _, dir) = start_and_signal(&config, libc::SIGTERM);
+        let status = tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "SIGTERM at start-up: {status:?}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
