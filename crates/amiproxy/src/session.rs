@@ -35,6 +35,9 @@ const LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
 const RESPONSE_QUEUE: usize = 65_536;
 /// Bytes buffered for a client's socket before a write reaches it.
 const OUT_BUFFER: usize = 32 * 1024;
+/// How long a closing session reads (and drops) what its client still sends, waiting for
+/// the client to close its side.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Events written before a flush.
 const EVENT_BATCH: usize = 512;
 
@@ -75,6 +78,8 @@ struct Session<W> {
     slot: Option<UserSlot>,
     /// List items hidden by the user's scope, per ActionID, to correct `ListItems`.
     hidden_items: HashMap<Option<String>, u64>,
+    /// The proxy is shutting down: actions get `Proxy is shutting down` instead of going on.
+    draining: bool,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -111,6 +116,7 @@ pub async fn serve(
             limiter: core.limits.connection_limiter(),
             slot: None,
             hidden_items: HashMap::new(),
+            draining: false,
             gen: Generation::Modern,
             write_timeout: config.proxy.write_timeout,
             batches: 0,
@@ -158,7 +164,6 @@ pub async fn serve(
         let mut events = core.hub.subscribe();
         let mut generation = core.generation();
         generation.mark_unchanged();
-        let mut reading = true;
         let _ = s.flush().await;
         loop {
             let res = tokio::select! {
@@ -171,12 +176,13 @@ pub async fn serve(
                     let p = *phase.borrow_and_update();
                     match p {
                         Phase::Running => Ok(()),
-                        // Shutting down: no new actions; answers still coming are delivered.
+                        // Shutting down: new actions are answered `Proxy is shutting down`;
+                        // answers still coming are delivered.
                         Phase::Draining => {
-                            reading = false;
+                            s.draining = true;
                             Ok(())
                         }
-                        Phase::Closing => s.close_for_shutdown(&mut rx).await,
+                        Phase::Closing => s.close_for_shutdown(&mut rx, &mut frames).await,
                     }
                 }
                 Ok(()) = generation.changed() => {
@@ -193,7 +199,7 @@ pub async fn serve(
                     }
                     r
                 }
-                frame = frames.next(), if reading => match frame {
+                frame = frames.next() => match frame {
                     Some(Ok(f)) => s.logged_in(f).await,
                     Some(Err(e)) => {
                         debug!(error = %e, "read error");
@@ -240,10 +246,27 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         Ok(())
     }
 
-    /// Shutdown: deliver what is queued, then `Event: Shutdown` as Asterisk sends it, then close.
-    async fn close_for_shutdown(&mut self, rx: &mut tokio::sync::mpsc::Receiver<Message>) -> Result<(), End> {
+    /// Shutdown: deliver what is queued, answer every action already sent (`Proxy is
+    /// shutting down`), then `Event: Shutdown` as Asterisk sends it, then close cleanly: the
+    /// write side first, then what the client still sends is read and dropped until it
+    /// closes too (bounded), so the connection ends with a FIN, never a reset.
+    async fn close_for_shutdown<R>(
+        &mut self,
+        rx: &mut tokio::sync::mpsc::Receiver<Message>,
+        frames: &mut FramedRead<R, AmiDecoder>,
+    ) -> Result<(), End>
+    where
+        R: tokio::io::AsyncRead + Unpin,
+    {
+        self.draining = true;
         while let Ok(m) = rx.try_recv() {
             self.answer(m).await?;
+        }
+        while let Some(Some(frame)) = futures::FutureExt::now_or_never(frames.next()) {
+            match frame {
+                Ok(f) => self.logged_in(f).await?,
+                Err(_) => break,
+            }
         }
         let ev = MessageBuilder::event("Shutdown")
             .header("Privilege", "system,all")
@@ -258,6 +281,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             self.send(&ev).await?;
         }
         let _ = self.flush().await;
+        let _ = tokio::time::timeout(self.write_timeout, self.out.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async { while let Some(Ok(_)) = frames.next().await {} }).await;
         Err(End::Closed)
     }
 
@@ -496,6 +521,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let Some(user) = self.user.clone() else {
             return Err(End::Closed);
         };
+        if self.draining && lc != "logoff" {
+            return self.error(aid, "Proxy is shutting down").await;
+        }
         if lc != "logoff" && !self.core.limits.allow_action(&user.name, self.limiter.as_ref()) {
             self.audit(&user, &action, "", "refused", "rate limit");
             return self.error(aid, "Rate limit exceeded").await;

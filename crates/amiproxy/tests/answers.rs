@@ -214,3 +214,67 @@ async fn signals_during_start_up_are_handled() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_every_action_already_sent_and_closes_cleanly() {
+    use ami_proto::{AmiDecoder, Decoded, Role};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::codec::Decoder;
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&sim])));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    drop(c);
+    let mut s = tokio::net::TcpStream::connect(proxy.addr()).await.unwrap();
+    s.write_all(b"Action: Login\r\nUsername: admin\r\nSecret: admin-secret\r\nActionID: login\r\n\r\n")
+        .await
+        .unwrap();
+    // Actions the proxy answers itself and actions it forwards, all in the socket when the
+    // proxy is told to stop.
+    let mut batch = String::new();
+    let n = 300;
+    for i in 0..n {
+        let action = ["Ping", "CoreSettings", "DBGet\r\nFamily: f\r\nKey: k"][i % 3];
+        batch.push_str(&format!("Action: {action}\r\nActionID: a{i}\r\n\r\n"));
+    }
+    s.write_all(batch.as_bytes()).await.unwrap();
+    proxy.signal("TERM");
+    let mut dec = AmiDecoder::new(Role::Upstream);
+    let mut buf = bytes::BytesMut::new();
+    let mut answered = std::collections::HashMap::new();
+    let mut shutdown = false;
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let eof = loop {
+        while let Some(d) = dec.decode(&mut buf).expect("well-formed") {
+            if let Decoded::Message(m) = d {
+                if m.response().is_some() {
+                    *answered.entry(m.action_id().unwrap_or("").to_owned()).or_insert(0) += 1;
+                }
+                shutdown |= m.event_name() == Some("Shutdown");
+            }
+        }
+        let mut chunk = [0u8; 65536];
+        match tokio::time::timeout_at(end, s.read(&mut chunk)).await {
+            Err(_) => panic!("the proxy did not close"),
+            Ok(Ok(0)) => break true,
+            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
+            Ok(Err(e)) => {
+                eprintln!("read error: {e}");
+                break false;
+            }
+        }
+    };
+    assert!(eof, "the connection was reset, not closed");
+    assert!(shutdown, "no Shutdown event");
+    for i in 0..n {
+        assert_eq!(answered.get(&format!("a{i}")), Some(&1), "action a{i}: {answered:?}");
+    }
+    let status = proxy_exit(proxy).await;
+    assert!(status.success(), "{status:?}");
+}
+
+async fn proxy_exit(mut proxy: Proxy) -> std::process::ExitStatus {
+    tokio::task::spawn_blocking(move || proxy.wait_exit(Duration::from_secs(10)).expect("the proxy exits"))
+        .await
+        .unwrap()
+}
