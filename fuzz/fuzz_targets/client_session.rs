@@ -156,7 +156,12 @@ fn converse(core: &Arc<Core>, config: &Config, prefix: &[u8], input: &[u8], size
         let session = tokio::spawn(amiproxy::session::serve(
             core.clone(),
             Box::new(server),
-            peer,
+            amiproxy::session::Connection {
+                peer,
+                local: "127.0.0.1:5038".parse().expect("an address"),
+                tls: false,
+                since: std::time::SystemTime::now(),
+            },
             permit,
             Arc::from("127.0.0.1:0"),
         ));

@@ -83,6 +83,7 @@ impl Default for RawLimits {
 struct RawProxy {
     banner_version: Option<String>,
     server_header: String,
+    name: String,
     auth_timeout_secs: u64,
     auth_limit: usize,
     action_timeout_secs: u64,
@@ -101,6 +102,7 @@ impl Default for RawProxy {
         RawProxy {
             banner_version: None,
             server_header: "Server".into(),
+            name: "amiproxy".into(),
             auth_timeout_secs: 30,
             auth_limit: 50,
             action_timeout_secs: 10,
@@ -324,6 +326,8 @@ pub struct ProxySettings {
     pub watch_config: bool,
     pub banner_version: Option<String>,
     pub server_header: String,
+    /// The origin (server header value) of messages the proxy makes itself.
+    pub name: String,
     pub auth_timeout: Duration,
     pub auth_limit: usize,
     pub action_timeout: Duration,
@@ -575,6 +579,7 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         watch_config: p.watch_config,
         banner_version: p.banner_version.clone(),
         server_header: p.server_header.clone(),
+        name: p.name.clone(),
         auth_timeout: Duration::from_secs(p.auth_timeout_secs.max(1)),
         auth_limit: p.auth_limit.max(1),
         action_timeout: Duration::from_secs(p.action_timeout_secs.max(1)),
@@ -629,6 +634,19 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         listeners.push(ListenerConfig { address, tls });
     }
 
+    if p.name.is_empty()
+        || p.name.eq_ignore_ascii_case("all")
+        || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || raw.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&p.name))
+    {
+        bad(
+            "proxy.name".into(),
+            format!(
+                "`{}` must be letters, digits, - _ or ., not `all` nor an upstream's name",
+                p.name
+            ),
+        );
+    }
     let mut upstreams: Vec<UpstreamConfig> = Vec::new();
     if raw.upstreams.is_empty() {
         bad("upstream".into(), "at least one [[upstream]] is needed".into());

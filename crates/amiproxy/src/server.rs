@@ -293,6 +293,8 @@ async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().unwrap_or(peer);
+        let is_tls = tls.is_some();
         let core = core.clone();
         let tls = tls.clone();
         let label = label.clone();
@@ -320,7 +322,13 @@ async fn accept_loop(
                 warn!(%peer, "refusing connection: too many unauthenticated sessions");
                 return;
             };
-            session::serve(core.clone(), io, peer, permit, label).await;
+            let conn = session::Connection {
+                peer,
+                local,
+                tls: is_tls,
+                since: std::time::SystemTime::now(),
+            };
+            session::serve(core.clone(), io, conn, permit, label).await;
             drop(conn_slot);
         });
     }

@@ -45,6 +45,48 @@ const EVENT_BATCH: usize = 512;
 /// and the upstream session is shared by everyone.
 const LOCAL_ACTIONS: &[&str] = &["login", "logoff", "challenge", "ping", "events", "filter", "waitevent"];
 
+/// Where a client connection comes from and arrives at.
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// When it was accepted (`SessionTV`).
+    pub since: std::time::SystemTime,
+}
+
+/// Asterisk's `SuccessfulAuth` security event for a login (as transcript 01 shows it).
+fn successful_auth(user: &str, conn: &Connection, origin: &str) -> Message {
+    let addr = |a: &SocketAddr| {
+        let family = if a.is_ipv4() { "IPV4" } else { "IPV6" };
+        let transport = if conn.tls { "TLS" } else { "TCP" };
+        format!("{family}/{transport}/{}/{}", a.ip(), a.port())
+    };
+    // A stable id per connection, in the shape of Asterisk's session pointer.
+    let session_id = format!("0x{:x}", {
+        let (p, l) = (conn.peer.port() as u64, conn.local.port() as u64);
+        let t = conn
+            .since
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        (t ^ (p << 16) ^ l) & 0xffff_ffff_ffff
+    });
+    MessageBuilder::event("SuccessfulAuth")
+        .header("Privilege", "security,all")
+        .header("EventTV", &ami_proto::clock::event_tv(std::time::SystemTime::now()))
+        .header("Severity", "Informational")
+        .header("Service", "AMI")
+        .header("EventVersion", "1")
+        .header("AccountID", user)
+        .header("SessionID", &session_id)
+        .header("LocalAddress", &addr(&conn.local))
+        .header("RemoteAddress", &addr(&conn.peer))
+        .header("UsingPassword", "0")
+        .header("SessionTV", &ami_proto::clock::event_tv(conn.since))
+        .header("Server", origin)
+        .build()
+}
+
 /// Why a session ends.
 enum End {
     Closed,
@@ -87,10 +129,11 @@ struct Session<W> {
 pub async fn serve(
     core: Arc<Core>,
     io: Box<dyn Io>,
-    peer: SocketAddr,
+    conn: Connection,
     permit: OwnedSemaphorePermit,
     listener: Arc<str>,
 ) {
+    let peer = conn.peer;
     let span = tracing::info_span!("client", %peer, user = tracing::field::Empty);
     async move {
         let config = core.config();
@@ -162,6 +205,10 @@ pub async fn serve(
         info!("logged in");
         let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
         let mut events = core.hub.subscribe();
+        // Asterisk announces every login to the sessions that read `security`: this one
+        // included, so after the subscription.
+        core.hub
+            .publish(successful_auth(&user.name, &conn, core.config().proxy.name.as_str()));
         let mut generation = core.generation();
         generation.mark_unchanged();
         let _ = s.flush().await;
@@ -313,7 +360,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.send(&m).await
     }
 
+    /// Writes a message that is not a hub event: responses, list items, the proxy's own
+    /// answers and events. One without an origin gets the proxy's (`proxy.name`), so a
+    /// client that dispatches every message by its server header finds one on each.
     async fn send(&mut self, m: &Message) -> Result<(), End> {
+        let header = self.core.server_header();
+        if m.get_bytes(header).is_none() {
+            let tagged = m.with_appended(header, &self.core.config().proxy.name);
+            return self.write_raw(tagged.as_bytes()).await;
+        }
         self.write_raw(m.as_bytes()).await
     }
 
@@ -823,7 +878,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 break;
             }
             if self.wants(&ev) {
-                if let Err(e) = self.send(&ev.msg).await {
+                // Hub events carry their origin already (tagged at publish).
+                if let Err(e) = self.write_raw(ev.msg.as_bytes()).await {
                     result = Err(e);
                     break;
                 }

@@ -278,3 +278,36 @@ async fn proxy_exit(mut proxy: Proxy) -> std::process::ExitStatus {
         .await
         .unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_has_an_origin_and_logins_are_announced() {
+    let s1 = sim("pbx1").await;
+    let s2 = sim("pbx2").await;
+    let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&s1, &s2])));
+    let mut admin = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let fb = admin.event("FullyBooted").await;
+    assert_eq!(fb.get("Server"), Some("amiproxy"), "{fb:?}");
+    // Its own login, as Asterisk announces it to `security` readers.
+    let auth = admin.event("SuccessfulAuth").await;
+    assert_eq!(auth.get("AccountID"), Some("admin"), "{auth:?}");
+    assert_eq!(auth.get("Service"), Some("AMI"));
+    assert_eq!(auth.get("Server"), Some("amiproxy"));
+    assert!(
+        auth.get("RemoteAddress")
+            .is_some_and(|a| a.starts_with("IPV4/TCP/127.0.0.1/")),
+        "{auth:?}"
+    );
+    wait_upstream(&mut admin, "pbx1").await;
+    wait_upstream(&mut admin, "pbx2").await;
+    // A merged list: items tagged by their server, the proxy's Complete by the proxy.
+    let (start, items, complete) = admin.list("Action: Status\r\n", "st").await;
+    assert!(start.get("Server").is_some(), "{start:?}");
+    assert!(items.iter().all(|i| i.get("Server").is_some()));
+    assert_eq!(complete.get("Server"), Some("amiproxy"), "{complete:?}");
+    // Another user's login is announced too (not to a user without `security`).
+    let _ro = Client::login(proxy.addr(), "ro", "ro-secret").await;
+    let auth = admin
+        .until(|m| m.event_name() == Some("SuccessfulAuth") && m.get("AccountID") == Some("ro"))
+        .await;
+    assert_eq!(auth.get("Server"), Some("amiproxy"));
+}

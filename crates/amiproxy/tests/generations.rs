@@ -74,7 +74,10 @@ async fn one_generation(dialect: Dialect) {
     c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
     let r = c.response("p").await;
     if dialect == Dialect::V1_4 {
-        assert_eq!(r.as_bytes(), b"Response: Pong\r\nActionID: p\r\n\r\n");
+        assert_eq!(
+            r.as_bytes(),
+            b"Response: Pong\r\nActionID: p\r\nServer: amiproxy\r\n\r\n"
+        );
     } else {
         assert_eq!(r.get("Ping"), Some("Pong"));
     }

@@ -136,7 +136,7 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
         let ev = c.event("Shutdown").await;
         assert_eq!(
             ev.as_bytes(),
-            b"Event: Shutdown\r\nPrivilege: system,all\r\nShutdown: Cleanly\r\nRestart: False\r\n\r\n"
+            b"Event: Shutdown\r\nPrivilege: system,all\r\nShutdown: Cleanly\r\nRestart: False\r\nServer: amiproxy\r\n\r\n"
         );
         assert!(c.closed().await);
     }

@@ -21,13 +21,13 @@ async fn login_ping_events_logoff_like_asterisk() {
     let r = c.next().await.unwrap();
     assert_eq!(
         r.as_bytes(),
-        b"Response: Error\r\nActionID: pre-auth-ping\r\nMessage: Permission denied\r\n\r\n"
+        b"Response: Error\r\nActionID: pre-auth-ping\r\nMessage: Permission denied\r\nServer: amiproxy\r\n\r\n"
     );
     c.send("Foo: bar\r\nActionID: noaction\r\n\r\n").await;
     let r = c.next().await.unwrap();
     assert_eq!(
         r.as_bytes(),
-        b"Response: Error\r\nActionID: noaction\r\nMessage: Missing action in request\r\n\r\n"
+        b"Response: Error\r\nActionID: noaction\r\nMessage: Missing action in request\r\nServer: amiproxy\r\n\r\n"
     );
 
     // Plain login with events on: response then FullyBooted.
@@ -36,7 +36,7 @@ async fn login_ping_events_logoff_like_asterisk() {
     let r = c.next().await.unwrap();
     assert_eq!(
         r.as_bytes(),
-        b"Response: Success\r\nActionID: login-1\r\nMessage: Authentication accepted\r\n\r\n"
+        b"Response: Success\r\nActionID: login-1\r\nMessage: Authentication accepted\r\nServer: amiproxy\r\n\r\n"
     );
     let fb = c.next().await.unwrap();
     assert_eq!(fb.event_name(), Some("FullyBooted"));
@@ -63,7 +63,7 @@ async fn login_ping_events_logoff_like_asterisk() {
         .await;
     assert_eq!(
         c.response("ev-off").await.as_bytes(),
-        b"Response: Success\r\nActionID: ev-off\r\nEvents: Off\r\n\r\n"
+        b"Response: Success\r\nActionID: ev-off\r\nEvents: Off\r\nServer: amiproxy\r\n\r\n"
     );
     c.send("Action: Events\r\nEventMask: bogus\r\nActionID: ev-bogus\r\n\r\n")
         .await;
@@ -83,7 +83,7 @@ async fn login_ping_events_logoff_like_asterisk() {
     let r = c.response("bye-1").await;
     assert_eq!(
         r.as_bytes(),
-        b"Response: Goodbye\r\nActionID: bye-1\r\nMessage: Thanks for all the fish.\r\n\r\n"
+        b"Response: Goodbye\r\nActionID: bye-1\r\nMessage: Thanks for all the fish.\r\nServer: amiproxy\r\n\r\n"
     );
     assert!(c.closed().await);
 }
@@ -107,7 +107,7 @@ async fn bad_login_is_delayed_then_closed() {
         );
         assert_eq!(
             r.as_bytes(),
-            b"Response: Error\r\nActionID: bad-1\r\nMessage: Authentication failed\r\n\r\n"
+            b"Response: Error\r\nActionID: bad-1\r\nMessage: Authentication failed\r\nServer: amiproxy\r\n\r\n"
         );
         assert!(c.closed().await);
     }
@@ -133,7 +133,7 @@ async fn md5_challenge_login() {
     let r = c.next().await.unwrap();
     assert_eq!(
         r.as_bytes(),
-        b"Response: Success\r\nActionID: md5-login\r\nMessage: Authentication accepted\r\n\r\n"
+        b"Response: Success\r\nActionID: md5-login\r\nMessage: Authentication accepted\r\nServer: amiproxy\r\n\r\n"
     );
     c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
     // Events off: the very next message is the Ping answer (no FullyBooted).
