@@ -341,12 +341,18 @@ impl Message {
             .count()
     }
 
-    /// Removes every header named `key` (a peer's copies of a header the proxy sets itself).
-    /// No copy when there is none.
+    /// Removes every header named `key` (a peer's copies of a header the proxy sets itself),
+    /// also where the name has blanks around it (` Server`, `Server :`), which some client
+    /// libraries trim. No copy when there is none.
     pub fn without_all(&self, key: &str) -> Message {
+        let matches =
+            |m: &Message, f: &Field| f.has_colon() && m.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes());
+        if !self.fields.iter().any(|f| matches(self, f)) {
+            return self.clone();
+        }
         let mut m = self.clone();
-        while m.find(key).is_some() {
-            m = m.without_header(key);
+        while let Some(f) = m.fields.iter().find(|f| matches(&m, f)).copied() {
+            m = m.splice(f.start as usize, f.next as usize, b"", None);
         }
         m
     }
@@ -382,7 +388,7 @@ mod tests {
 
     #[test]
     fn only_one_of_a_header() {
-        let m = msg("Event: UserEvent\r\nserver: forged\r\nA: 1\r\nSERVER: again\r\n\r\n");
+        let m = msg("Event: UserEvent\r\nserver: forged\r\nA: 1\r\nSERVER: again\r\n Server : spaced\r\n\r\n");
         assert_eq!(m.count("Server"), 2);
         let t = m.with_only("Server", "pbx1");
         assert_eq!(t.count("Server"), 1);

@@ -236,6 +236,8 @@ struct RawUser {
     #[serde(default)]
     functions: Vec<String>,
     applications: Option<Vec<String>>,
+    variables: Option<Vec<String>>,
+    config_files: Option<Vec<String>>,
     #[serde(default)]
     eventfilter: Vec<String>,
     #[serde(default)]
@@ -826,6 +828,8 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         check_dialplan_lists(u, write, &policy.scope, &mut |k, r| bad(format!("user[{i}].{k}"), r));
         policy.functions = u.functions.iter().map(|f| f.trim().to_ascii_uppercase()).collect();
         policy.applications = u.applications.clone();
+        policy.variables = u.variables.as_deref().map(globs);
+        policy.config_files = u.config_files.as_deref().map(globs);
         for (j, srv) in u.servers.iter().enumerate() {
             if !raw.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(srv)) {
                 bad(

@@ -81,7 +81,10 @@ impl Owners {
 
     /// The channel name of a uniqueid, when known.
     pub fn channel_of(&self, uniqueid: &str) -> Option<String> {
-        self.names.get(uniqueid).map(|v| v.0.clone())
+        let (name, upstream) = self.names.get(uniqueid).map(|v| v.clone())?;
+        // A uniqueid two upstreams share (no `systemname`) names no one channel: a scope
+        // check must not take one box's channel for the other's.
+        (self.get(uniqueid) == Some(upstream)).then_some(name)
     }
 
     /// The one upstream that has `key` (None when unknown, or when several have it).

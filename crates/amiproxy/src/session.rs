@@ -514,6 +514,13 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
         };
         let Some(user) = user.filter(|_| ok) else {
+            // Every refused plain login costs one argon2 verification, whatever the reason
+            // (a plain-secret user, a refused address): the proxy's load tells nothing
+            // either. Banned addresses are spared the work, and answered the same.
+            if !md5 && !banned && reason != "unknown user" {
+                let secret = m.get("Secret").unwrap_or("").to_owned();
+                let _ = tokio::task::spawn_blocking(move || auth::check_dummy(&secret)).await;
+            }
             // Never log the secret or key, only who tried.
             warn!(username = %username, reason, "authentication failed");
             audit(username, self.peer, "Login", "", "refused", reason);

@@ -8,7 +8,7 @@ use crate::client_tx::ClientTx;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::core::{restore_aid, Core};
 use crate::error::ProxyError;
-use crate::hub;
+use crate::hub::{self, Hub};
 use crate::merge::Merge;
 use ami_proto::{AmiDecoder, Decoded, Kind, Message, MessageBuilder, Role};
 use bytes::Bytes;
@@ -101,6 +101,21 @@ pub struct Waiter {
     pub waiting: Waiting,
     list: ListState,
     deadline: Instant,
+    /// Broadcast events that follow from this action but arrived (on the main link) before
+    /// its answer (on an account link): published once the answer is on its way, so a
+    /// client still sees the answer first, as from one Asterisk session.
+    held: Vec<Message>,
+    release: Option<(Hub, Arc<str>)>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        if let Some((hub, origin)) = self.release.take() {
+            for m in self.held.drain(..) {
+                hub.publish_from(m, origin.clone());
+            }
+        }
+    }
 }
 
 impl Waiter {
@@ -109,6 +124,8 @@ impl Waiter {
             waiting,
             list: ListState::No,
             deadline: Instant::now() + timeout,
+            held: Vec::new(),
+            release: None,
         }
     }
 
@@ -117,8 +134,9 @@ impl Waiter {
     }
 
     /// Answers a waiter that will get no answer from the upstream.
-    pub fn fail(self, message: &str) {
-        match self.waiting {
+    pub fn fail(mut self, message: &str) {
+        let waiting = std::mem::replace(&mut self.waiting, Waiting::Internal { tx: None });
+        match waiting {
             // A list the client has seen start gets its end, not a second response.
             Waiting::Client {
                 tx,
@@ -394,6 +412,11 @@ impl Upstream {
         }
         self.events_in.increment(1);
         core.owners.learn(self.id, name, &msg);
+        // The proxy's ActionID, when the event follows from an action of ours.
+        let raw_aid = msg
+            .action_id()
+            .filter(|a| a.starts_with(crate::core::ACTION_ID_PREFIX))
+            .map(str::to_owned);
         let msg = match msg.action_id() {
             Some(aid) if aid.starts_with(crate::core::ACTION_ID_PREFIX) => {
                 // One of ours: give it back to its client, or drop it (e.g. a list item that
@@ -412,8 +435,15 @@ impl Upstream {
             }
             _ => msg,
         };
-        core.hub
-            .publish_from(msg.with_only(core.server_header(), self.name()), self.origin.clone());
+        let mut event = Some(msg.with_only(core.server_header(), self.name()));
+        if let Some(aid) = raw_aid.as_deref() {
+            for account in &self.accounts {
+                event = event.and_then(|e| account.hold(aid, e, &core.hub));
+            }
+        }
+        if let Some(event) = event {
+            core.hub.publish_from(event, self.origin.clone());
+        }
     }
 
     /// Answers the synchronous Originate waiting on this link for `aid`, from its
@@ -433,6 +463,21 @@ impl Upstream {
         link.pending.remove(aid);
         // A synchronous Originate has no OriginateResponse event in Asterisk.
         true
+    }
+
+    /// Keeps `event` (a broadcast event that follows from the action `aid`) until that
+    /// action's answer has gone to its client, when the action waits on this link; gives
+    /// it back otherwise.
+    fn hold(&self, aid: &str, event: Message, hub: &Hub) -> Option<Message> {
+        let mut link = self.link();
+        match link.pending.get_mut(aid) {
+            Some(w) => {
+                w.held.push(event);
+                w.release = Some((hub.clone(), self.origin.clone()));
+                None
+            }
+            None => Some(event),
+        }
     }
 
     /// Actions sent and not yet fully answered.

@@ -214,6 +214,7 @@ fn apply(base: &[(&'static str, &'static str)], m: &Mutation, place: u8, mask: u
 fn tenant() -> Policy {
     Policy {
         functions: vec!["CALLERID".into()],
+        variables: Some(vec![Glob::new("X"), Glob::new("A"), Glob::new("B")]),
         scope: Scope {
             channels: vec![Glob::channel("Local/*@test"), Glob::channel("Local/*@test-*")],
             queues: vec![Glob::new("support")],

@@ -167,6 +167,14 @@ const ATTACKS: &[&str] = &[
     "Action: UserEvent\r\nUserEvent: x\r\nPrivilege: system,all\r\n",
     // A header Asterisk does not document for the action.
     "Action: Getvar\r\nVariable: X\r\nVariables: SHELL(id)\r\n",
+    // The proxy's own secret by a path that resolves to manager.conf, or a pattern.
+    "Action: GetConfig\r\nFilename: .//manager.conf\r\n",
+    "Action: GetConfig\r\nFilename: manager.con[f]\r\n",
+    // Variables Asterisk acts on (a command when a recording stops, MixMonitor options).
+    "Action: Setvar\r\nChannel: Local/100@default-00000000;1\r\nVariable: MONITOR_EXEC\r\nValue: touch /tmp/pwned\r\n",
+    "Action: Setvar\r\nChannel: Local/100@default-00000000;1\r\nVariable: __TOUCH_MIXMONITOR_OPTIONS\r\nValue: b,id\r\n",
+    // Another tenant's voicemail played to one's own phone.
+    "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Playback\r\nData: /var/spool/asterisk/voicemail/default/1000/INBOX/msg0000\r\n",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,6 +255,10 @@ async fn a_tenant_reaches_nothing_of_another_tenant() {
         format!("Action: UserEvent\r\nUserEvent: x\r\nUniqueid: {other_uid}\r\n"),
         "Action: UserEvent\r\nUserEvent: x\r\nQueue: sales\r\n".to_owned(),
         "Action: Command\r\nCommand: core show channels\r\n".to_owned(),
+        // DTMF into the other tenant's call, a global the channel lacks, the whole PBX.
+        format!("Action: Originate\r\nChannel: Local/11@test\r\nApplication: SendDTMF\r\nData: 1234#,,,{other}\r\n"),
+        "Action: Getvar\r\nChannel: Local/11@test-00000009;1\r\nVariable: GLOBALSECRET\r\n".to_owned(),
+        "Action: Reload\r\n".to_owned(),
     ];
     for (i, a) in attacks.iter().enumerate() {
         let a = format!("{a}Server: pbx1\r\n");

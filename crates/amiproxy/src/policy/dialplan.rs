@@ -20,7 +20,13 @@ pub enum Reach {
 }
 
 /// Dialplan functions by reach. Functions not named here reach [`Reach::System`]: the proxy
-/// cannot know what a module's function does, so only trusted users may call it.
+/// cannot know what a module's function does, so only trusted users may call it. That
+/// includes every function whose argument is a variable NAME (`CUT`, `FIELDQTY`, `PUSH`,
+/// `ARRAY`, `INC`, `IMPORT`, `MASTER_CHANNEL`, ...): Asterisk substitutes `${name}` or writes
+/// `name` as a variable, and a name ending in `)` is itself a function call, so
+/// `CUT(AST_CONFIG(manager.conf,proxy,secret),|,1)` would reach what `CUT` itself cannot.
+/// `CHANNEL` and `FEATURE*` are shared: their writes send a channel into any context
+/// (`hangup_handler_push`, `after_bridge_goto`) or arm features (automixmon).
 const FUNCTIONS: &[(Reach, &[&str])] = &[
     (
         Reach::Own,
@@ -28,7 +34,6 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "ABS",
             "AES_DECRYPT",
             "AES_ENCRYPT",
-            "ARRAY",
             "BASE64_DECODE",
             "BASE64_ENCODE",
             "BASENAME",
@@ -36,40 +41,26 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "CALLERID",
             "CDR",
             "CDR_PROP",
-            "CHANNEL",
             "CONFBRIDGE",
             "CONNECTEDLINE",
             "CSV_QUOTE",
-            "CUT",
-            "DEC",
             "DIGIT_SUM",
             "DIRNAME",
             "EXISTS",
             "FAXOPT",
-            "FEATURE",
-            "FEATUREMAP",
-            "FIELDNUM",
-            "FIELDQTY",
             "FILTER",
             "FRAME_DROP",
             "FRAME_TRACE",
             "HANGUPCAUSE",
             "HANGUPCAUSE_KEYS",
-            "HASH",
-            "HASHKEYS",
             "HOLD_INTERCEPT",
             "ICONV",
             "IF",
             "IFTIME",
-            "INC",
             "ISNULL",
             "JITTERBUFFER",
-            "JSON_DECODE",
             "KEYPADHASH",
             "LEN",
-            "LISTFILTER",
-            "LOCAL",
-            "LOCAL_PEEK",
             "LOG_GROUP",
             "LTRIM",
             "MATH",
@@ -82,18 +73,14 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "MUTEAUDIO",
             "PASSTHRU",
             "PITCH_SHIFT",
-            "POP",
-            "PUSH",
             "QUOTE",
             "RAND",
             "RECORDING_INFO",
             "REDIRECTING",
             "REGEX",
-            "REPLACE",
             "RTRIM",
             "SAYFILES",
             "SHA1",
-            "SHIFT",
             "SORT",
             "SPEECH",
             "SPEECH_ENGINE",
@@ -103,10 +90,8 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "SPEECH_TEXT",
             "SPRINTF",
             "STACK_PEEK",
-            "STRBETWEEN",
             "STRFTIME",
             "STRPTIME",
-            "STRREPLACE",
             "TALK_DETECT",
             "TESTTIME",
             "TIMEOUT",
@@ -114,11 +99,9 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "TONE_DETECT",
             "TOUPPER",
             "TRIM",
-            "UNSHIFT",
             "URIDECODE",
             "URIENCODE",
             "UUID",
-            "VARIABLE_EXISTS",
             "VERSION",
             "VOLUME",
         ],
@@ -127,6 +110,7 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
         Reach::Shared,
         &[
             "AGENT",
+            "CHANNEL",
             "CHANNELS",
             "CHANNEL_EXISTS",
             "CONFBRIDGE_CHANNELS",
@@ -136,6 +120,8 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "DIALPLAN_EXISTS",
             "EXPORT",
             "EXTENSION_STATE",
+            "FEATURE",
+            "FEATUREMAP",
             "GLOBAL",
             "GLOBAL_DELETE",
             "GLOBAL_EXISTS",
@@ -144,9 +130,7 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "GROUP_LIST",
             "GROUP_MATCH_COUNT",
             "HINT",
-            "IMPORT",
             "LOCK",
-            "MASTER_CHANNEL",
             "PARK_GET_CHANNEL",
             "PERIODIC_HOOK",
             "PRESENCE_STATE",
@@ -176,115 +160,171 @@ pub fn function_reach(name: &str) -> Reach {
         .unwrap_or(Reach::System)
 }
 
-/// What an application's arguments are, where the proxy must read into them.
+/// Which of an application's arguments (comma-separated, by position) the proxy must read
+/// into; the rest are plain (after Asterisk's substitution, which restricted users cannot
+/// use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AppArgs {
-    /// Plain arguments (after Asterisk's substitution, which restricted users cannot use).
-    Plain,
-    /// The first argument is a variable name the application sets (`Read(var,...)`).
-    SetsVariable,
-    /// `name=value` (Set: one assignment, split at the first `=`).
-    Assignment,
+pub struct AppArgs {
+    /// A variable name the application sets (`Read(var,...)`): judged as a variable name.
+    pub variable: Option<usize>,
+    /// `&`-separated sound file names the application plays: names, not paths.
+    pub files: Option<usize>,
+    /// A channel the application acts on (`SendDTMF(digits,,,channel)`).
+    pub channel: Option<usize>,
+    pub assign: Assign,
+}
+
+/// Assignments in an application's data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Assign {
+    No,
+    /// `name=value`, split at the first `=` (Set).
+    One,
     /// `name=value,...` (MSet).
-    Assignments,
+    Many,
+}
+
+impl AppArgs {
+    pub const PLAIN: AppArgs = AppArgs {
+        variable: None,
+        files: None,
+        channel: None,
+        assign: Assign::No,
+    };
+
+    const fn files(i: usize) -> AppArgs {
+        AppArgs {
+            files: Some(i),
+            ..AppArgs::PLAIN
+        }
+    }
+
+    const fn variable(i: usize) -> AppArgs {
+        AppArgs {
+            variable: Some(i),
+            ..AppArgs::PLAIN
+        }
+    }
+
+    const fn channel(i: usize) -> AppArgs {
+        AppArgs {
+            channel: Some(i),
+            ..AppArgs::PLAIN
+        }
+    }
+
+    const fn assign(assign: Assign) -> AppArgs {
+        AppArgs {
+            assign,
+            ..AppArgs::PLAIN
+        }
+    }
 }
 
 /// Applications by reach, with how to read their arguments. Applications not named here
 /// reach [`Reach::System`].
 const APPLICATIONS: &[(&str, Reach, AppArgs)] = &[
     // Own: play, wait, answer, signal on the channel being originated.
-    ("Answer", Reach::Own, AppArgs::Plain),
-    ("BackgroundDetect", Reach::Own, AppArgs::Plain),
-    ("Busy", Reach::Own, AppArgs::Plain),
-    ("Congestion", Reach::Own, AppArgs::Plain),
-    ("ControlPlayback", Reach::Own, AppArgs::Plain),
-    ("DateTime", Reach::Own, AppArgs::Plain),
-    ("Echo", Reach::Own, AppArgs::Plain),
-    ("Hangup", Reach::Own, AppArgs::Plain),
-    ("HangupCauseClear", Reach::Own, AppArgs::Plain),
-    ("Milliwatt", Reach::Own, AppArgs::Plain),
-    ("Morsecode", Reach::Own, AppArgs::Plain),
-    ("MSet", Reach::Own, AppArgs::Assignments),
-    ("MusicOnHold", Reach::Own, AppArgs::Plain),
-    ("NoOp", Reach::Own, AppArgs::Plain),
-    ("Playback", Reach::Own, AppArgs::Plain),
-    ("PlayTones", Reach::Own, AppArgs::Plain),
-    ("Proceeding", Reach::Own, AppArgs::Plain),
-    ("Progress", Reach::Own, AppArgs::Plain),
-    ("Read", Reach::Own, AppArgs::SetsVariable),
-    ("ReceiveMF", Reach::Own, AppArgs::SetsVariable),
-    ("ReceiveSF", Reach::Own, AppArgs::SetsVariable),
-    ("ReceiveText", Reach::Own, AppArgs::SetsVariable),
-    ("Ringing", Reach::Own, AppArgs::Plain),
-    ("SayAlpha", Reach::Own, AppArgs::Plain),
-    ("SayAlphaCase", Reach::Own, AppArgs::Plain),
-    ("SayDigits", Reach::Own, AppArgs::Plain),
-    ("SayMoney", Reach::Own, AppArgs::Plain),
-    ("SayNumber", Reach::Own, AppArgs::Plain),
-    ("SayOrdinal", Reach::Own, AppArgs::Plain),
-    ("SayPhonetic", Reach::Own, AppArgs::Plain),
-    ("SayUnixTime", Reach::Own, AppArgs::Plain),
-    ("SendDTMF", Reach::Own, AppArgs::Plain),
-    ("SendMF", Reach::Own, AppArgs::Plain),
-    ("SendSF", Reach::Own, AppArgs::Plain),
-    ("SendText", Reach::Own, AppArgs::Plain),
-    ("Set", Reach::Own, AppArgs::Assignment),
-    ("StartMusicOnHold", Reach::Own, AppArgs::Plain),
-    ("StopMusicOnHold", Reach::Own, AppArgs::Plain),
-    ("StopPlayTones", Reach::Own, AppArgs::Plain),
-    ("StreamEcho", Reach::Own, AppArgs::Plain),
-    ("ToneScan", Reach::Own, AppArgs::Plain),
-    ("Verbose", Reach::Own, AppArgs::Plain),
-    ("Wait", Reach::Own, AppArgs::Plain),
-    ("WaitDigit", Reach::Own, AppArgs::Plain),
-    ("WaitForNoise", Reach::Own, AppArgs::Plain),
-    ("WaitForRing", Reach::Own, AppArgs::Plain),
-    ("WaitForSilence", Reach::Own, AppArgs::Plain),
-    ("WaitForTone", Reach::Own, AppArgs::Plain),
-    ("WaitUntil", Reach::Own, AppArgs::Plain),
-    ("Zapateller", Reach::Own, AppArgs::Plain),
+    ("Answer", Reach::Own, AppArgs::PLAIN),
+    ("BackgroundDetect", Reach::Own, AppArgs::files(0)),
+    ("Busy", Reach::Own, AppArgs::PLAIN),
+    ("Congestion", Reach::Own, AppArgs::PLAIN),
+    ("ControlPlayback", Reach::Own, AppArgs::files(0)),
+    ("DateTime", Reach::Own, AppArgs::PLAIN),
+    ("Echo", Reach::Own, AppArgs::PLAIN),
+    ("Hangup", Reach::Own, AppArgs::PLAIN),
+    ("HangupCauseClear", Reach::Own, AppArgs::PLAIN),
+    ("Milliwatt", Reach::Own, AppArgs::PLAIN),
+    ("Morsecode", Reach::Own, AppArgs::PLAIN),
+    ("MSet", Reach::Own, AppArgs::assign(Assign::Many)),
+    ("MusicOnHold", Reach::Own, AppArgs::PLAIN),
+    ("NoOp", Reach::Own, AppArgs::PLAIN),
+    ("Playback", Reach::Own, AppArgs::files(0)),
+    ("PlayTones", Reach::Own, AppArgs::PLAIN),
+    ("Proceeding", Reach::Own, AppArgs::PLAIN),
+    ("Progress", Reach::Own, AppArgs::PLAIN),
+    (
+        "Read",
+        Reach::Own,
+        AppArgs {
+            variable: Some(0),
+            files: Some(1),
+            ..AppArgs::PLAIN
+        },
+    ),
+    ("ReceiveMF", Reach::Own, AppArgs::variable(0)),
+    ("ReceiveSF", Reach::Own, AppArgs::variable(0)),
+    ("ReceiveText", Reach::Own, AppArgs::variable(0)),
+    ("Ringing", Reach::Own, AppArgs::PLAIN),
+    ("SayAlpha", Reach::Own, AppArgs::PLAIN),
+    ("SayAlphaCase", Reach::Own, AppArgs::PLAIN),
+    ("SayDigits", Reach::Own, AppArgs::PLAIN),
+    ("SayMoney", Reach::Own, AppArgs::PLAIN),
+    ("SayNumber", Reach::Own, AppArgs::PLAIN),
+    ("SayOrdinal", Reach::Own, AppArgs::PLAIN),
+    ("SayPhonetic", Reach::Own, AppArgs::PLAIN),
+    ("SayUnixTime", Reach::Own, AppArgs::PLAIN),
+    ("SendDTMF", Reach::Own, AppArgs::channel(3)),
+    ("SendMF", Reach::Own, AppArgs::channel(5)),
+    ("SendSF", Reach::Own, AppArgs::channel(2)),
+    ("SendText", Reach::Own, AppArgs::PLAIN),
+    ("Set", Reach::Own, AppArgs::assign(Assign::One)),
+    ("StartMusicOnHold", Reach::Own, AppArgs::PLAIN),
+    ("StopMusicOnHold", Reach::Own, AppArgs::PLAIN),
+    ("StopPlayTones", Reach::Own, AppArgs::PLAIN),
+    ("StreamEcho", Reach::Own, AppArgs::PLAIN),
+    ("ToneScan", Reach::Own, AppArgs::PLAIN),
+    ("Verbose", Reach::Own, AppArgs::PLAIN),
+    ("Wait", Reach::Own, AppArgs::PLAIN),
+    ("WaitDigit", Reach::Own, AppArgs::PLAIN),
+    ("WaitForNoise", Reach::Own, AppArgs::PLAIN),
+    ("WaitForRing", Reach::Own, AppArgs::PLAIN),
+    ("WaitForSilence", Reach::Own, AppArgs::PLAIN),
+    ("WaitForTone", Reach::Own, AppArgs::PLAIN),
+    ("WaitUntil", Reach::Own, AppArgs::PLAIN),
+    ("Zapateller", Reach::Own, AppArgs::PLAIN),
     // Shared: reach other channels, queues, conferences, parking lots, other contexts.
-    ("AddQueueMember", Reach::Shared, AppArgs::Plain),
-    ("AgentLogin", Reach::Shared, AppArgs::Plain),
-    ("AgentRequest", Reach::Shared, AppArgs::Plain),
-    ("AttendedTransfer", Reach::Shared, AppArgs::Plain),
-    ("BackGround", Reach::Shared, AppArgs::Plain),
-    ("BlindTransfer", Reach::Shared, AppArgs::Plain),
-    ("Bridge", Reach::Shared, AppArgs::Plain),
-    ("BridgeAdd", Reach::Shared, AppArgs::Plain),
-    ("BridgeWait", Reach::Shared, AppArgs::Plain),
-    ("Broadcast", Reach::Shared, AppArgs::Plain),
-    ("ChanIsAvail", Reach::Shared, AppArgs::Plain),
-    ("ChannelRedirect", Reach::Shared, AppArgs::Plain),
-    ("ChanSpy", Reach::Shared, AppArgs::Plain),
-    ("ConfBridge", Reach::Shared, AppArgs::Plain),
-    ("ConfKick", Reach::Shared, AppArgs::Plain),
-    ("Dial", Reach::Shared, AppArgs::Plain),
-    ("Directory", Reach::Shared, AppArgs::Plain),
-    ("ExtenSpy", Reach::Shared, AppArgs::Plain),
-    ("Gosub", Reach::Shared, AppArgs::Plain),
-    ("Goto", Reach::Shared, AppArgs::Plain),
-    ("MessageSend", Reach::Shared, AppArgs::Plain),
-    ("Page", Reach::Shared, AppArgs::Plain),
-    ("Park", Reach::Shared, AppArgs::Plain),
-    ("ParkAndAnnounce", Reach::Shared, AppArgs::Plain),
-    ("ParkedCall", Reach::Shared, AppArgs::Plain),
-    ("PauseQueueMember", Reach::Shared, AppArgs::Plain),
-    ("Pickup", Reach::Shared, AppArgs::Plain),
-    ("PickupChan", Reach::Shared, AppArgs::Plain),
-    ("Queue", Reach::Shared, AppArgs::Plain),
-    ("QueueLog", Reach::Shared, AppArgs::Plain),
-    ("QueueUpdate", Reach::Shared, AppArgs::Plain),
-    ("ReadExten", Reach::Shared, AppArgs::Plain),
-    ("RemoveQueueMember", Reach::Shared, AppArgs::Plain),
-    ("RetryDial", Reach::Shared, AppArgs::Plain),
-    ("SLAStation", Reach::Shared, AppArgs::Plain),
-    ("SLATrunk", Reach::Shared, AppArgs::Plain),
-    ("SoftHangup", Reach::Shared, AppArgs::Plain),
-    ("Transfer", Reach::Shared, AppArgs::Plain),
-    ("UnpauseQueueMember", Reach::Shared, AppArgs::Plain),
-    ("UserEvent", Reach::Shared, AppArgs::Plain),
-    ("WaitExten", Reach::Shared, AppArgs::Plain),
+    ("AddQueueMember", Reach::Shared, AppArgs::PLAIN),
+    ("AgentLogin", Reach::Shared, AppArgs::PLAIN),
+    ("AgentRequest", Reach::Shared, AppArgs::PLAIN),
+    ("AttendedTransfer", Reach::Shared, AppArgs::PLAIN),
+    ("BackGround", Reach::Shared, AppArgs::PLAIN),
+    ("BlindTransfer", Reach::Shared, AppArgs::PLAIN),
+    ("Bridge", Reach::Shared, AppArgs::PLAIN),
+    ("BridgeAdd", Reach::Shared, AppArgs::PLAIN),
+    ("BridgeWait", Reach::Shared, AppArgs::PLAIN),
+    ("Broadcast", Reach::Shared, AppArgs::PLAIN),
+    ("ChanIsAvail", Reach::Shared, AppArgs::PLAIN),
+    ("ChannelRedirect", Reach::Shared, AppArgs::PLAIN),
+    ("ChanSpy", Reach::Shared, AppArgs::PLAIN),
+    ("ConfBridge", Reach::Shared, AppArgs::PLAIN),
+    ("ConfKick", Reach::Shared, AppArgs::PLAIN),
+    ("Dial", Reach::Shared, AppArgs::PLAIN),
+    ("Directory", Reach::Shared, AppArgs::PLAIN),
+    ("ExtenSpy", Reach::Shared, AppArgs::PLAIN),
+    ("Gosub", Reach::Shared, AppArgs::PLAIN),
+    ("Goto", Reach::Shared, AppArgs::PLAIN),
+    ("MessageSend", Reach::Shared, AppArgs::PLAIN),
+    ("Page", Reach::Shared, AppArgs::PLAIN),
+    ("Park", Reach::Shared, AppArgs::PLAIN),
+    ("ParkAndAnnounce", Reach::Shared, AppArgs::PLAIN),
+    ("ParkedCall", Reach::Shared, AppArgs::PLAIN),
+    ("PauseQueueMember", Reach::Shared, AppArgs::PLAIN),
+    ("Pickup", Reach::Shared, AppArgs::PLAIN),
+    ("PickupChan", Reach::Shared, AppArgs::PLAIN),
+    ("Queue", Reach::Shared, AppArgs::PLAIN),
+    ("QueueLog", Reach::Shared, AppArgs::PLAIN),
+    ("QueueUpdate", Reach::Shared, AppArgs::PLAIN),
+    ("ReadExten", Reach::Shared, AppArgs::PLAIN),
+    ("RemoveQueueMember", Reach::Shared, AppArgs::PLAIN),
+    ("RetryDial", Reach::Shared, AppArgs::PLAIN),
+    ("SLAStation", Reach::Shared, AppArgs::PLAIN),
+    ("SLATrunk", Reach::Shared, AppArgs::PLAIN),
+    ("SoftHangup", Reach::Shared, AppArgs::PLAIN),
+    ("Transfer", Reach::Shared, AppArgs::PLAIN),
+    ("UnpauseQueueMember", Reach::Shared, AppArgs::PLAIN),
+    ("UserEvent", Reach::Shared, AppArgs::PLAIN),
+    ("WaitExten", Reach::Shared, AppArgs::PLAIN),
 ];
 
 /// Applications a user without `system` may Originate when the policy names none: they only
@@ -318,7 +358,7 @@ pub fn application(name: &str) -> (Reach, AppArgs) {
         .iter()
         .find(|(n, _, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, reach, args)| (*reach, *args))
-        .unwrap_or((Reach::System, AppArgs::Plain))
+        .unwrap_or((Reach::System, AppArgs::PLAIN))
 }
 
 /// Whether `s` holds syntax Asterisk's substitution evaluates: `${...}` or `$[...]`.
@@ -497,13 +537,18 @@ mod tests {
         assert_eq!(function_reach("SHELL"), Reach::System);
         assert_eq!(function_reach("EVAL"), Reach::System);
         assert_eq!(function_reach("shell"), Reach::System);
-        assert_eq!(function_reach("IMPORT"), Reach::Shared);
+        assert_eq!(function_reach("IMPORT"), Reach::System);
+        assert_eq!(function_reach("CUT"), Reach::System);
+        assert_eq!(function_reach("PUSH"), Reach::System);
+        assert_eq!(function_reach("CHANNEL"), Reach::Shared);
+        assert_eq!(function_reach("CHANNELS"), Reach::Shared);
         assert_eq!(function_reach("CALLERID"), Reach::Own);
         assert_eq!(function_reach("NO_SUCH_FUNC"), Reach::System);
         assert_eq!(application("system").0, Reach::System);
         assert_eq!(application("TryExec").0, Reach::System);
         assert_eq!(application("chanspy").0, Reach::Shared);
-        assert_eq!(application("wait"), (Reach::Own, AppArgs::Plain));
+        assert_eq!(application("wait"), (Reach::Own, AppArgs::PLAIN));
+        assert_eq!(application("SendDTMF").1.channel, Some(3));
         for app in DEFAULT_APPLICATIONS {
             assert_eq!(application(app).0, Reach::Own, "{app}");
         }

@@ -18,7 +18,7 @@ use crate::glob::{any_match, Glob};
 use crate::perms::Classes;
 use crate::router::Owners;
 use ami_proto::Message;
-use dialplan::{AppArgs, Reach, VarRef};
+use dialplan::{AppArgs, Assign, Reach, VarRef};
 use ipnet::IpNet;
 use regex::Regex;
 use spec::Arg;
@@ -52,6 +52,55 @@ const WIDE_WITHOUT: &[(&str, &str)] = &[
     ("showdialplan", "Context"),
     ("extensionstate", "Context"),
 ];
+
+/// Actions a tenant may send without naming one of its own objects: the proxy answers them
+/// itself, or their answers are lists the proxy filters by scope, or their headers are
+/// judged on their own (UserEvent, Command against the `commands` list). Any other action
+/// that names no channel, queue, context or AstDB family acts on the whole PBX.
+const TENANT_WIDE: &[&str] = &[
+    "login",
+    "logoff",
+    "challenge",
+    "ping",
+    "events",
+    "filter",
+    "waitevent",
+    "listcommands",
+    "coresettings",
+    "corestatus",
+    "status",
+    "coreshowchannels",
+    "queuestatus",
+    "queuesummary",
+    "extensionstatelist",
+    "devicestatelist",
+    "presencestatelist",
+    "bridgelist",
+    "parkedcalls",
+    "agents",
+    "userevent",
+    "command",
+];
+
+/// Whether the action names a channel, queue, context or AstDB family (then the scope
+/// judges what it reaches).
+fn names_target(spec: &spec::ActionSpec, msg: &Message) -> bool {
+    msg.headers().any(|(k, v)| {
+        !v.trim().is_empty()
+            && matches!(
+                spec.arg(k),
+                Some(
+                    Arg::Channel
+                        | Arg::ChannelOrRegex
+                        | Arg::Interface
+                        | Arg::DialString
+                        | Arg::Queue
+                        | Arg::Context
+                        | Arg::DbFamily
+                )
+            )
+    })
+}
 
 /// Headers a user without `system` may not put into a UserEvent: they frame or route
 /// messages, and a client that reads the last of two headers would take the forgery.
@@ -149,10 +198,62 @@ pub struct Policy {
     pub functions: Vec<String>,
     /// Applications a user without `system` may Originate (None: the safe default).
     pub applications: Option<Vec<String>>,
+    /// Variable names a user without `system` may read and write (None: any but those
+    /// Asterisk acts on; a tenant reads only the channel's built-ins).
+    pub variables: Option<Vec<Glob>>,
+    /// Configuration files a user without `system` may name (None: any but manager.conf).
+    pub config_files: Option<Vec<Glob>>,
     pub rules: Vec<ArgRule>,
     pub scope: Scope,
     pub filters: FilterSet,
 }
+
+/// Whether a variable is read or written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+/// Variables Asterisk reads from the channel itself, never from the globals
+/// (`ast_str_retrieve_variable`'s built-ins).
+const BUILTIN_VARIABLES: &[&str] = &[
+    "CALLINGANI2",
+    "CALLINGPRES",
+    "CALLINGTNS",
+    "CALLINGTON",
+    "CHANNEL",
+    "CONTEXT",
+    "ENTITYID",
+    "EPOCH",
+    "EXTEN",
+    "HANGUPCAUSE",
+    "HINT",
+    "HINTNAME",
+    "PRIORITY",
+    "SYSTEMNAME",
+    "UNIQUEID",
+];
+
+/// Channel variables Asterisk acts on: commands it runs when a recording ends
+/// (`MONITOR_EXEC`, MixMonitor options armed by `TOUCH_MIXMONITOR_OPTIONS`), features it arms,
+/// contexts it sends the channel to. A user without `system` may not set them (with their
+/// `_`/`__` inheritance prefixes stripped).
+const INTERPRETED_VARIABLES: &[&str] = &[
+    "MONITOR_*",
+    "TOUCH_*",
+    "MIXMON*",
+    "*MIXMONITOR*",
+    "AUTOMIXMON*",
+    "AUTOMON*",
+    "BRIDGE_FEATURES",
+    "DYNAMIC_FEATURES",
+    "TRANSFER_CONTEXT",
+    "FORWARD_CONTEXT",
+    "GOSUB_*",
+    "MACRO_*",
+    "PARKING*",
+];
 
 /// One action being judged: who sends it, and what the policy allows them.
 struct Judge<'a> {
@@ -178,12 +279,12 @@ impl Judge<'_> {
     }
 
     /// A variable name, or a dialplan function call, as Getvar/Setvar/assignments read it.
-    fn variable(&self, what: &str, v: &str) -> Verdict {
+    fn variable(&self, what: &str, v: &str, access: Access) -> Verdict {
         if self.full {
             return Ok(());
         }
         match dialplan::var_ref(v) {
-            VarRef::Plain(_) => Ok(()),
+            VarRef::Plain(name) => self.plain_variable(what, name, access),
             VarRef::Function { name, args } => {
                 let upper = name.to_ascii_uppercase();
                 match dialplan::function_reach(&upper) {
@@ -202,6 +303,36 @@ impl Judge<'_> {
         }
     }
 
+    /// A plain variable name. Writes: never one Asterisk interprets (a command it runs, a
+    /// context it jumps to, a feature it arms); reads by a tenant: only names Asterisk takes
+    /// from the channel itself, since any other falls back to the global variables. With a
+    /// `variables` list, only its names (builtins stay readable).
+    fn plain_variable(&self, what: &str, name: &str, access: Access) -> Verdict {
+        let base = name.split(':').next().unwrap_or(name);
+        let bare = base.trim_start_matches('_');
+        let listed = || self.policy.variables.as_ref().is_some_and(|l| any_match(l, bare));
+        match access {
+            Access::Write => {
+                if INTERPRETED_VARIABLES.iter().any(|g| Glob::new(g).matches(bare)) {
+                    return Err(format!("{what}: Asterisk acts on the variable {bare}"));
+                }
+                if self.policy.variables.is_some() && !listed() {
+                    return Err(format!("{what}: {bare} is not in the user's variables"));
+                }
+            }
+            Access::Read => {
+                let builtin = BUILTIN_VARIABLES.iter().any(|b| b.eq_ignore_ascii_case(bare));
+                let bounded = self.scoped || self.policy.variables.is_some();
+                if bounded && !builtin && !listed() {
+                    return Err(format!(
+                        "{what}: {bare} may be a global variable; list it in the user's variables"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// `name=value` pairs as Asterisk splits them.
     fn assignments(&self, what: &str, v: &str) -> Verdict {
         if self.full {
@@ -216,7 +347,7 @@ impl Judge<'_> {
             if name.is_empty() {
                 continue;
             }
-            self.variable(what, name)?;
+            self.variable(what, name, Access::Write)?;
             self.no_expression(what, value)?;
         }
         Ok(())
@@ -265,21 +396,40 @@ impl Judge<'_> {
             return Ok(());
         }
         let app = self.msg.get("Application").unwrap_or("").trim();
-        match dialplan::application(app).1 {
-            AppArgs::Plain => Ok(()),
-            AppArgs::SetsVariable => {
-                let args = dialplan::separate_args(data, ',').ok_or_else(|| format!("{what} cannot be read"))?;
-                args.first().map_or(Ok(()), |v| self.variable(what, v))
-            }
-            AppArgs::Assignment => match data.split_once('=') {
-                Some((name, value)) => {
-                    self.variable(what, name)?;
-                    self.no_expression(what, value)
+        let spec = dialplan::application(app).1;
+        match spec.assign {
+            Assign::One => {
+                if let Some((name, value)) = data.split_once('=') {
+                    self.variable(what, name, Access::Write)?;
+                    self.no_expression(what, value)?;
                 }
-                None => Ok(()),
-            },
-            AppArgs::Assignments => self.assignments(what, data),
+                return Ok(());
+            }
+            Assign::Many => return self.assignments(what, data),
+            Assign::No => {}
         }
+        if spec == AppArgs::PLAIN {
+            return Ok(());
+        }
+        let args = dialplan::separate_args(data, ',').ok_or_else(|| format!("{what} cannot be read"))?;
+        let arg = |i: Option<usize>| i.and_then(|i| args.get(i)).map(|a| a.trim()).filter(|a| !a.is_empty());
+        if let Some(v) = arg(spec.variable) {
+            self.variable(what, v, Access::Write)?;
+        }
+        // Sound names, not paths: a file elsewhere may be another tenant's voicemail or
+        // recording.
+        if let Some(files) = arg(spec.files) {
+            if files
+                .split('&')
+                .any(|f| f.trim().starts_with('/') || f.split('/').any(|p| p == ".."))
+            {
+                return Err(format!("{what}: a sound file path leaves Asterisk's sound folders"));
+            }
+        }
+        if let Some(channel) = arg(spec.channel) {
+            self.channel(what, channel)?;
+        }
+        Ok(())
     }
 
     fn command(&self, cmd: &str) -> Verdict {
@@ -352,13 +502,20 @@ impl Judge<'_> {
                 }
                 Ok(())
             }
-            Arg::Variable => self.variable(key, v),
+            Arg::Variable => {
+                let access = if self.lc == "setvar" {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
+                self.variable(key, v, access)
+            }
             Arg::VariableList => {
                 if self.full {
                     return Ok(());
                 }
                 let names = dialplan::separate_args(v, ',').ok_or_else(|| format!("{key} cannot be read"))?;
-                names.iter().try_for_each(|n| self.variable(key, n))
+                names.iter().try_for_each(|n| self.variable(key, n, Access::Read))
             }
             Arg::Assignments => self.assignments(key, v),
             Arg::Application if present => self.application(v),
@@ -379,11 +536,29 @@ impl Judge<'_> {
                 if present && self.scoped {
                     return Err(format!("{key}: configuration files are shared by every tenant"));
                 }
-                let file = v.trim().trim_start_matches("./").to_ascii_lowercase();
-                if !self.full && (file == "manager.conf" || file.starts_with("manager.d/")) {
+                if self.full || !present {
+                    return Ok(());
+                }
+                // Asterisk resolves the name (realpath, and glob() with live_dangerously):
+                // judge its canonical form, and no pattern at all.
+                if v.contains(['*', '?', '[', ']', '{', '}', '~']) || v.bytes().any(|b| b < 0x21) {
+                    return Err(format!("{key} `{v}` is not a plain file name"));
+                }
+                let file = v
+                    .split(['/', '\\'])
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .collect::<Vec<_>>()
+                    .join("/")
+                    .to_ascii_lowercase();
+                if file == "manager.conf" || file.starts_with("manager.d/") || file == "manager.d" {
                     return Err(format!(
                         "{key} `{v}` holds the manager accounts and their secrets, the proxy's own among them"
                     ));
+                }
+                if let Some(list) = &self.policy.config_files {
+                    if !any_match(list, &file) {
+                        return Err(format!("{key} `{v}` is not in the user's config_files"));
+                    }
                 }
                 Ok(())
             }
@@ -487,8 +662,19 @@ impl Policy {
             lc,
             msg,
         };
+        // A header name Asterisk would not match as written (blanks, control bytes) is one a
+        // client reading the event or answer might still take for `Server` or `Event`.
+        if !full && msg.headers().any(|(k, _)| !k.bytes().all(|b| b > 0x20 && b < 0x7f)) {
+            return Err("a header name holds blanks or control characters".into());
+        }
         match spec::action(lc) {
             Some(spec) => {
+                if scoped && !TENANT_WIDE.contains(&lc) && !names_target(spec, msg) {
+                    return Err(format!(
+                        "{} names none of the tenant's objects and acts on the whole PBX",
+                        spec.name
+                    ));
+                }
                 for (key, value) in msg.headers() {
                     if key.eq_ignore_ascii_case("Action")
                         || key.eq_ignore_ascii_case("ActionID")
@@ -940,6 +1126,61 @@ mod tests {
                 ("Variable", "X"),
                 ("Value", "${SHELL(id)}"),
             ],
+            &[("Action", "GetConfig"), ("Filename", ".//manager.conf")],
+            &[("Action", "GetConfig"), ("Filename", "manager.con[f]")],
+            &[("Action", "GetConfigJSON"), ("Filename", "./././manager.conf")],
+            &[("Action", "ListCategories"), ("Filename", ".//manager.d/x.conf")],
+            &[
+                ("Action", "Setvar"),
+                ("Channel", "PJSIP/1"),
+                ("Variable", "MONITOR_EXEC"),
+                ("Value", "touch /tmp/x"),
+            ],
+            &[
+                ("Action", "Setvar"),
+                ("Channel", "PJSIP/1"),
+                ("Variable", "__TOUCH_MIXMONITOR_OPTIONS"),
+                ("Value", "b,id"),
+            ],
+            &[
+                ("Action", "Setvar"),
+                ("Channel", "PJSIP/1"),
+                ("Variable", "TRANSFER_CONTEXT"),
+                ("Value", "other"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/1"),
+                ("Application", "Wait"),
+                ("Data", "1"),
+                ("Variable", "_BRIDGE_FEATURES=T"),
+            ],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/1"),
+                ("Variable", "CUT(AST_CONFIG(manager.conf,proxy,secret),|,1)"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/1"),
+                ("Application", "Wait"),
+                ("Data", "1"),
+                ("Variable", "PUSH(SHELL(id))=x"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/1"),
+                ("Application", "Playback"),
+                ("Data", "/var/spool/asterisk/voicemail/beta/1000/INBOX/msg0000"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/1"),
+                ("Application", "Playback"),
+                ("Data", "beep&../../../spool/x"),
+            ],
+            &[("Action", "UserEvent"), ("UserEvent", "x"), (" Server", "pbx2")],
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("Event ", "Shutdown")],
         ] {
             refused(&restricted, h);
         }
@@ -1022,6 +1263,7 @@ mod tests {
         o.name_uniqueid("beta-1.7", "PJSIP/beta-0007");
         let acme = Policy {
             functions: vec!["CALLERID".into()],
+            variables: Some(vec![Glob::new("X"), Glob::new("A")]),
             scope: Scope {
                 channels: vec![Glob::channel("PJSIP/acme-*"), Glob::channel("Local/*@acme")],
                 queues: vec![Glob::new("acme-*")],
@@ -1143,6 +1385,37 @@ mod tests {
             ],
             &[("Action", "Command"), ("Command", "core show channels")],
             &[("Action", "GetConfig"), ("Filename", "pjsip.conf")],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "TRUNK_PASSWORD"),
+            ],
+            &[
+                ("Action", "Status"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variables", "X,TRUNK_PASSWORD"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Application", "SendDTMF"),
+                ("Data", "1234#,,,PJSIP/beta-7"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Application", "SendDTMF"),
+                ("Data", "1234#,,,beta-1.7"),
+            ],
+            &[
+                ("Action", "Setvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "CHANNEL(hangup_handler_push)"),
+                ("Value", "beta,s,1"),
+            ],
+            &[("Action", "DAHDIRestart")],
+            &[("Action", "Reload")],
+            &[("Action", "PRIDebugSet"), ("Span", "1"), ("Level", "1")],
         ];
         for h in bad {
             assert!(chk(h).is_err(), "passed: {h:?}");
@@ -1174,6 +1447,17 @@ mod tests {
                 ("Interface", "PJSIP/acme-1"),
                 ("Queue", "acme-sales"),
                 ("Paused", "true"),
+            ],
+            &[
+                ("Action", "Getvar"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Variable", "EXTEN:1"),
+            ],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/acme-1"),
+                ("Application", "SendDTMF"),
+                ("Data", "12,,,PJSIP/acme-2"),
             ],
         ];
         for h in good {
