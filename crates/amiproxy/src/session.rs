@@ -805,7 +805,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     }
                     Err(w) => {
                         audit(up.name(), "refused", "upstream down");
-                        w.fail(&down);
+                        (*w).fail(&down);
                         Ok(())
                     }
                 }
@@ -844,7 +844,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         client_aid: client_aid.clone(),
                     };
                     if let Err(w) = up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
-                        w.fail("");
+                        (*w).fail("");
                     }
                 }
                 audit("all", "forwarded", "");

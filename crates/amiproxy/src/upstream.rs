@@ -104,15 +104,21 @@ pub struct Waiter {
     /// Broadcast events that follow from this action but arrived (on the main link) before
     /// its answer (on an account link): published once the answer is on its way, so a
     /// client still sees the answer first, as from one Asterisk session.
-    held: Vec<Message>,
-    release: Option<(Hub, Arc<str>)>,
+    held: Option<Box<Held>>,
+}
+
+/// Events held for a waiter, and where to publish them.
+struct Held {
+    events: Vec<Message>,
+    hub: Hub,
+    origin: Arc<str>,
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
-        if let Some((hub, origin)) = self.release.take() {
-            for m in self.held.drain(..) {
-                hub.publish_from(m, origin.clone());
+        if let Some(held) = self.held.take() {
+            for m in held.events {
+                held.hub.publish_from(m, held.origin.clone());
             }
         }
     }
@@ -124,8 +130,7 @@ impl Waiter {
             waiting,
             list: ListState::No,
             deadline: Instant::now() + timeout,
-            held: Vec::new(),
-            release: None,
+            held: None,
         }
     }
 
@@ -259,12 +264,13 @@ impl Upstream {
     }
 
     /// Queues an action (already carrying `aid`) and registers who waits for its answer.
-    /// Gives the waiter back if the upstream is down or stalled.
-    pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Waiter> {
+    /// Gives the waiter back (boxed: the error path is the rare one) if the upstream is down
+    /// or stalled.
+    pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Box<Waiter>> {
         let mut link = self.link();
-        let Some(writer) = &link.writer else { return Err(waiter) };
+        let Some(writer) = &link.writer else { return Err(Box::new(waiter)) };
         if writer.try_send(bytes).is_err() {
-            return Err(waiter);
+            return Err(Box::new(waiter));
         }
         link.pending.insert(aid, waiter);
         Ok(())
@@ -472,8 +478,16 @@ impl Upstream {
         let mut link = self.link();
         match link.pending.get_mut(aid) {
             Some(w) => {
-                w.held.push(event);
-                w.release = Some((hub.clone(), self.origin.clone()));
+                w.held
+                    .get_or_insert_with(|| {
+                        Box::new(Held {
+                            events: Vec::new(),
+                            hub: hub.clone(),
+                            origin: self.origin.clone(),
+                        })
+                    })
+                    .events
+                    .push(event);
                 None
             }
             None => Some(event),
