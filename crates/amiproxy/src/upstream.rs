@@ -268,7 +268,9 @@ impl Upstream {
     /// or stalled.
     pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Box<Waiter>> {
         let mut link = self.link();
-        let Some(writer) = &link.writer else { return Err(Box::new(waiter)) };
+        let Some(writer) = &link.writer else {
+            return Err(Box::new(waiter));
+        };
         if writer.try_send(bytes).is_err() {
             return Err(Box::new(waiter));
         }
