@@ -1,9 +1,10 @@
 //! The path from upstream readers to one client session. Responses and list items are few
 //! per action, but a client that never reads while asking for huge lists must not make the
-//! proxy buffer without end: the queue is bounded, and overflowing it closes that client.
+//! proxy buffer without end: the queue is bounded in messages and in bytes, and overflowing
+//! either closes that client.
 
 use ami_proto::Message;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
@@ -11,6 +12,29 @@ use tokio::sync::{mpsc, Notify};
 pub struct ClientTx {
     tx: mpsc::Sender<Message>,
     overflow: Arc<Overflow>,
+    /// Bytes queued and not yet taken by the session.
+    queued: Arc<AtomicUsize>,
+    budget: usize,
+}
+
+/// The session's end: takes messages and gives their bytes back to the budget.
+pub struct ClientRx {
+    rx: mpsc::Receiver<Message>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ClientRx {
+    pub async fn recv(&mut self) -> Option<Message> {
+        let m = self.rx.recv().await?;
+        self.queued.fetch_sub(m.len(), Ordering::AcqRel);
+        Some(m)
+    }
+
+    pub fn try_recv(&mut self) -> Result<Message, mpsc::error::TryRecvError> {
+        let m = self.rx.try_recv()?;
+        self.queued.fetch_sub(m.len(), Ordering::AcqRel);
+        Ok(m)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -36,29 +60,69 @@ impl Overflow {
 }
 
 impl ClientTx {
-    pub fn channel(capacity: usize) -> (ClientTx, mpsc::Receiver<Message>, Arc<Overflow>) {
+    /// A queue of at most `capacity` messages and `budget` bytes.
+    pub fn channel(capacity: usize, budget: usize) -> (ClientTx, ClientRx, Arc<Overflow>) {
         let (tx, rx) = mpsc::channel(capacity);
         let overflow = Arc::new(Overflow::default());
+        let queued = Arc::new(AtomicUsize::new(0));
         (
             ClientTx {
                 tx,
                 overflow: overflow.clone(),
+                queued: queued.clone(),
+                budget,
             },
-            rx,
+            ClientRx { rx, queued },
             overflow,
         )
     }
 
-    /// Never blocks the caller (an upstream reader). Returns false if the client is gone.
+    /// Never blocks the caller (an upstream reader). Returns false if the client is gone or
+    /// its queue is over budget (then it is closed).
     pub fn try_send(&self, msg: Message) -> bool {
+        let len = msg.len();
+        if self.queued.fetch_add(len, Ordering::AcqRel) + len > self.budget {
+            self.queued.fetch_sub(len, Ordering::AcqRel);
+            self.overflowed();
+            return false;
+        }
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.overflow.flag.store(true, Ordering::Release);
-                self.overflow.notify.notify_waiters();
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                self.overflowed();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.queued.fetch_sub(len, Ordering::AcqRel);
+                false
+            }
         }
+    }
+
+    fn overflowed(&self) {
+        self.overflow.flag.store(true, Ordering::Release);
+        self.overflow.notify.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ami_proto::MessageBuilder;
+
+    #[test]
+    fn bounded_in_bytes_as_in_messages() {
+        let (tx, mut rx, overflow) = ClientTx::channel(100, 300);
+        let big = MessageBuilder::event("X").header("Data", &"x".repeat(200)).build();
+        assert!(tx.try_send(big.clone()));
+        assert!(!tx.try_send(big.clone()), "over the byte budget");
+        assert!(overflow.is_set());
+        // Taking a message gives its bytes back.
+        assert!(rx.try_recv().is_ok());
+        let (tx, mut rx, _) = ClientTx::channel(100, 300);
+        assert!(tx.try_send(big.clone()));
+        rx.try_recv().unwrap();
+        assert!(tx.try_send(big));
     }
 }

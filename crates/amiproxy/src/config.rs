@@ -84,6 +84,8 @@ struct RawProxy {
     banner_version: Option<String>,
     server_header: String,
     name: String,
+    max_in_flight_per_session: usize,
+    client_queue_bytes: usize,
     auth_timeout_secs: u64,
     auth_limit: usize,
     action_timeout_secs: u64,
@@ -103,6 +105,8 @@ impl Default for RawProxy {
             banner_version: None,
             server_header: "Server".into(),
             name: "amiproxy".into(),
+            max_in_flight_per_session: 256,
+            client_queue_bytes: 16 << 20,
             auth_timeout_secs: 30,
             auth_limit: 50,
             action_timeout_secs: 10,
@@ -167,6 +171,12 @@ struct RawUpstream {
     /// Extra manager accounts on this Asterisk, with fewer classes, for users mapped to them.
     #[serde(default)]
     accounts: Vec<RawAccount>,
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+}
+
+fn default_max_in_flight() -> usize {
+    10_000
 }
 
 #[derive(Debug, Deserialize)]
@@ -330,6 +340,10 @@ pub struct ProxySettings {
     pub server_header: String,
     /// The origin (server header value) of messages the proxy makes itself.
     pub name: String,
+    /// Actions one client session may have in flight upstream at once.
+    pub max_in_flight_per_session: usize,
+    /// Bytes of answers queued for one client before it counts as not reading.
+    pub client_queue_bytes: usize,
     pub auth_timeout: Duration,
     pub auth_limit: usize,
     pub action_timeout: Duration,
@@ -400,6 +414,8 @@ pub struct UpstreamConfig {
     /// Extra manager accounts (fewer classes) for users mapped to them: one more login
     /// each, with events off.
     pub accounts: Vec<AccountConfig>,
+    /// Actions in flight on this link at most; more are refused at once.
+    pub max_in_flight: usize,
 }
 
 /// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is
@@ -582,6 +598,8 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
         banner_version: p.banner_version.clone(),
         server_header: p.server_header.clone(),
         name: p.name.clone(),
+        max_in_flight_per_session: p.max_in_flight_per_session.max(1),
+        client_queue_bytes: p.client_queue_bytes.max(64 * 1024),
         auth_timeout: Duration::from_secs(p.auth_timeout_secs.max(1)),
         auth_limit: p.auth_limit.max(1),
         action_timeout: Duration::from_secs(p.action_timeout_secs.max(1)),
@@ -738,6 +756,7 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
                 reconnect_max: Duration::from_millis(u.reconnect_max_ms.max(u.reconnect_min_ms.max(1))),
                 channel_prefixes: u.channel_prefixes.clone(),
                 queue_prefixes: u.queue_prefixes.clone(),
+                max_in_flight: u.max_in_flight.max(1),
                 accounts: u
                     .accounts
                     .iter()

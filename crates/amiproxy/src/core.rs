@@ -186,6 +186,16 @@ impl Core {
         }
     }
 
+    /// Forgets a remembered ActionID whose action failed: its event is not coming.
+    pub fn forget_broadcast_aid(&self, upstream_aid: &str) {
+        self.broadcast_aids.remove(upstream_aid);
+    }
+
+    /// ActionIDs remembered for broadcast events still to come.
+    pub fn broadcast_aids_len(&self) -> usize {
+        self.broadcast_aids.len()
+    }
+
     /// The broadcast event with its client's ActionID back (each is echoed once), or None
     /// when no client action is known for it.
     pub fn restore_broadcast_aid(&self, _event: &str, msg: &Message) -> Option<Message> {

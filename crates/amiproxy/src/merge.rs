@@ -30,6 +30,8 @@ struct State {
     /// Why a part ended without its own Complete (it died or timed out), if one did.
     incomplete: Option<String>,
     done: bool,
+    /// The client session's in-flight slot, held until the merged answer is complete.
+    slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,7 +52,14 @@ impl Merge {
             complete_name: format!("{action}Complete"),
             incomplete: None,
             done: false,
+            slot: None,
         })))
+    }
+
+    /// Holds the client session's in-flight slot until the whole answer has gone out.
+    pub fn with_slot(self, slot: tokio::sync::OwnedSemaphorePermit) -> Merge {
+        self.lock().slot = Some(slot);
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -151,5 +160,6 @@ impl State {
                 .unwrap_or_else(|| MessageBuilder::error(aid, "No upstream server answered"))
         };
         self.tx.try_send(out);
+        self.slot = None;
     }
 }

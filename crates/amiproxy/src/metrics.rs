@@ -109,3 +109,19 @@ pub fn queue_depth(depth: usize) {
 pub fn upstream_latency(server: &str, secs: f64) {
     histogram!("amiproxy_upstream_response_seconds", "server" => server.to_owned()).record(secs);
 }
+
+/// The Prometheus text, with the state sizes read now.
+pub fn render_with_state(core: &crate::core::Core) -> Option<String> {
+    state_sizes(core);
+    Metrics::render()
+}
+
+/// Sizes of the state clients and upstreams control, read at scrape time: ActionIDs kept for
+/// broadcast events still to come, actions in flight per upstream, the ownership index.
+fn state_sizes(core: &crate::core::Core) {
+    gauge!("amiproxy_broadcast_actionids").set(core.broadcast_aids_len() as f64);
+    gauge!("amiproxy_owned_channels").set(core.owners.len() as f64);
+    for up in core.state().upstreams.iter() {
+        gauge!("amiproxy_upstream_in_flight", "server" => up.name().to_owned()).set(up.in_flight() as f64);
+    }
+}

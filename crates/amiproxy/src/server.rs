@@ -252,7 +252,7 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for up in self.core.state().upstreams.iter() {
-            up.fail_all("Proxy is shutting down");
+            up.fail_all(&self.core, "Proxy is shutting down");
         }
         self.core.set_phase(Phase::Closing);
         while start.elapsed() < deadline && self.core.sessions.load(Ordering::Acquire) > 0 {

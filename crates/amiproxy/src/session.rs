@@ -5,7 +5,7 @@
 //! client that stops reading only ever slows itself.
 
 use crate::auth;
-use crate::client_tx::ClientTx;
+use crate::client_tx::{ClientRx, ClientTx};
 use crate::config::{SlowClient, UserConfig};
 use crate::core::{Core, Phase};
 use crate::dialect::Generation;
@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{broadcast, mpsc, OwnedSemaphorePermit};
+use tokio::sync::{broadcast, OwnedSemaphorePermit};
 use tokio_util::codec::FramedRead;
 use tracing::{debug, info, warn, Instrument};
 
@@ -122,6 +122,9 @@ struct Session<W> {
     hidden_items: HashMap<Option<String>, u64>,
     /// The proxy is shutting down: actions get `Proxy is shutting down` instead of going on.
     draining: bool,
+    /// Slots for actions in flight upstream (`proxy.max_in_flight_per_session`): one client
+    /// cannot fill the upstream session every client shares.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -144,7 +147,7 @@ pub async fn serve(
             max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
         };
         let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
-        let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE);
+        let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
         let mut phase = core.phase();
         let mut s = Session {
             core: core.clone(),
@@ -160,6 +163,7 @@ pub async fn serve(
             slot: None,
             hidden_items: HashMap::new(),
             draining: false,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
             gen: Generation::Modern,
             write_timeout: config.proxy.write_timeout,
             batches: 0,
@@ -299,7 +303,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     /// closes too (bounded), so the connection ends with a FIN, never a reset.
     async fn close_for_shutdown<R>(
         &mut self,
-        rx: &mut tokio::sync::mpsc::Receiver<Message>,
+        rx: &mut ClientRx,
         frames: &mut FramedRead<R, AmiDecoder>,
     ) -> Result<(), End>
     where
@@ -728,6 +732,17 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         aid: Option<&str>,
     ) -> Result<(), End> {
         let core = self.core.clone();
+        let Ok(slot) = self.in_flight.clone().try_acquire_owned() else {
+            audit(
+                &user.name,
+                self.peer,
+                action,
+                "",
+                "refused",
+                "too many actions in flight",
+            );
+            return self.error(aid, "Too many actions in flight for this session").await;
+        };
         let header = core.server_header();
         // The routing header is the proxy's: it never reaches an upstream, and two that
         // disagree are refused rather than one of them picked.
@@ -798,14 +813,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         list_end: ListEnd::new(action, self.gen.framed_lists()),
                     }
                 };
-                match up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
+                match up.send(uaid, bytes, Waiter::new(waiting, timeout).with_slot(slot)) {
                     Ok(()) => {
                         audit(up.name(), "forwarded", "");
                         Ok(())
                     }
-                    Err(w) => {
-                        audit(up.name(), "refused", "upstream down");
-                        (*w).fail(&down);
+                    Err(refused) => {
+                        audit(up.name(), "refused", &refused.reason);
+                        (*refused.waiter).fail(&refused.reason);
                         Ok(())
                     }
                 }
@@ -832,7 +847,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     ups.len(),
                     self.gen.framed_lists(),
                     action,
-                );
+                )
+                .with_slot(slot);
                 for up in ups {
                     let uaid = core.next_action_id();
                     if echoed {
@@ -843,8 +859,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         merge: merge.clone(),
                         client_aid: client_aid.clone(),
                     };
-                    if let Err(w) = up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
-                        (*w).fail("");
+                    if let Err(refused) = up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
+                        (*refused.waiter).fail(&refused.reason);
                     }
                 }
                 audit("all", "forwarded", "");
@@ -857,7 +873,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         &mut self,
         ev: Result<Arc<Event>, broadcast::error::RecvError>,
         events: &mut broadcast::Receiver<Arc<Event>>,
-        answers: &mut mpsc::Receiver<Message>,
+        answers: &mut ClientRx,
     ) -> Result<(), End> {
         let mut ev = match ev {
             Ok(ev) => ev,

@@ -4,6 +4,8 @@
 //! dead peer, relearns channel ownership on every (re)connect, and answers every action in
 //! flight with `Response: Error` the moment the upstream goes away.
 
+mod pending;
+
 use crate::client_tx::ClientTx;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::core::{restore_aid, Core};
@@ -14,7 +16,6 @@ use ami_proto::{AmiDecoder, Decoded, Kind, Message, MessageBuilder, Role};
 use bytes::Bytes;
 use futures::StreamExt;
 use rand::Rng;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -105,6 +106,8 @@ pub struct Waiter {
     /// its answer (on an account link): published once the answer is on its way, so a
     /// client still sees the answer first, as from one Asterisk session.
     held: Option<Box<Held>>,
+    /// The sending session's in-flight slot, freed with the waiter.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// Events held for a waiter, and where to publish them.
@@ -131,11 +134,14 @@ impl Waiter {
             list: ListState::No,
             deadline: Instant::now() + timeout,
             held: None,
+            _slot: None,
         }
     }
 
-    fn extend(&mut self, by: Duration) {
-        self.deadline = Instant::now() + by;
+    /// Holds one of the sending session's in-flight slots until the action is answered.
+    pub fn with_slot(mut self, slot: tokio::sync::OwnedSemaphorePermit) -> Waiter {
+        self._slot = Some(slot);
+        self
     }
 
     /// Answers a waiter that will get no answer from the upstream.
@@ -163,7 +169,13 @@ impl Waiter {
 #[derive(Default)]
 struct Link {
     writer: Option<mpsc::Sender<Bytes>>,
-    pending: HashMap<String, Waiter>,
+    pending: pending::Pending,
+}
+
+/// Why an action could not be queued on a link; its waiter comes back to be answered.
+pub struct Refused {
+    pub waiter: Box<Waiter>,
+    pub reason: String,
 }
 
 pub struct Upstream {
@@ -266,13 +278,18 @@ impl Upstream {
     /// Queues an action (already carrying `aid`) and registers who waits for its answer.
     /// Gives the waiter back (boxed: the error path is the rare one) if the upstream is down
     /// or stalled.
-    pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Box<Waiter>> {
+    pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Refused> {
         let mut link = self.link();
-        let Some(writer) = &link.writer else {
-            return Err(Box::new(waiter));
+        let reason = match &link.writer {
+            None => Some("is not connected"),
+            Some(_) if link.pending.len() >= self.config.max_in_flight => Some("has too many actions in flight"),
+            Some(writer) => writer.try_send(bytes).err().map(|_| "is not connected"),
         };
-        if writer.try_send(bytes).is_err() {
-            return Err(Box::new(waiter));
+        if let Some(reason) = reason {
+            return Err(Refused {
+                waiter: Box::new(waiter),
+                reason: format!("Upstream server {} {reason}", self.name()),
+            });
         }
         link.pending.insert(aid, waiter);
         Ok(())
@@ -311,6 +328,7 @@ impl Upstream {
             return;
         };
         let list = list_state(&msg);
+        let refused = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Error"));
         let header = core.server_header();
         let keep = match &mut waiter.waiting {
             Waiting::Client {
@@ -347,10 +365,16 @@ impl Upstream {
             // A list gets the action timeout again for its items; a queued synchronous
             // Originate keeps its deadline, which counts the call's ringing time.
             if list != ListState::No {
-                waiter.extend(core.config().proxy.action_timeout);
+                link.pending.extend(&aid, core.config().proxy.action_timeout);
             }
         } else {
             link.pending.remove(&aid);
+        }
+        drop(link);
+        // A refused action has no broadcast event to come (an async Originate refused
+        // outright): its ActionID need not be remembered.
+        if refused {
+            core.forget_broadcast_aid(&aid);
         }
     }
 
@@ -409,7 +433,7 @@ impl Upstream {
                     if done {
                         link.pending.remove(&aid);
                     } else {
-                        waiter.extend(core.config().proxy.action_timeout);
+                        link.pending.extend(&aid, core.config().proxy.action_timeout);
                     }
                     return;
                 }
@@ -458,7 +482,7 @@ impl Upstream {
     /// OriginateResponse. False when none waits here.
     fn finish_sync_originate(&self, core: &Core, aid: &str, msg: &Message) -> bool {
         let mut link = self.link();
-        let Some(Waiting::SyncOriginate { tx, client_aid }) = link.pending.get(aid).map(|w| &w.waiting) else {
+        let Some(Waiting::SyncOriginate { tx, client_aid }) = link.pending.get_mut(aid).map(|w| &w.waiting) else {
             return false;
         };
         let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
@@ -502,13 +526,11 @@ impl Upstream {
     }
 
     /// Answers everything in flight with an error (shutdown), keeping the link.
-    pub fn fail_all(&self, message: &str) {
-        let pending = std::mem::take(&mut self.link().pending);
-        for (_, w) in pending {
-            w.fail(message);
-        }
+    pub fn fail_all(&self, core: &Core, message: &str) {
+        let pending = self.link().pending.take_all();
+        fail_each(core, pending, message);
         for a in &self.accounts {
-            a.fail_all(message);
+            a.fail_all(core, message);
         }
     }
 
@@ -518,31 +540,30 @@ impl Upstream {
             let mut link = self.link();
             link.writer = None;
             self.connected.store(false, Ordering::Release);
-            std::mem::take(&mut link.pending)
+            link.pending.take_all()
         };
         let msg = format!("Upstream server {} disconnected: {reason}", self.name());
-        for (_, w) in pending {
-            w.fail(&msg);
-        }
+        fail_each(core, pending, &msg);
         core.owners.forget_upstream(self.id);
     }
 
     /// Answers actions whose upstream did not reply in time.
-    fn expire(&self, now: Instant) {
-        let expired: Vec<Waiter> = {
-            let mut link = self.link();
-            let keys: Vec<String> = link
-                .pending
-                .iter()
-                .filter(|(_, w)| w.deadline <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            keys.into_iter().filter_map(|k| link.pending.remove(&k)).collect()
-        };
-        let msg = format!("Timeout waiting for response from upstream server {}", self.name());
-        for w in expired {
-            w.fail(&msg);
+    fn expire(&self, core: &Core, now: Instant) {
+        let expired = self.link().pending.expired(now);
+        if expired.is_empty() {
+            return;
         }
+        let msg = format!("Timeout waiting for response from upstream server {}", self.name());
+        fail_each(core, expired, &msg);
+    }
+}
+
+/// Answers waiters that will get no answer, and forgets their broadcast ActionIDs (the
+/// event that would have carried one is not coming to anyone's client).
+fn fail_each(core: &Core, waiters: Vec<(String, Waiter)>, message: &str) {
+    for (aid, w) in waiters {
+        core.forget_broadcast_aid(&aid);
+        w.fail(message);
     }
 }
 
@@ -607,12 +628,12 @@ pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
             }
         };
         // Answers actions whose upstream stays silent, for the life of the proxy.
-        let sweeper_up = up.clone();
+        let (sweeper_core, sweeper_up) = (core.clone(), up.clone());
         tokio::spawn(async move {
             let mut t = tokio::time::interval(Duration::from_millis(200));
             loop {
                 tokio::select! {
-                    _ = t.tick() => sweeper_up.expire(Instant::now()),
+                    _ = t.tick() => sweeper_up.expire(&sweeper_core, Instant::now()),
                     _ = sweeper_up.stop.cancelled() => return,
                 }
             }

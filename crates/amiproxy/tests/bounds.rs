@@ -1,0 +1,133 @@
+//! Bounded state wherever a client or an upstream controls its size: actions in flight per
+//! session and per upstream link (refused with clear errors, freed when answered), and
+//! ActionIDs remembered for broadcast events forgotten when their action fails.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    out.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_session_cannot_fill_the_shared_upstream() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!(
+        "[proxy]\nmax_in_flight_per_session = 4\n\n{}max_in_flight = 6\n\n{USERS}",
+        upstreams_toml(&[&sim])
+    ));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    // The upstream stops answering: what is sent stays in flight.
+    sim.set_stalled(true);
+    for i in 0..6 {
+        a.send(&format!(
+            "Action: DBGet\r\nFamily: f\r\nKey: k\r\nActionID: a{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    for i in 4..6 {
+        let r = a.response(&format!("a{i}")).await;
+        assert_eq!(
+            r.get("Message"),
+            Some("Too many actions in flight for this session"),
+            "{r:?}"
+        );
+    }
+    // Another session has its own slots, until the link itself is full (4 + 2 = 6).
+    for i in 0..3 {
+        b.send(&format!(
+            "Action: DBGet\r\nFamily: f\r\nKey: k\r\nActionID: b{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    let r = b.response("b2").await;
+    assert_eq!(
+        r.get("Message"),
+        Some("Upstream server pbx1 has too many actions in flight"),
+        "{r:?}"
+    );
+    // Local answers need no slot.
+    c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
+    assert_eq!(c.response("p").await.get("Ping"), Some("Pong"));
+    // Once answered (here: the link drops on its keepalive and fails them), slots are free.
+    sim.set_stalled(false);
+    for i in 0..4 {
+        let r = a.response(&format!("a{i}")).await;
+        assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
+    }
+    wait_upstream(&mut a, "pbx1").await;
+    for i in 0..4 {
+        a.send(&format!(
+            "Action: DBGet\r\nFamily: f\r\nKey: k\r\nActionID: again{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    for i in 0..4 {
+        let r = a.response(&format!("again{i}")).await;
+        assert_ne!(
+            r.get("Message"),
+            Some("Too many actions in flight for this session"),
+            "{r:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actionids_of_failed_actions_are_forgotten() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!(
+        "[metrics]\naddress = \"127.0.0.1:0\"\n\n{}{USERS}",
+        upstreams_toml(&[&sim])
+    ));
+    let metrics = proxy.metrics.expect("metrics address");
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    // Async Originates refused outright: no OriginateResponse will come for them.
+    for i in 0..50 {
+        c.send(&format!(
+            "Action: Originate\r\nAsync: true\r\nApplication: Wait\r\nActionID: bad{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    for i in 0..50 {
+        let r = c.response(&format!("bad{i}")).await;
+        assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
+    }
+    // Async Originates lost with their link.
+    sim.set_stalled(true);
+    for i in 0..20 {
+        c.send(&format!("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: lost{i}\r\n\r\n")).await;
+    }
+    for i in 0..20 {
+        let r = c.response(&format!("lost{i}")).await;
+        assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
+    }
+    sim.set_stalled(false);
+    assert_eq!(metric(metrics, "amiproxy_broadcast_actionids").await, Some(0.0));
+    // A good one is remembered until its event comes, then forgotten.
+    wait_upstream(&mut c, "pbx1").await;
+    c.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: good\r\n\r\n").await;
+    let ev = c.until(|m| m.event_name() == Some("OriginateResponse")).await;
+    assert_eq!(ev.action_id(), Some("good"));
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while metric(metrics, "amiproxy_broadcast_actionids").await != Some(0.0) {
+        assert!(tokio::time::Instant::now() < end, "the ActionID was kept");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
