@@ -173,6 +173,12 @@ struct RawUpstream {
     accounts: Vec<RawAccount>,
     #[serde(default = "default_max_in_flight")]
     max_in_flight: usize,
+    #[serde(default = "default_ownership_refresh")]
+    ownership_refresh_secs: f64,
+}
+
+fn default_ownership_refresh() -> f64 {
+    300.0
 }
 
 fn default_max_in_flight() -> usize {
@@ -416,6 +422,8 @@ pub struct UpstreamConfig {
     pub accounts: Vec<AccountConfig>,
     /// Actions in flight on this link at most; more are refused at once.
     pub max_in_flight: usize,
+    /// How often the channel ownership index is relearned from the upstream.
+    pub ownership_refresh: Duration,
 }
 
 /// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is
@@ -757,6 +765,7 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
                 channel_prefixes: u.channel_prefixes.clone(),
                 queue_prefixes: u.queue_prefixes.clone(),
                 max_in_flight: u.max_in_flight.max(1),
+                ownership_refresh: Duration::from_secs_f64(u.ownership_refresh_secs.max(0.1)),
                 accounts: u
                     .accounts
                     .iter()

@@ -45,14 +45,116 @@ pub struct Owners {
     /// Uniqueid → (channel name, upstream), so a scope given by channel names also covers
     /// actions that name a channel by its uniqueid.
     names: DashMap<String, (String, usize)>,
+    /// Relearns in progress, per upstream: what the index held before, what the upstream's
+    /// list confirmed, what live events touched meanwhile.
+    relearns: DashMap<usize, Relearn>,
+    /// Set once the index reached [`MAX_OWNED_KEYS`] (warned about once).
+    full: std::sync::atomic::AtomicBool,
+}
+
+/// Keys (channel names and uniqueids) the index holds at most: a PBX with far fewer live
+/// channels never reaches it; an index that would (missed hangups, a misbehaving upstream)
+/// stops growing and converges again at the next relearn.
+pub const MAX_OWNED_KEYS: usize = 1_000_000;
+
+/// One relearn of one upstream's channels (`CoreShowChannels`), so the index converges to
+/// what the upstream has: a list item never brings back a channel whose Hangup came first
+/// (list items and events travel separately inside Asterisk), and what the index held that
+/// neither the list nor a live event confirmed is dropped when the list is complete.
+#[derive(Debug, Default)]
+struct Relearn {
+    before: std::collections::HashSet<String>,
+    listed: std::collections::HashSet<String>,
+    touched: std::collections::HashSet<String>,
+    gone: std::collections::HashSet<String>,
 }
 
 impl Owners {
     pub fn insert(&self, key: &str, upstream: usize) {
-        if !key.is_empty() {
-            let mut owners = self.map.entry(key.to_owned()).or_default();
-            if !owners.contains(&upstream) {
-                owners.push(upstream);
+        if key.is_empty() {
+            return;
+        }
+        if self.map.len() >= MAX_OWNED_KEYS && !self.map.contains_key(key) {
+            if !self.full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    max = MAX_OWNED_KEYS,
+                    "channel ownership index is full; new channels route by rules until the next relearn"
+                );
+            }
+            return;
+        }
+        let mut owners = self.map.entry(key.to_owned()).or_default();
+        if !owners.contains(&upstream) {
+            owners.push(upstream);
+        }
+    }
+
+    /// Starts a relearn of `upstream`'s channels: remembers what the index holds for it.
+    pub fn begin_relearn(&self, upstream: usize) {
+        let before = self
+            .map
+            .iter()
+            .filter(|e| e.value().contains(&upstream))
+            .map(|e| e.key().clone())
+            .collect();
+        self.relearns.insert(
+            upstream,
+            Relearn {
+                before,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// One item of a relearn list (`CoreShowChannel`): learned unless a live Hangup for it
+    /// came first.
+    pub fn learn_listed(&self, upstream: usize, msg: &Message) {
+        let (chan, uid) = (msg.get("Channel").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
+        // Only during a relearn: a list a client asked for is a snapshot too, and outside a
+        // relearn nothing tells a stale item from a live channel.
+        let Some(mut r) = self.relearns.get_mut(&upstream) else {
+            return;
+        };
+        if r.gone.contains(chan) || r.gone.contains(uid) {
+            return;
+        }
+        r.listed.insert(chan.to_owned());
+        r.listed.insert(uid.to_owned());
+        drop(r);
+        self.insert(chan, upstream);
+        self.insert(uid, upstream);
+        self.name_uniqueid(uid, chan);
+    }
+
+    /// Ends a relearn: when its list was complete, drops what the index held for the
+    /// upstream that neither the list nor a live event confirmed.
+    pub fn end_relearn(&self, upstream: usize, complete: bool) {
+        let Some((_, r)) = self.relearns.remove(&upstream) else {
+            return;
+        };
+        if !complete {
+            return;
+        }
+        for key in r
+            .before
+            .iter()
+            .filter(|k| !r.listed.contains(*k) && !r.touched.contains(*k))
+        {
+            self.remove_own(key, upstream);
+        }
+        if self.map.len() < MAX_OWNED_KEYS {
+            self.full.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Notes live-event changes to keys during a relearn of `upstream`.
+    fn touched(&self, upstream: usize, keys: &[&str], gone: bool) {
+        if let Some(mut r) = self.relearns.get_mut(&upstream) {
+            for k in keys.iter().filter(|k| !k.is_empty()) {
+                r.touched.insert((*k).to_owned());
+                if gone {
+                    r.gone.insert((*k).to_owned());
+                }
             }
         }
     }
@@ -121,16 +223,19 @@ impl Owners {
         let ev = event.as_bytes();
         if ev.eq_ignore_ascii_case(b"Newchannel") || ev.eq_ignore_ascii_case(b"CoreShowChannel") {
             let (chan, uid) = (msg.get("Channel").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
+            self.touched(upstream, &[chan, uid], false);
             self.insert(chan, upstream);
             self.insert(uid, upstream);
             self.name_uniqueid(uid, chan);
         } else if ev.eq_ignore_ascii_case(b"Rename") {
             for k in ["Channel", "Oldname"] {
                 if let Some(old) = msg.get(k) {
+                    self.touched(upstream, &[old], true);
                     self.remove_own(old, upstream);
                 }
             }
             let (chan, uid) = (msg.get("Newname").unwrap_or(""), msg.get("Uniqueid").unwrap_or(""));
+            self.touched(upstream, &[chan, uid], false);
             self.insert(chan, upstream);
             self.insert(uid, upstream);
             self.name_uniqueid(uid, chan);
@@ -141,6 +246,7 @@ impl Owners {
             // 1.4 and 1.8 name the two joined channels Channel1/Channel2.
             for (c, u) in [("Channel1", "Uniqueid1"), ("Channel2", "Uniqueid2")] {
                 let (chan, uid) = (msg.get(c).unwrap_or(""), msg.get(u).unwrap_or(""));
+                self.touched(upstream, &[chan, uid], false);
                 self.insert(chan, upstream);
                 self.insert(uid, upstream);
                 self.name_uniqueid(uid, chan);
@@ -148,6 +254,7 @@ impl Owners {
         } else if ev.eq_ignore_ascii_case(b"Hangup") {
             for k in ["Channel", "Uniqueid"] {
                 if let Some(v) = msg.get(k) {
+                    self.touched(upstream, &[v], true);
                     self.remove_own(v, upstream);
                 }
             }
@@ -331,6 +438,56 @@ default_upstream = "pbx2"
         assert_eq!(r.route(&m, "Status", None, &owners), Route::One(0));
         let m = action(&[("Action", "CoreStatus")]);
         assert_eq!(r.route(&m, "CoreStatus", None, &owners), Route::One(1));
+    }
+
+    #[test]
+    fn relearn_converges_to_the_upstreams_truth() {
+        let o = Owners::default();
+        let ev = |h: &[(&str, &str)]| action(h);
+        let chan = |name: &'static str, uid: &'static str| {
+            ev(&[("Event", "CoreShowChannel"), ("Channel", name), ("Uniqueid", uid)])
+        };
+        // Known before: a (still up), stale (its Hangup was missed).
+        o.learn(
+            1,
+            "Newchannel",
+            &ev(&[("Event", "Newchannel"), ("Channel", "SIP/a"), ("Uniqueid", "ua")]),
+        );
+        o.learn(
+            1,
+            "Newchannel",
+            &ev(&[("Event", "Newchannel"), ("Channel", "SIP/stale"), ("Uniqueid", "us")]),
+        );
+        o.begin_relearn(1);
+        // During the relearn: b hangs up before its (stale) list item arrives; c is new.
+        o.learn(
+            1,
+            "Hangup",
+            &ev(&[("Event", "Hangup"), ("Channel", "SIP/b"), ("Uniqueid", "ub")]),
+        );
+        o.learn(
+            1,
+            "Newchannel",
+            &ev(&[("Event", "Newchannel"), ("Channel", "SIP/c"), ("Uniqueid", "uc")]),
+        );
+        o.learn_listed(1, &chan("SIP/a", "ua"));
+        o.learn_listed(1, &chan("SIP/b", "ub"));
+        o.end_relearn(1, true);
+        assert_eq!(o.get("SIP/a"), Some(1));
+        assert_eq!(
+            o.get("SIP/b"),
+            None,
+            "a list item must not bring back a hung-up channel"
+        );
+        assert_eq!(o.get("SIP/c"), Some(1), "a channel created during the relearn stays");
+        assert_eq!(o.get("SIP/stale"), None, "what the list did not confirm goes");
+        assert_eq!(o.get("us"), None);
+        // An incomplete relearn drops nothing; a list outside a relearn teaches nothing.
+        o.begin_relearn(1);
+        o.end_relearn(1, false);
+        assert_eq!(o.get("SIP/a"), Some(1));
+        o.learn_listed(1, &chan("SIP/d", "ud"));
+        assert_eq!(o.get("SIP/d"), None);
     }
 
     #[test]

@@ -131,3 +131,49 @@ async fn actionids_of_failed_actions_are_forgotten() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ownership_index_converges_to_the_upstreams_channels() {
+    let s1 = sim("pbx1").await;
+    let s2 = sim("pbx2").await;
+    let ups = upstreams_toml(&[&s1, &s2]).replace("reconnect_min_ms", "ownership_refresh_secs = 0.3\nreconnect_min_ms");
+    let proxy = start_proxy(&format!("[routing]\ndefault_upstream = \"pbx1\"\n\n{ups}{USERS}"));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    // pbx2 announces a channel and never its hangup (a missed event).
+    s2.emit(
+        ami_proto::MessageBuilder::event("Newchannel")
+            .header("Privilege", "call,all")
+            .header("Channel", "PJSIP/ghost-00000001")
+            .header("Uniqueid", "pbx2-1700000000.99")
+            .build(),
+    );
+    let end = tokio::time::Instant::now() + DEADLINE;
+    let mut n = 0;
+    // Learned: actions naming it go to pbx2.
+    while route(&mut c, n).await.as_deref() != Some("pbx2") {
+        n += 1;
+        assert!(tokio::time::Instant::now() < end, "the channel was never learned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Relearned: pbx2 does not list it, so the index lets it go and the default applies.
+    while route(&mut c, n).await.as_deref() != Some("pbx1") {
+        n += 1;
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the ghost channel stayed in the index"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where an action naming the ghost channel goes: the server of its answer.
+async fn route(c: &mut Client, n: u32) -> Option<String> {
+    let aid = format!("r{n}");
+    c.send(&format!(
+        "Action: Getvar\r\nChannel: PJSIP/ghost-00000001\r\nVariable: X\r\nActionID: {aid}\r\n\r\n"
+    ))
+    .await;
+    c.response(&aid).await.get("Server").map(str::to_owned)
+}

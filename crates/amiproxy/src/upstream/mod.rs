@@ -394,7 +394,7 @@ impl Upstream {
                 let aid = aid.to_owned();
                 if !matches!(waiter.waiting, Waiting::SyncOriginate { .. }) && waiter.list != ListState::No {
                     if name.eq_ignore_ascii_case("CoreShowChannel") {
-                        core.owners.learn(self.id, name, &msg);
+                        core.owners.learn_listed(self.id, &msg);
                     }
                     let done = ends_list(&msg, name, waiter.list);
                     let header = core.server_header();
@@ -852,16 +852,30 @@ async fn session(core: &Arc<Core>, up: &Arc<Upstream>, address: &str) -> Result<
 }
 
 /// Asks for every channel, so ownership is learned again after a (re)connect.
+/// Relearns at once, then every `ownership_refresh` while this connection lasts, so the
+/// index converges to the upstream's channels even after a missed Hangup.
 fn relearn(core: &Arc<Core>, up: &Arc<Upstream>) {
     let (core, up) = (core.clone(), up.clone());
+    let epoch = up.reconnects.load(Ordering::Relaxed);
     tokio::spawn(async move {
-        let timeout = core.config().proxy.action_timeout;
-        if up
-            .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
-            .await
-            .is_none()
-        {
-            debug!(server = up.name(), "could not relearn channels");
+        loop {
+            let timeout = core.config().proxy.action_timeout;
+            core.owners.begin_relearn(up.id);
+            let complete = up
+                .internal(&core, MessageBuilder::action("CoreShowChannels"), timeout)
+                .await
+                .is_some();
+            core.owners.end_relearn(up.id, complete);
+            if !complete {
+                debug!(server = up.name(), "could not relearn channels");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(up.config.ownership_refresh) => {}
+                _ = up.stop.cancelled() => return,
+            }
+            if !up.is_connected() || up.reconnects.load(Ordering::Relaxed) != epoch {
+                return;
+            }
         }
     });
 }
