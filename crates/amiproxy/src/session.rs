@@ -820,7 +820,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     }
                     Err(refused) => {
                         audit(up.name(), "refused", &refused.reason);
-                        (*refused.waiter).fail(&refused.reason);
+                        (*refused.waiter).fail(&refused.reason, (header, up.name()));
                         Ok(())
                     }
                 }
@@ -860,7 +860,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         client_aid: client_aid.clone(),
                     };
                     if let Err(refused) = up.send(uaid, bytes, Waiter::new(waiting, timeout)) {
-                        (*refused.waiter).fail(&refused.reason);
+                        (*refused.waiter).fail(&refused.reason, (header, up.name()));
                     }
                 }
                 audit("all", "forwarded", "");

@@ -144,8 +144,11 @@ impl Waiter {
         self
     }
 
-    /// Answers a waiter that will get no answer from the upstream.
-    pub fn fail(mut self, message: &str) {
+    /// Answers a waiter that will get no answer from the upstream, tagged with that
+    /// upstream's name (`origin`: the server header and the name), so a client that
+    /// dispatches by server sees which box failed.
+    pub fn fail(mut self, message: &str, origin: (&str, &str)) {
+        let (header, server) = origin;
         let waiting = std::mem::replace(&mut self.waiting, Waiting::Internal { tx: None });
         match waiting {
             // A list the client has seen start gets its end, not a second response.
@@ -155,10 +158,10 @@ impl Waiter {
                 list_end,
                 ..
             } if self.list != ListState::No => {
-                tx.try_send(list_end.cut_short(client_aid.as_deref(), message));
+                tx.try_send(list_end.cut_short(client_aid.as_deref(), message).with_only(header, server));
             }
             Waiting::Client { tx, client_aid, .. } | Waiting::SyncOriginate { tx, client_aid } => {
-                tx.try_send(MessageBuilder::error(client_aid.as_deref(), message));
+                tx.try_send(MessageBuilder::error(client_aid.as_deref(), message).with_only(header, server));
             }
             Waiting::Merge { merge, .. } => merge.abandon(message),
             Waiting::Internal { .. } => {}
@@ -528,7 +531,7 @@ impl Upstream {
     /// Answers everything in flight with an error (shutdown), keeping the link.
     pub fn fail_all(&self, core: &Core, message: &str) {
         let pending = self.link().pending.take_all();
-        fail_each(core, pending, message);
+        fail_each(core, self.name(), pending, message);
         for a in &self.accounts {
             a.fail_all(core, message);
         }
@@ -543,7 +546,7 @@ impl Upstream {
             link.pending.take_all()
         };
         let msg = format!("Upstream server {} disconnected: {reason}", self.name());
-        fail_each(core, pending, &msg);
+        fail_each(core, self.name(), pending, &msg);
         core.owners.forget_upstream(self.id);
     }
 
@@ -554,16 +557,16 @@ impl Upstream {
             return;
         }
         let msg = format!("Timeout waiting for response from upstream server {}", self.name());
-        fail_each(core, expired, &msg);
+        fail_each(core, self.name(), expired, &msg);
     }
 }
 
 /// Answers waiters that will get no answer, and forgets their broadcast ActionIDs (the
 /// event that would have carried one is not coming to anyone's client).
-fn fail_each(core: &Core, waiters: Vec<(String, Waiter)>, message: &str) {
+fn fail_each(core: &Core, server: &str, waiters: Vec<(String, Waiter)>, message: &str) {
     for (aid, w) in waiters {
         core.forget_broadcast_aid(&aid);
-        w.fail(message);
+        w.fail(message, (core.server_header(), server));
     }
 }
 
