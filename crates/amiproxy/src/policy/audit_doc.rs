@@ -35,7 +35,8 @@ const KINDS: &[Arg] = &[
 ];
 
 /// What a header of this kind is, and the rule the proxy applies to it. "Restricted": a user
-/// without the `system` write class; "scoped": a user with a `channels` or `queues` scope.
+/// without the `system` write class, or with a scope; "scoped": a user with a `channels` or
+/// `queues` scope.
 fn legend(arg: Arg) -> (&'static str, &'static str) {
     match arg {
         Arg::Data => (
@@ -70,9 +71,13 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
             "a variable name, or a dialplan function call when it ends in `)`",
             "restricted users: a plain variable name, or a call to a function in the user's \
              `functions` allow-list (none by default) with no `${`/`$[` in its arguments; functions \
-             that reach files, the shell, the network, the configuration, the environment or AstDB \
-             need `system` whatever the list says; scoped users: no functions that read or write \
-             other channels, queues or globals, and no global variables",
+             that reach files, the shell, the network, the configuration, the environment or AstDB, \
+             or that take a variable name (`CUT`, `PUSH`, `IMPORT`, ...), need `system` whatever \
+             the list says; written names: never one Asterisk acts on (`MONITOR_EXEC`, \
+             `TOUCH_MIXMONITOR_OPTIONS`, `TRANSFER_CONTEXT`, ...), and only the user's `variables` \
+             when it has that list; scoped users: no functions that reach other channels, queues, \
+             contexts or globals (`CHANNEL` writes included), and reads only of the channel's \
+             built-ins or the user's `variables` (a plain name falls back to the globals)",
         ),
         Arg::VariableList => ("a comma list of Variable", "as Variable, for each item"),
         Arg::Assignments => (
@@ -89,7 +94,8 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
         Arg::AppData => (
             "the arguments of that application, substituted before it runs",
             "restricted users: no `${`/`$[`; the arguments are parsed per application and checked \
-             like the headers they correspond to (variables, channels, queues, contexts)",
+             like the headers they correspond to (variables set, `Set`/`MSet` assignments, a \
+             channel argument, sound files: names, not paths)",
         ),
         Arg::Gosub => (
             "a dialplan subroutine `[[context,]exten,]priority[(args)]` run on a channel",
@@ -106,12 +112,15 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
         ),
         Arg::ConfigFile => (
             "a file name in Asterisk's configuration folder",
-            "relative to Asterisk's configuration folder, no `..`",
+            "relative to Asterisk's configuration folder, no `..`; restricted users: no patterns, \
+             never `manager.conf` or `manager.d/` under any spelling, only the user's \
+             `config_files` when it has that list; scoped users: refused; writing a file \
+             (UpdateConfig, CreateConfig) needs `system`",
         ),
         Arg::CliCommand => (
             "a CLI command line",
-            "restricted users: the user's `commands` allow-list (default: read-only `show` \
-             commands); refused to scoped users without a `commands` list",
+            "restricted users: the user's `commands` allow-list (default: status commands that \
+             hold no secret); refused to scoped users without a `commands` list",
         ),
         Arg::AgiCommand => (
             "an AGI command (runs any application, reads and writes any variable)",
@@ -120,8 +129,9 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
         Arg::EventHeader => (
             "a header of the event sent to every AMI client",
             "restricted users: none named Event, Response, Privilege, ActionID, the proxy's server \
-             header, or other framing headers; scoped users: every header that names a channel, \
-             uniqueid or queue must be within the scope",
+             header, or other framing headers, and no header name with blanks or control \
+             characters; scoped users: every header that names a channel, uniqueid or queue must \
+             be within the scope",
         ),
         Arg::Object(_) => (
             "any other named PBX object a tenant could own (bridge, conference, mailbox, endpoint, \
