@@ -18,6 +18,12 @@ pub enum Role {
 /// Size limits. Client defaults are Asterisk's own (1024-byte line, 128 lines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
+    /// Client role: the most bytes of a line WITH its line end, as Asterisk's 1024-byte input
+    /// buffer holds it. A 1023-byte line with `\r\n` does not fit: Asterisk discards it but
+    /// keeps its `\r`, reads the `\n` as an empty line and ends the message there, running
+    /// what follows as a new message. The proxy refuses such a line, so it never judges as
+    /// one message what Asterisk runs as two. Upstream role: the most bytes of a line's
+    /// content.
     pub max_line: usize,
     pub max_lines: usize,
     /// Whole-message cap (upstream role); guards memory against an endless message.
@@ -187,8 +193,12 @@ impl Decoder for AmiDecoder {
                     self.scan = buf.len();
                     // A trailing `\r` may be the start of the line's `\r\n`: not counted yet.
                     let tail = &buf[self.line_start..];
-                    let partial = tail.len() - usize::from(tail.last() == Some(&b'\r'));
-                    if partial > self.limits.max_line && self.state != State::FollowsBody {
+                    let too_long = match self.role {
+                        // Its line end is still to come: at least one byte more.
+                        Role::Client => tail.len() >= self.limits.max_line,
+                        Role::Upstream => tail.len() - usize::from(tail.last() == Some(&b'\r')) > self.limits.max_line,
+                    };
+                    if too_long && self.state != State::FollowsBody {
                         match self.role {
                             Role::Upstream => {
                                 return Err(Error::MessageTooLarge {
@@ -265,7 +275,11 @@ impl Decoder for AmiDecoder {
                         }
                         return Ok(Some(self.finish(buf, next)));
                     }
-                    if end - start > self.limits.max_line {
+                    let too_long = match self.role {
+                        Role::Client => next - start > self.limits.max_line,
+                        Role::Upstream => end - start > self.limits.max_line,
+                    };
+                    if too_long {
                         if self.role == Role::Upstream {
                             return Err(Error::MessageTooLarge {
                                 limit: self.limits.max_line,

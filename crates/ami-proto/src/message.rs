@@ -191,6 +191,12 @@ impl Message {
             .any(|f| std::str::from_utf8(&self.raw[f.start as usize..f.end as usize]).is_err())
     }
 
+    /// Whether a line starts with a NUL byte: Asterisk reads lines as C strings, so to it that
+    /// line is empty and ends the message there.
+    pub fn has_line_starting_with_nul(&self) -> bool {
+        self.fields.iter().any(|f| self.raw.get(f.start as usize) == Some(&0))
+    }
+
     pub fn field_count(&self) -> usize {
         self.fields.len()
     }

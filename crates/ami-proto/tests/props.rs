@@ -329,13 +329,12 @@ proptest! {
 
 // Regressions for what the properties above found; each failed before the fix in src/.
 
-/// A line of exactly `max_line` bytes whose `\r` and `\n` arrive in different reads was
-/// refused as too long (the pending `\r` was counted), though the same bytes in one read
-/// were accepted.
+/// The longest line Asterisk reads whole (1024 bytes with its `\r\n`) is accepted in any
+/// chunking, its `\r` and `\n` in different reads included.
 #[test]
 fn max_length_line_with_split_crlf_is_accepted() {
     let mut input = b"Action: Ping\r\nX: ".to_vec();
-    input.extend(std::iter::repeat_n(b'v', 1024 - 3));
+    input.extend(std::iter::repeat_n(b'v', 1022 - 3));
     input.extend_from_slice(b"\r\n\r\n");
     let cut = input.len() - 3; // just after the long line's `\r`
     let whole = one_chunk(Role::Client, None, &input);
@@ -344,11 +343,35 @@ fn max_length_line_with_split_crlf_is_accepted() {
     assert_eq!(split.items, whole.items);
 }
 
+/// A 1023-byte line with `\r\n` is the one Asterisk ends a message on (its buffer fills
+/// with the `\r`, the `\n` then reads as an empty line): refused whole, in any chunking,
+/// never passed on as one message (the lines after it would run as another action).
+#[test]
+fn the_line_asterisk_splits_a_message_on_is_refused() {
+    for (len, end) in [(1023usize, &b"\r\n"[..]), (1024, b"\n")] {
+        let mut input = b"Action: UserEvent\r\nUserEvent: x\r\nPad: ".to_vec();
+        input.extend(std::iter::repeat_n(b'A', len - 5));
+        input.extend_from_slice(end);
+        input.extend_from_slice(b"Action: Command\r\nCommand: core stop now\r\n\r\n");
+        for chunk in [input.len(), 1, 7, 100] {
+            let cuts: Vec<usize> = std::iter::repeat_n(chunk, input.len() / chunk + 1).collect();
+            let out = run(decoder(Role::Client, None), &input, &cuts);
+            assert_eq!(messages(&out.items).len(), 0, "{len}: {:?}", out.items);
+            assert!(matches!(out.items[0], Decoded::Rejected { .. }), "{:?}", out.items);
+        }
+    }
+    // 1023 bytes with a bare LF still fit Asterisk's buffer.
+    let mut input = b"Action: Ping\r\nPad: ".to_vec();
+    input.extend(std::iter::repeat_n(b'A', 1023 - 5));
+    input.extend_from_slice(b"\n\n");
+    assert_eq!(messages(&one_chunk(Role::Client, None, &input).items).len(), 1);
+}
+
 /// A client message of 128 maximal lines plus a maximal partial line made the client-role
 /// decoder fail with `MessageTooLarge` (an upstream-only cap) instead of going on.
 #[test]
 fn client_role_never_fails_on_long_legal_lines() {
-    let line = [b"K: ".as_slice(), &[b'v'; 1021], b"\r\n"].concat();
+    let line = [b"K: ".as_slice(), &[b'v'; 1019], b"\r\n"].concat();
     let mut input = line.repeat(128);
     input.extend(std::iter::repeat_n(b'w', 1024));
     let out = run(decoder(Role::Client, None), &input, &[input.len()]);

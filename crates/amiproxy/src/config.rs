@@ -579,6 +579,14 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
             "max_line must be at least 64 and max_lines at least 4".into(),
         );
     }
+    // Asterisk reads a line into a 1024-byte buffer: a longer limit would let the proxy pass
+    // a line that Asterisk cuts, and end a message where the proxy saw none.
+    if p.max_line > 1024 || p.max_lines > 128 {
+        bad(
+            "proxy.max_line".into(),
+            "max_line can be at most 1024 and max_lines at most 128 (Asterisk's own limits)".into(),
+        );
+    }
     if !(p.shutdown_timeout_secs > 0.0 && p.shutdown_timeout_secs < 3600.0) {
         bad(
             "proxy.shutdown_timeout_secs".into(),

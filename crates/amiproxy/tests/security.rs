@@ -464,3 +464,42 @@ upstream_account = "low"
         .collect();
     assert!(harm.is_empty(), "{harm:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_asterisk_would_split_on_smuggles_nothing() {
+    let (pbx1, _pbx2, proxy) = setup().await;
+    let mut root = Client::login(proxy.addr(), "root", "root-secret").await;
+    wait_upstream(&mut root, "pbx1").await;
+    let mut c = Client::login(proxy.addr(), "pbx2only", "pbx2only-secret").await;
+    pbx1.clear_effects();
+    // A 1023-byte line with CRLF: Asterisk keeps its `\r`, reads the `\n` as an empty line,
+    // and would run what follows as a second message.
+    let pad = "A".repeat(1023 - "Pad: ".len());
+    for (i, tail) in ["Action: Command\r\nCommand: core stop now\r\n", "Action: DBGetTree\r\n"]
+        .iter()
+        .enumerate()
+    {
+        c.send(&format!(
+            "Action: UserEvent\r\nUserEvent: smuggle{i}\r\nActionID: s{i}\r\nPad: {pad}\r\n{tail}\r\n"
+        ))
+        .await;
+        let r = c.response(&format!("s{i}")).await;
+        assert_eq!(
+            r.get("Message"),
+            Some("Failed to parse message: line too long"),
+            "{r:?}"
+        );
+    }
+    // And one whose first line is a NUL (an empty line to Asterisk), from a trusted user.
+    root.send(
+        "Action: UserEvent\r\nUserEvent: smuggle-nul\r\nActionID: n\r\n\0\r\nAction: DBGetTree\r\nServer: pbx1\r\n\r\n",
+    )
+    .await;
+    assert_eq!(root.response("n").await.get("Message"), Some("Permission denied"));
+    let harm: Vec<Effect> = harm_after_sentinel(&mut root, &pbx1, "smuggle")
+        .await
+        .into_iter()
+        .filter(|e| !matches!(e, Effect::AppRun { .. }))
+        .collect();
+    assert!(harm.is_empty(), "the PBX did: {harm:?}");
+}

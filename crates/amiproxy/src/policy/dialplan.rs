@@ -171,6 +171,9 @@ pub struct AppArgs {
     pub files: Option<usize>,
     /// A channel the application acts on (`SendDTMF(digits,,,channel)`).
     pub channel: Option<usize>,
+    /// A say-format whose `'quoted'` parts are sound files played as they are
+    /// (`DateTime(time,zone,format)`).
+    pub quoted_files: Option<usize>,
     pub assign: Assign,
 }
 
@@ -189,8 +192,16 @@ impl AppArgs {
         variable: None,
         files: None,
         channel: None,
+        quoted_files: None,
         assign: Assign::No,
     };
+
+    const fn quoted_files(i: usize) -> AppArgs {
+        AppArgs {
+            quoted_files: Some(i),
+            ..AppArgs::PLAIN
+        }
+    }
 
     const fn files(i: usize) -> AppArgs {
         AppArgs {
@@ -230,7 +241,7 @@ const APPLICATIONS: &[(&str, Reach, AppArgs)] = &[
     ("Busy", Reach::Own, AppArgs::PLAIN),
     ("Congestion", Reach::Own, AppArgs::PLAIN),
     ("ControlPlayback", Reach::Own, AppArgs::files(0)),
-    ("DateTime", Reach::Own, AppArgs::PLAIN),
+    ("DateTime", Reach::Own, AppArgs::quoted_files(2)),
     ("Echo", Reach::Own, AppArgs::PLAIN),
     ("Hangup", Reach::Own, AppArgs::PLAIN),
     ("HangupCauseClear", Reach::Own, AppArgs::PLAIN),
@@ -263,7 +274,7 @@ const APPLICATIONS: &[(&str, Reach, AppArgs)] = &[
     ("SayNumber", Reach::Own, AppArgs::PLAIN),
     ("SayOrdinal", Reach::Own, AppArgs::PLAIN),
     ("SayPhonetic", Reach::Own, AppArgs::PLAIN),
-    ("SayUnixTime", Reach::Own, AppArgs::PLAIN),
+    ("SayUnixTime", Reach::Own, AppArgs::quoted_files(2)),
     ("SendDTMF", Reach::Own, AppArgs::channel(3)),
     ("SendMF", Reach::Own, AppArgs::channel(5)),
     ("SendSF", Reach::Own, AppArgs::channel(2)),

@@ -419,15 +419,18 @@ impl Judge<'_> {
         // Sound names, not paths: a file elsewhere may be another tenant's voicemail or
         // recording.
         if let Some(files) = arg(spec.files) {
-            if files
-                .split('&')
-                .any(|f| f.trim().starts_with('/') || f.split('/').any(|p| p == ".."))
-            {
+            if files.split('&').any(not_a_sound_name) {
                 return Err(format!("{what}: a sound file path leaves Asterisk's sound folders"));
             }
         }
         if let Some(channel) = arg(spec.channel) {
             self.channel(what, channel)?;
+        }
+        // Between quotes a say-format names a sound file: `'/var/spool/...'` is a path.
+        if let Some(format) = arg(spec.quoted_files) {
+            if format.split('\'').skip(1).step_by(2).any(not_a_sound_name) {
+                return Err(format!("{what}: a sound file path leaves Asterisk's sound folders"));
+            }
         }
         Ok(())
     }
@@ -572,6 +575,13 @@ impl Judge<'_> {
     }
 }
 
+/// A sound file given as a path (absolute, or climbing out with `..`) rather than a name
+/// under Asterisk's sound folders.
+fn not_a_sound_name(f: &str) -> bool {
+    let f = f.trim();
+    f.starts_with('/') || f.split('/').any(|p| p == "..")
+}
+
 /// What an event header names, for tenant scope.
 enum Named {
     Channel,
@@ -633,6 +643,15 @@ impl Policy {
         let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
         let scoped = self.scope.scoped();
         let full = system && !scoped;
+        // For every user, trusted or not: what would make Asterisk see two messages where the
+        // proxy judged one (a line that starts with NUL is an empty line to Asterisk), or
+        // one action where the proxy judged another.
+        if msg.has_line_starting_with_nul() {
+            return Err("a line starting with NUL ends Asterisk's reading of the message".into());
+        }
+        if msg.count("Action") > 1 {
+            return Err("two Action headers".into());
+        }
         // Asterisk takes header values as bytes; a check that cannot read a value must not
         // pass it on. Only unrestricted users (system, no policy) may send non-UTF-8 values.
         if msg.has_invalid_utf8() && !(full && self.is_unrestricted()) {
@@ -1127,6 +1146,12 @@ mod tests {
                 ("Value", "${SHELL(id)}"),
             ],
             &[("Action", "GetConfig"), ("Filename", ".//manager.conf")],
+            &[
+                ("Action", "Originate"),
+                ("Channel", "PJSIP/1"),
+                ("Application", "DateTime"),
+                ("Data", ",,'/var/spool/asterisk/voicemail/beta/100/INBOX/msg0000'"),
+            ],
             &[("Action", "GetConfig"), ("Filename", "manager.con[f]")],
             &[("Action", "GetConfigJSON"), ("Filename", "./././manager.conf")],
             &[("Action", "ListCategories"), ("Filename", ".//manager.d/x.conf")],
@@ -1252,6 +1277,26 @@ mod tests {
                 ("Data", "x"),
             ],
         );
+    }
+
+    /// What Asterisk would read as two messages, or as another action, is refused to every
+    /// user, however trusted.
+    #[test]
+    fn no_second_action_for_anyone() {
+        let o = Owners::default();
+        for h in [
+            &[("Action", "Ping"), ("Action", "Command"), ("Command", "core stop now")][..],
+            &[("Action", "UserEvent"), ("UserEvent", "x"), ("\0Pad", "x")],
+        ] {
+            let m = msg(h);
+            let lc = m.action().unwrap().to_ascii_lowercase();
+            assert!(
+                Policy::default()
+                    .check_action(write("all"), &lc, &m, &o, "Server")
+                    .is_err(),
+                "{m:?}"
+            );
+        }
     }
 
     /// A tenant reaches nothing of another tenant's: not by header, not through a function

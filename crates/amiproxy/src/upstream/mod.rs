@@ -158,7 +158,11 @@ impl Waiter {
                 list_end,
                 ..
             } if self.list != ListState::No => {
-                tx.try_send(list_end.cut_short(client_aid.as_deref(), message).with_only(header, server));
+                tx.try_send(
+                    list_end
+                        .cut_short(client_aid.as_deref(), message)
+                        .with_only(header, server),
+                );
             }
             Waiting::Client { tx, client_aid, .. } | Waiting::SyncOriginate { tx, client_aid } => {
                 tx.try_send(MessageBuilder::error(client_aid.as_deref(), message).with_only(header, server));
