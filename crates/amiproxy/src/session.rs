@@ -425,7 +425,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Some(_) if self.gen == Generation::V1_4 => self.error(aid, "Authentication Required").await.map(|_| false),
             Some(_) => self.error(aid, "Permission denied").await.map(|_| false),
         };
-        self.flush().await?;
+        // An accepted login is flushed by the caller once the session is subscribed to the
+        // events: a client that has read `Authentication accepted` misses no event
+        // published after it.
+        if !matches!(res, Ok(true)) {
+            self.flush().await?;
+        }
         res
     }
 
