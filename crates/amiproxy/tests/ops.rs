@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(sims: &[&ami_sim::SimHandle], app_write: &str, extra_users: &str) -> String {
@@ -65,15 +64,31 @@ async fn reload_keeps_clients_and_applies_at_once() {
     // New policy for app, user `gone` removed, upstream pbx1 replaced by pbx2.
     write_config(&proxy, &config(&[&s2], "originate", ""));
     proxy.signal("HUP");
-    let ev = app
-        .until(|m| m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some("pbx1"))
-        .await;
-    assert_eq!(ev.get("Status"), Some("Disconnected"));
-    assert_eq!(ev.get("Reason"), Some("removed from the configuration"));
-    let ev = app
-        .until(|m| m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some("pbx2"))
-        .await;
-    assert_eq!(ev.get("Status"), Some("Connected"));
+    // pbx1's link ends and pbx2's begins in tasks of their own: either status may come
+    // first, so both are awaited in any order.
+    let (mut removed, mut added, mut announced) = (None, None, false);
+    while removed.is_none() || added.is_none() {
+        let ev = app.event("ProxyUpstreamStatus").await;
+        match ev.get("Server") {
+            // pbx1 coming up at start-up, announced late (see `next_status_change`).
+            Some("pbx1") if ev.get("Status") == Some("Connected") && removed.is_none() && !announced => {
+                announced = true;
+            }
+            Some("pbx1") => {
+                assert!(removed.is_none(), "a second status for pbx1: {ev:?}");
+                removed = Some(ev);
+            }
+            Some("pbx2") => {
+                assert!(added.is_none(), "a second status for pbx2: {ev:?}");
+                added = Some(ev);
+            }
+            _ => panic!("status of an unknown upstream: {ev:?}"),
+        }
+    }
+    let (removed, added) = (removed.unwrap(), added.unwrap());
+    assert_eq!(removed.get("Status"), Some("Disconnected"), "{removed:?}");
+    assert_eq!(removed.get("Reason"), Some("removed from the configuration"));
+    assert_eq!(added.get("Status"), Some("Connected"), "{added:?}");
     // Same connection, new rights.
     let r = originate(&mut app, "after").await;
     assert_eq!(r, "Originate successfully queued");
@@ -109,7 +124,7 @@ async fn invalid_reload_is_refused_and_the_old_config_kept() {
     let mut again = Client::login(proxy.addr(), "app", "app-secret").await;
     again.send("Action: Ping\r\nActionID: q\r\n\r\n").await;
     assert_eq!(again.response("q").await.get("Ping"), Some("Pong"));
-    assert!(proxy.wait_exit(Duration::from_millis(10)).is_none());
+    assert!(proxy.running(), "the proxy exited after a refused reload");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +135,13 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
     let text = config(&[&s1], "", "")
         .replace("ping_interval_secs = 0.5", "ping_interval_secs = 30")
         .replace("ping_timeout_secs = 1.0", "ping_timeout_secs = 30");
-    let mut proxy = start_proxy(&format!("[proxy]\nshutdown_timeout_secs = 3\n\n{text}"));
+    // The action timeout is past the test's deadline, so only the drain's own bound (half
+    // the shutdown timeout) can answer the action stalled upstream; the clients keep their
+    // connections open, so only the proxy's bounds end their sessions. Answered and exited
+    // before the deadline proves the shutdown bounded without timing it.
+    let mut proxy = start_proxy(&format!(
+        "[proxy]\nshutdown_timeout_secs = 3\naction_timeout_secs = 60\n\n{text}"
+    ));
     let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
     let mut b = Client::login(proxy.addr(), "app", "app-secret").await;
     wait_upstream(&mut a, "pbx1").await;
@@ -128,7 +149,6 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
     s1.set_stalled(true);
     a.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: inflight\r\n\r\n")
         .await;
-    let t = std::time::Instant::now();
     proxy.signal("TERM");
     let r = a.response("inflight").await;
     assert_eq!(r.get("Message"), Some("Proxy is shutting down"));
@@ -140,9 +160,8 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
         );
         assert!(c.closed().await);
     }
-    let status = proxy.wait_exit(Duration::from_secs(5)).expect("the proxy exits");
-    assert!(status.success());
-    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+    let status = proxy.wait_exit(DEADLINE).expect("the proxy exits");
+    assert!(status.success(), "{status:?}");
     s1.set_stalled(false);
 }
 

@@ -69,6 +69,11 @@ impl Proxy {
         assert!(ok.success());
     }
 
+    /// Whether the process is still running (checked now, without waiting).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
     /// Waits for the process to exit; None if it is still running after `d`.
     pub fn wait_exit(&mut self, d: Duration) -> Option<std::process::ExitStatus> {
         let end = std::time::Instant::now() + d;
@@ -348,6 +353,50 @@ pub async fn wait_upstream(c: &mut Client, server: &str) {
         assert!(tokio::time::Instant::now() < end, "upstream {server} never connected");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Emits UserEvents `Numbered` on `sim`, numbered by `Seq:` from `first` to `last`, each
+/// carrying `pad` bytes of padding. Unlike the firehose (events at a rate), the test decides
+/// how many are on their way, so a reader that keeps up by design never falls behind
+/// however slow the machine is.
+pub fn emit_numbered(sim: &ami_sim::SimHandle, first: u64, last: u64, pad: usize) {
+    let pad = "p".repeat(pad);
+    for seq in first..=last {
+        sim.emit(
+            ami_proto::MessageBuilder::event("UserEvent")
+                .header("Privilege", "user,all")
+                .header("UserEvent", "Numbered")
+                .header("Seq", &seq.to_string())
+                .header("Pad", &pad)
+                .build(),
+        );
+    }
+}
+
+/// The server and number of an event of [`emit_numbered`].
+pub fn numbered(m: &Message) -> Option<(String, u64)> {
+    if m.get("UserEvent") != Some("Numbered") {
+        return None;
+    }
+    let server = m.get("Server").expect("events are tagged").to_owned();
+    Some((server, m.get("Seq")?.parse().ok()?))
+}
+
+/// Whether `m` is the `ProxyUpstreamStatus` event of `server`.
+pub fn is_status_of(m: &Message, server: &str) -> bool {
+    m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some(server)
+}
+
+/// The next change of `server`'s link after [`wait_upstream`] saw it up: its next
+/// `ProxyUpstreamStatus` but the `Connected` that announced it coming up. That one can
+/// reach a client that logged in before the link was up after the answers [`wait_upstream`]
+/// got through it (answers and events travel separately), so it is skipped, once.
+pub async fn next_status_change(c: &mut Client, server: &str) -> Message {
+    let ev = c.until(|m| is_status_of(m, server)).await;
+    if ev.get("Status") != Some("Connected") {
+        return ev;
+    }
+    c.until(|m| is_status_of(m, server)).await
 }
 
 /// A proxy in front of `sims` with one TLS listener whose certificate `amiproxy gen-cert`
