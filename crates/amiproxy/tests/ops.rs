@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn config(sims: &[&ami_sim::SimHandle], app_write: &str, extra_users: &str) -> String {
@@ -165,11 +166,89 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
     s1.set_stalled(false);
 }
 
+/// One sample: its name, its labels, its value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// One scrape of `/metrics`.
+struct Scrape(Vec<Sample>);
+
+impl Scrape {
+    async fn take(addr: std::net::SocketAddr) -> Scrape {
+        let (code, text) = http_get(addr, "/metrics").await;
+        assert_eq!(code, 200, "{text}");
+        Scrape::parse(&text)
+    }
+
+    /// Prometheus text: `name{label="value",...} number` or `name number`; `#` lines are
+    /// comments.
+    fn parse(text: &str) -> Scrape {
+        let mut samples = Vec::new();
+        for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample {line:?}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line:?}"));
+            let (name, labels) = match series.split_once('{') {
+                None => (series, Vec::new()),
+                Some((name, rest)) => {
+                    let mut labels = Vec::new();
+                    let mut rest = rest
+                        .strip_suffix('}')
+                        .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+                    while let Some((key, after)) = rest.split_once("=\"") {
+                        let end = after.find('"').unwrap_or_else(|| panic!("bad label in {line:?}"));
+                        labels.push((key.to_owned(), after[..end].to_owned()));
+                        rest = after[end + 1..].trim_start_matches(',');
+                    }
+                    (name, labels)
+                }
+            };
+            samples.push((name.to_owned(), labels, value));
+        }
+        Scrape(samples)
+    }
+
+    /// The sum of the samples of `name` that carry all of `labels`; None when there is none.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut matching = self
+            .0
+            .iter()
+            .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v)))
+            .map(|(_, _, v)| *v)
+            .peekable();
+        matching.peek()?;
+        Some(matching.sum())
+    }
+
+    fn get(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels)
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"))
+    }
+}
+
+/// Scrapes until `f` holds for a scrape (for values the proxy updates after the answer a
+/// client saw, or that pass through a moment of its own work); returns that scrape.
+async fn scrape_until(addr: std::net::SocketAddr, what: &str, f: impl Fn(&Scrape) -> bool) -> Scrape {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let s = Scrape::take(addr).await;
+        if f(&s) {
+            return s;
+        }
+        assert!(tokio::time::Instant::now() < end, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health_after_real_traffic() {
     let s1 = sim("pbx1").await;
-    let proxy = start_proxy(&config(&[&s1], "", ""));
+    // No keepalive during the test, so what is in flight upstream is what the test sent.
+    let text = config(&[&s1], "", "")
+        .replace("ping_interval_secs = 0.5", "ping_interval_secs = 60")
+        .replace("ping_timeout_secs = 1.0", "ping_timeout_secs = 60");
+    let proxy = start_proxy(&text);
     let metrics = proxy.metrics.expect("metrics address");
+    let before = Scrape::take(metrics).await;
+    assert_eq!(before.value("amiproxy_logins_total", &[]).unwrap_or(0.0), 0.0);
     let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
     wait_upstream(&mut a, "pbx1").await;
     let (code, body) = http_get(metrics, "/health").await;
@@ -183,31 +262,91 @@ async fn metrics_and_health_after_real_traffic() {
     a.response("put").await;
     let mut app = Client::login(proxy.addr(), "app", "app-secret").await;
     assert_eq!(originate(&mut app, "denied").await, "Permission denied");
+    // `ro` reads call and system only: the firehose's user events are dropped for it.
+    let mut ro = Client::login(proxy.addr(), "ro", "ro-secret").await;
+    ro.send("Action: Ping\r\nActionID: ro\r\n\r\n").await;
+    ro.response("ro").await;
     s1.set_firehose(Some(1000));
     a.until(|m| m.get("SimSeq") == Some("50")).await;
     s1.set_firehose(None);
+    // A round trip after the events: the session counted the batch it wrote them in.
+    a.send("Action: Ping\r\nActionID: after-events\r\n\r\n").await;
+    a.response("after-events").await;
     let mut bad = Client::connect(proxy.addr()).await;
     bad.send("Action: Login\r\nUsername: admin\r\nSecret: nope\r\nActionID: l\r\n\r\n")
         .await;
     bad.response("l").await;
-    let (code, text) = http_get(metrics, "/metrics").await;
-    assert_eq!(code, 200);
-    for want in [
-        "amiproxy_clients_connected{",
-        "amiproxy_logins_total{outcome=\"accepted\"}",
-        "amiproxy_logins_total{outcome=\"refused\"}",
-        "amiproxy_actions_total{action=\"dbput\",server=\"pbx1\",outcome=\"forwarded\"}",
-        "amiproxy_actions_total{action=\"originate\",server=\"\",outcome=\"refused\"}",
-        "amiproxy_upstream_up{server=\"pbx1\"} 1",
-        "amiproxy_upstream_connects_total{server=\"pbx1\"}",
-        "amiproxy_events_in_total{server=\"pbx1\"}",
-        "amiproxy_events_out_total",
-        "amiproxy_events_dropped_total{reason=\"policy\"}",
-        "amiproxy_client_queue_depth_bucket",
-        "amiproxy_upstream_response_seconds_bucket{server=\"pbx1\"",
-    ] {
-        assert!(text.contains(want), "missing {want} in:\n{text}");
+
+    // Counted before each answer went out: exact for what this test alone did.
+    let m = Scrape::take(metrics).await;
+    assert_eq!(m.get("amiproxy_logins_total", &[("outcome", "accepted")]), 3.0);
+    assert_eq!(m.get("amiproxy_logins_total", &[("outcome", "refused")]), 1.0);
+    for user in ["admin", "app", "ro"] {
+        assert_eq!(m.get("amiproxy_clients_connected", &[("user", user)]), 1.0, "{user}");
     }
+    let dbput = [("action", "dbput"), ("server", "pbx1"), ("outcome", "forwarded")];
+    assert_eq!(m.get("amiproxy_actions_total", &dbput), 1.0);
+    let denied = [("action", "originate"), ("server", ""), ("outcome", "refused")];
+    assert_eq!(m.get("amiproxy_actions_total", &denied), 1.0);
+    let pings = [("action", "ping"), ("server", "pbx1"), ("outcome", "forwarded")];
+    assert!(m.get("amiproxy_actions_total", &pings) >= 1.0);
+    assert_eq!(m.get("amiproxy_upstream_up", &[("server", "pbx1")]), 1.0);
+    assert_eq!(m.get("amiproxy_upstream_connects_total", &[("server", "pbx1")]), 1.0);
+    assert!(m.get("amiproxy_events_in_total", &[("server", "pbx1")]) >= 50.0);
+    assert!(m.get("amiproxy_events_out_total", &[]) >= 50.0);
+    assert!(m.get("amiproxy_client_queue_depth_count", &[]) >= 1.0);
+    // Latency of the answers to clients: the DBPut and at least one Ping through pbx1.
+    let latency = [("server", "pbx1")];
+    assert!(m.get("amiproxy_upstream_response_seconds_count", &latency) >= 2.0);
+    assert!(m.get("amiproxy_upstream_response_seconds_sum", &latency) > 0.0);
+    assert_eq!(
+        m.get(
+            "amiproxy_upstream_response_seconds_bucket",
+            &[("server", "pbx1"), ("le", "+Inf")]
+        ),
+        m.get("amiproxy_upstream_response_seconds_count", &latency)
+    );
+    // Counted as `ro`'s session gets to the events, after its own answers.
+    scrape_until(metrics, "events dropped for ro", |m| {
+        m.get("amiproxy_events_dropped_total", &[("reason", "policy")]) >= 50.0
+    })
+    .await;
+
+    // State sizes: an action and an async Originate held by a stalled upstream are in flight,
+    // the Originate's ActionID kept for its OriginateResponse; both go once answered.
+    let in_flight = [("server", "pbx1")];
+    scrape_until(metrics, "nothing in flight", |m| {
+        m.get("amiproxy_upstream_in_flight", &in_flight) == 0.0 && m.get("amiproxy_broadcast_actionids", &[]) == 0.0
+    })
+    .await;
+    s1.set_stalled(true);
+    a.send("Action: DBGet\r\nFamily: m\r\nKey: k\r\nActionID: held\r\n\r\n")
+        .await;
+    a.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: held-orig\r\n\r\n").await;
+    let m = scrape_until(metrics, "two actions in flight", |m| {
+        m.get("amiproxy_upstream_in_flight", &in_flight) == 2.0
+    })
+    .await;
+    assert_eq!(m.get("amiproxy_broadcast_actionids", &[]), 1.0);
+    s1.set_stalled(false);
+    assert_eq!(a.response("held").await.get("Response"), Some("Success"));
+    let ev = a.event("OriginateResponse").await;
+    assert_eq!(ev.action_id(), Some("held-orig"), "{ev:?}");
+    let m = scrape_until(metrics, "nothing in flight again", |m| {
+        m.get("amiproxy_upstream_in_flight", &in_flight) == 0.0
+    })
+    .await;
+    assert_eq!(m.get("amiproxy_broadcast_actionids", &[]), 0.0);
+    assert_eq!(
+        m.get(
+            "amiproxy_actions_total",
+            &[("action", "dbget"), ("outcome", "forwarded")]
+        ),
+        1.0
+    );
+    let orig = [("action", "originate"), ("server", "pbx1"), ("outcome", "forwarded")];
+    assert_eq!(m.get("amiproxy_actions_total", &orig), 1.0);
+
     let (code, _) = http_get(metrics, "/nope").await;
     assert_eq!(code, 404);
     // Not ready when no upstream is connected.
@@ -215,4 +354,5 @@ async fn metrics_and_health_after_real_traffic() {
     a.until(|m| m.get("Status") == Some("Disconnected")).await;
     let (code, body) = http_get(metrics, "/health").await;
     assert_eq!(code, 503, "{body}");
+    assert_eq!(Scrape::take(metrics).await.get("amiproxy_upstream_up", &in_flight), 0.0);
 }
