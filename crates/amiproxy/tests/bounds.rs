@@ -25,9 +25,12 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_session_cannot_fill_the_shared_upstream() {
     let sim = sim("pbx1").await;
+    // No keepalive during the test: the stalled link stays up, full, until the test drops it.
+    let ups = upstreams_toml(&[&sim])
+        .replace("ping_interval_secs = 0.5", "ping_interval_secs = 60")
+        .replace("ping_timeout_secs = 1.0", "ping_timeout_secs = 60");
     let proxy = start_proxy(&format!(
-        "[proxy]\nmax_in_flight_per_session = 4\n\n{}max_in_flight = 6\n\n{USERS}",
-        upstreams_toml(&[&sim])
+        "[proxy]\nmax_in_flight_per_session = 4\naction_timeout_secs = 60\n\n{ups}max_in_flight = 6\n\n{USERS}"
     ));
     let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
     let mut b = Client::login(proxy.addr(), "admin", "admin-secret").await;
@@ -65,12 +68,14 @@ async fn one_session_cannot_fill_the_shared_upstream() {
     // Local answers need no slot.
     c.send("Action: Ping\r\nActionID: p\r\n\r\n").await;
     assert_eq!(c.response("p").await.get("Ping"), Some("Pong"));
-    // Once answered (here: the link drops on its keepalive and fails them), slots are free.
-    sim.set_stalled(false);
+    // Once answered (here: the link drops and fails them), slots are free.
+    sim.stop_listener().await;
     for i in 0..4 {
         let r = a.response(&format!("a{i}")).await;
         assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
     }
+    sim.set_stalled(false);
+    sim.restart_listener().await.unwrap();
     wait_upstream(&mut a, "pbx1").await;
     for i in 0..4 {
         a.send(&format!(
@@ -91,9 +96,12 @@ async fn one_session_cannot_fill_the_shared_upstream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn actionids_of_failed_actions_are_forgotten() {
     let sim = sim("pbx1").await;
+    // No keepalive during the test: the stalled link stays up until the test drops it.
+    let ups = upstreams_toml(&[&sim])
+        .replace("ping_interval_secs = 0.5", "ping_interval_secs = 60")
+        .replace("ping_timeout_secs = 1.0", "ping_timeout_secs = 60");
     let proxy = start_proxy(&format!(
-        "[metrics]\naddress = \"127.0.0.1:0\"\n\n{}{USERS}",
-        upstreams_toml(&[&sim])
+        "[proxy]\naction_timeout_secs = 60\n\n[metrics]\naddress = \"127.0.0.1:0\"\n\n{ups}{USERS}"
     ));
     let metrics = proxy.metrics.expect("metrics address");
     let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
@@ -109,17 +117,25 @@ async fn actionids_of_failed_actions_are_forgotten() {
         let r = c.response(&format!("bad{i}")).await;
         assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
     }
-    // Async Originates lost with their link.
+    // Async Originates lost with their link: remembered once sent (polled: nothing answers
+    // them), forgotten when the link drops.
     sim.set_stalled(true);
     for i in 0..20 {
         c.send(&format!("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: lost{i}\r\n\r\n")).await;
     }
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while metric(metrics, "amiproxy_broadcast_actionids").await != Some(20.0) {
+        assert!(tokio::time::Instant::now() < end, "the ActionIDs were not remembered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sim.stop_listener().await;
     for i in 0..20 {
         let r = c.response(&format!("lost{i}")).await;
         assert_eq!(r.get("Response"), Some("Error"), "{r:?}");
     }
-    sim.set_stalled(false);
     assert_eq!(metric(metrics, "amiproxy_broadcast_actionids").await, Some(0.0));
+    sim.set_stalled(false);
+    sim.restart_listener().await.unwrap();
     // A good one is remembered until its event comes, then forgotten.
     wait_upstream(&mut c, "pbx1").await;
     c.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: good\r\n\r\n").await;
