@@ -4,7 +4,7 @@
 
 mod common;
 use ami_sim::{Effect, SimConfig, SimHandle};
-use common::{eventually, header, sim, sim_with, Client};
+use common::{eventually, header, sim, sim_with, Client, DEADLINE};
 use std::time::Duration;
 
 async fn admin(sim: &SimHandle) -> Client {
@@ -184,7 +184,7 @@ async fn originate_variables_and_application_data() {
     )
     .await;
     let two = one.replace(";1", ";2");
-    eventually(Duration::from_secs(10), || sim.channel_count() == 0).await;
+    eventually(DEADLINE, || sim.channel_count() == 0).await;
     assert_eq!(
         of_call(&sim, &one),
         vec![
@@ -219,7 +219,7 @@ async fn originate_variables_and_application_data() {
     )
     .await;
     let two = one.replace(";1", ";2");
-    eventually(Duration::from_secs(10), || sim.channel_count() == 0).await;
+    eventually(DEADLINE, || sim.channel_count() == 0).await;
     assert_eq!(
         of_call(&sim, &one),
         vec![
@@ -240,7 +240,7 @@ async fn originate_variables_and_application_data() {
         "Channel: Local/100@default\r\nApplication: Exec\r\nData: System(echo $[6*7])\r\n",
     )
     .await;
-    eventually(Duration::from_secs(10), || sim.channel_count() == 0).await;
+    eventually(DEADLINE, || sim.channel_count() == 0).await;
     let e = of_call(&sim, &one);
     assert!(e.contains(&app(&one, "Exec", "System(echo 42)")), "{e:?}");
     assert!(e.contains(&app(&one, "System", "echo 42")), "{e:?}");
@@ -325,10 +325,7 @@ async fn cross_channel_applications_and_actions() {
         &format!("Channel: Local/100@default\r\nApplication: ChannelRedirect\r\nData: {victim},default,100,1\r\n"),
     )
     .await;
-    eventually(Duration::from_secs(10), || {
-        sim.effects().contains(&app(&victim, "NoOp", "ext 100"))
-    })
-    .await;
+    eventually(DEADLINE, || sim.effects().contains(&app(&victim, "NoOp", "ext 100"))).await;
     let e = of_call(&sim, &one);
     let redirect = [
         app(&one, "ChannelRedirect", &format!("{victim},default,100,1")),
@@ -338,7 +335,7 @@ async fn cross_channel_applications_and_actions() {
     ];
     assert!(e.windows(2).any(|w| w == redirect), "{e:?}");
     // The victim's call ends after ext 100's Wait(2) and Hangup.
-    eventually(Duration::from_secs(10), || sim.channel_count() == 0).await;
+    eventually(DEADLINE, || sim.channel_count() == 0).await;
     let e = sim.effects();
     let victim_apps: Vec<&Effect> = e
         .iter()

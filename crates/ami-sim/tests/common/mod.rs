@@ -9,6 +9,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{timeout_at, Instant};
 
+/// How long any one wait may take before the test fails: generous, for a busy machine.
+/// Waits end on a signal (a message, a close, a condition); this only bounds a hang.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
 pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/transcripts");
 
 /// Starts a sim on an ephemeral port with a short bad-login delay.
@@ -39,7 +43,7 @@ impl Client {
             buf: Vec::new(),
             banner: String::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + DEADLINE;
         loop {
             if let Some(i) = c.buf.windows(2).position(|w| w == b"\r\n") {
                 c.banner = String::from_utf8_lossy(&c.buf[..i + 2]).into_owned();
@@ -81,7 +85,7 @@ impl Client {
     }
 
     pub async fn next(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + DEADLINE;
         self.next_until(deadline).await.expect("message from sim")
     }
 
@@ -115,6 +119,13 @@ impl Client {
             .await;
         assert!(r.contains("Authentication accepted"), "{r}");
         r
+    }
+
+    /// True when nothing has arrived that was not read yet (checked now, without waiting).
+    pub fn nothing_received(&mut self) -> bool {
+        let mut tmp = [0u8; 1];
+        self.buf.is_empty()
+            && matches!(self.stream.try_read(&mut tmp), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// True when the server closes the connection before the deadline (pending messages
@@ -384,11 +395,7 @@ impl Replay {
                 assert_eq!(a, b, "{}: block {i}, message {k}", self.name);
             }
             if eof {
-                assert!(
-                    c.closed_within(Duration::from_secs(3)).await,
-                    "{}: expected EOF",
-                    self.name
-                );
+                assert!(c.closed_within(DEADLINE).await, "{}: expected EOF", self.name);
             }
         }
     }
@@ -406,7 +413,7 @@ async fn run_hook(sim: &SimHandle, h: &mut Client, hook: Hook) {
         .await;
     assert!(r.contains("Originate successfully queued"), "{r}");
     if wait {
-        eventually(Duration::from_secs(5), || sim.channel_count() > 0).await;
-        eventually(Duration::from_secs(10), || sim.channel_count() == 0).await;
+        eventually(DEADLINE, || sim.channel_count() > 0).await;
+        eventually(DEADLINE, || sim.channel_count() == 0).await;
     }
 }
