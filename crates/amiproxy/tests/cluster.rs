@@ -51,7 +51,7 @@ async fn routing_by_header_prefix_owner_and_default() {
     assert_eq!(r.get("Response"), Some("Error"));
 
     // Channel prefix rule: Local/2... goes to pbx2.
-    c.send("Action: Originate\r\nChannel: Local/200@default\r\nApplication: Wait\r\nData: 5\r\nAsync: true\r\nActionID: o2\r\n\r\n").await;
+    c.send("Action: Originate\r\nChannel: Local/200@default\r\nApplication: Wait\r\nData: 60\r\nAsync: true\r\nActionID: o2\r\n\r\n").await;
     assert_eq!(c.response("o2").await.get("Server"), Some("pbx2"));
     // Its channel is learned from the events; a Hangup naming it goes to its owner.
     let nc = c
@@ -59,7 +59,7 @@ async fn routing_by_header_prefix_owner_and_default() {
         .await;
     let chan = nc.get("Channel").unwrap().to_owned();
     // Make the default upstream own a channel too, so a wrong route would be visible.
-    c.send("Action: Originate\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 5\r\nAsync: true\r\nActionID: o1\r\n\r\n").await;
+    c.send("Action: Originate\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 60\r\nAsync: true\r\nActionID: o1\r\n\r\n").await;
     assert_eq!(c.response("o1").await.get("Server"), Some("pbx1"));
     c.send(&format!("Action: Hangup\r\nChannel: {chan}\r\nActionID: hu\r\n\r\n"))
         .await;
@@ -95,7 +95,7 @@ async fn lists_from_every_upstream_come_back_as_one() {
     for (i, ext) in ["100", "200"].iter().enumerate() {
         let server = if *ext == "200" { "pbx2" } else { "pbx1" };
         c.send(&format!(
-            "Action: Originate\r\nServer: {server}\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 10\r\nAsync: true\r\nActionID: o{i}\r\n\r\n"
+            "Action: Originate\r\nServer: {server}\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 60\r\nAsync: true\r\nActionID: o{i}\r\n\r\n"
         ))
         .await;
         c.response(&format!("o{i}")).await;

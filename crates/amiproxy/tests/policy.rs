@@ -140,7 +140,7 @@ async fn tenant_scope_applies_both_ways() {
     let mut acme = Client::login(proxy.addr(), "acme", "acme-secret").await;
     wait_upstream(&mut admin, "pbx1").await;
     for (ext, aid) in [("600", "other"), ("100", "mine")] {
-        admin.send(&format!("Action: Originate\r\nChannel: Local/{ext}@default\r\nApplication: Wait\r\nData: 10\r\nAsync: true\r\nActionID: {aid}\r\n\r\n")).await;
+        admin.send(&format!("Action: Originate\r\nChannel: Local/{ext}@default\r\nApplication: Wait\r\nData: 60\r\nAsync: true\r\nActionID: {aid}\r\n\r\n")).await;
         admin
             .until(|m| m.event_name() == Some("OriginateResponse") && m.action_id() == Some(aid))
             .await;
