@@ -13,6 +13,7 @@ const KINDS: &[Arg] = &[
     Arg::Data,
     Arg::Channel,
     Arg::ChannelOrRegex,
+    Arg::ChannelPrefix,
     Arg::Interface,
     Arg::DialString,
     Arg::Queue,
@@ -52,11 +53,20 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
             "a channel name, or `/regex/` over every channel's name",
             "as Channel; a `/regex/` is refused to scoped users",
         ),
+        Arg::ChannelPrefix => (
+            "a prefix of a channel's name, or of its uniqueid (Asterisk takes the first channel that \
+             matches)",
+            "scoped users: the exact name of a live channel the proxy knows, within the scope",
+        ),
         Arg::Interface => (
             "a device, queue member interface or state interface (`PJSIP/100`)",
             "as Channel",
         ),
-        Arg::DialString => ("a channel to create (`PJSIP/100`, `Local/100@ctx/n`)", "as Channel"),
+        Arg::DialString => (
+            "a channel to create (`PJSIP/100`, `Local/100@ctx/n`), dialled as given",
+            "as Channel; restricted users: no `${`/`$[` and no `,` (Dial arguments); a Local \
+             channel's context must be in the user's `contexts` when it has that list",
+        ),
         Arg::Queue => (
             "a queue name",
             "scoped users: must match `queues`; refused when empty where the action then acts on \

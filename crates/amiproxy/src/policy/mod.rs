@@ -84,21 +84,24 @@ const TENANT_WIDE: &[&str] = &[
 
 /// Whether the action names a channel, queue, context or AstDB family (then the scope
 /// judges what it reaches).
+///
+/// Only the first copy of a header counts, as in Asterisk: an empty `Channel:` followed by a
+/// tenant's own does not make an action that Asterisk runs without a channel look targeted.
 fn names_target(spec: &spec::ActionSpec, msg: &Message) -> bool {
-    msg.headers().any(|(k, v)| {
-        !v.trim().is_empty()
-            && matches!(
-                spec.arg(k),
-                Some(
-                    Arg::Channel
-                        | Arg::ChannelOrRegex
-                        | Arg::Interface
-                        | Arg::DialString
-                        | Arg::Queue
-                        | Arg::Context
-                        | Arg::DbFamily
-                )
+    msg.headers().any(|(k, _)| {
+        matches!(
+            spec.arg(k),
+            Some(
+                Arg::Channel
+                    | Arg::ChannelOrRegex
+                    | Arg::ChannelPrefix
+                    | Arg::Interface
+                    | Arg::DialString
+                    | Arg::Queue
+                    | Arg::Context
+                    | Arg::DbFamily
             )
+        ) && msg.get(k).is_some_and(|first| !first.trim().is_empty())
     })
 }
 
@@ -485,7 +488,20 @@ impl Judge<'_> {
                 }
                 self.channel(key, v)
             }
+            Arg::ChannelPrefix if present => {
+                // Asterisk takes the first channel whose name, or failing that uniqueid, starts
+                // with the value: only the exact name of a live channel in scope is safe.
+                if self.scoped && (self.owners.get(v).is_none() || self.owners.channel_of(v).is_some()) {
+                    return Err(format!("{key} `{v}` is not the exact name of a live channel"));
+                }
+                self.channel(key, v)
+            }
             Arg::DialString if present => {
+                // Dialled as given (Park's TimeoutChannel through Dial, with substitution).
+                self.no_expression(key, v)?;
+                if !self.full && v.contains(',') {
+                    return Err(format!("{key} `{v}` carries Dial arguments"));
+                }
                 self.channel(key, v)?;
                 match dialplan::local_context(v) {
                     Some(ctx) if !s.contexts.is_empty() => self.context(key, ctx),
@@ -821,11 +837,47 @@ impl Policy {
 }
 
 impl Judge<'_> {
+    /// What some actions do with headers beyond their kinds (found in Asterisk's source).
+    fn action_specials(&self) -> Verdict {
+        let (lc, msg) = (self.lc, self.msg);
+        let any_has = |h: &str, bad: &[char]| msg.get_all(h).any(|v| v.contains(bad));
+        match lc {
+            // Park: an AnnounceChannel that does not exist crashes Asterisk (it subscribes a
+            // NULL channel); Parkinglot becomes Park() arguments, whose options jump contexts.
+            "park" => {
+                for v in msg.get_all("AnnounceChannel").filter(|v| !v.trim().is_empty()) {
+                    if self.owners.get(v.trim()).is_none() {
+                        return Err(format!("AnnounceChannel `{v}` is not a live channel"));
+                    }
+                }
+                if any_has("Parkinglot", &[',', '(', ')']) {
+                    return Err("Parkinglot carries Park options".into());
+                }
+            }
+            // With persistentmembers, a member is stored as `iface;pen;paused;name;state;reason`
+            // joined by `|` and parsed again at the next load: these would add members unjudged.
+            "queueadd" | "queuepause" => {
+                for h in ["Interface", "StateInterface", "MemberName", "Reason"] {
+                    if any_has(h, &['|', ';', ',']) {
+                        return Err(format!("{h} holds the separators of queue member records"));
+                    }
+                }
+            }
+            // Asterisk matches the family with SQL LIKE: `%` and `_` are wildcards there.
+            "dbgettree" | "dbdeltree" if any_has("Family", &['%', '_']) || any_has("Key", &['%', '_']) => {
+                return Err("Family or Key holds an SQL LIKE wildcard".into());
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     /// Rules of one action beyond its headers' kinds.
     fn action_rules(&self) -> Verdict {
         let (lc, msg) = (self.lc, self.msg);
         let empty = |h: &str| msg.get(h).is_none_or(|v| v.trim().is_empty());
         if !self.full {
+            self.action_specials()?;
             // Asterisk gives these to `config`, but a configuration file can run commands
             // (`System()` in the dialplan, `#exec`) once reloaded: they need system here.
             if lc == "updateconfig" || lc == "createconfig" {
@@ -836,19 +888,24 @@ impl Judge<'_> {
                 msg.get_all("Value").try_for_each(|v| self.no_expression("Value", v))?;
             }
         }
-        if self.scoped {
-            if let Some((_, h)) = WIDE_WITHOUT.iter().find(|(a, h)| *a == lc && empty(h)) {
-                return Err(format!("{lc} without {h} reaches every tenant"));
-            }
-            // Into the dialplan: only the user's contexts (Asterisk's default is `default`).
-            if lc == "originate" && empty("Application") && empty("Context") {
-                return Err("Originate into the dialplan needs one of the user's contexts".into());
-            }
-            if lc == "queues" || (lc == "command" && self.policy.commands.is_none()) {
-                return Err(format!(
-                    "{lc} shows every tenant's data; give the user a `commands` list"
-                ));
-            }
+        // A list of contexts or families binds whoever has one, scoped or not: leaving the
+        // header out must not escape it.
+        let bound = |h: &str| match h {
+            "Context" => self.scoped || !self.policy.scope.contexts.is_empty(),
+            "Family" => self.scoped || !self.policy.scope.db_families.is_empty(),
+            _ => self.scoped,
+        };
+        if let Some((_, h)) = WIDE_WITHOUT.iter().find(|(a, h)| *a == lc && empty(h) && bound(h)) {
+            return Err(format!("{lc} without {h} reaches beyond the user's scope"));
+        }
+        // Into the dialplan: only the user's contexts (Asterisk's default is `default`).
+        if lc == "originate" && empty("Application") && empty("Context") && bound("Context") {
+            return Err("Originate into the dialplan needs one of the user's contexts".into());
+        }
+        if self.scoped && (lc == "queues" || (lc == "command" && self.policy.commands.is_none())) {
+            return Err(format!(
+                "{lc} shows every tenant's data; give the user a `commands` list"
+            ));
         }
         if lc == "command" && msg.get("Command").is_none() {
             self.command("")?;
@@ -1146,6 +1203,28 @@ mod tests {
                 ("Value", "${SHELL(id)}"),
             ],
             &[("Action", "GetConfig"), ("Filename", ".//manager.conf")],
+            &[
+                ("Action", "Park"),
+                ("Channel", "PJSIP/1"),
+                ("TimeoutChannel", "Local/${SHELL(id)}@x"),
+                ("Timeout", "1000"),
+            ],
+            &[
+                ("Action", "Park"),
+                ("Channel", "PJSIP/1"),
+                ("TimeoutChannel", "PJSIP/2,30,U(x)"),
+            ],
+            &[
+                ("Action", "Park"),
+                ("Channel", "PJSIP/1"),
+                ("Parkinglot", "default,c(other,s,1)"),
+            ],
+            &[
+                ("Action", "QueueAdd"),
+                ("Queue", "q"),
+                ("Interface", "PJSIP/1"),
+                ("MemberName", "x|Local/1@victim/n;0;0;y;z;;0"),
+            ],
             &[
                 ("Action", "Originate"),
                 ("Channel", "PJSIP/1"),
@@ -1458,6 +1537,23 @@ mod tests {
                 ("Variable", "CHANNEL(hangup_handler_push)"),
                 ("Value", "beta,s,1"),
             ],
+            &[
+                ("Action", "Bridge"),
+                ("Channel1", "PJSIP/acme-1"),
+                ("Channel2", "PJSIP/acme"),
+            ],
+            &[
+                ("Action", "Park"),
+                ("Channel", "PJSIP/acme-1"),
+                ("AnnounceChannel", "PJSIP/acme-404"),
+            ],
+            &[
+                ("Action", "PJSIPNotify"),
+                ("Channel", ""),
+                ("Channel", "PJSIP/acme-1"),
+                ("URI", "sip:x@y"),
+            ],
+            &[("Action", "DBGetTree"), ("Family", "acm%")],
             &[("Action", "DAHDIRestart")],
             &[("Action", "Reload")],
             &[("Action", "PRIDebugSet"), ("Span", "1"), ("Level", "1")],

@@ -17,6 +17,10 @@ pub enum Arg {
     Channel,
     /// A channel name, or `/regex/` over every channel's name (Hangup).
     ChannelOrRegex,
+    /// A prefix of a channel's name, or failing that of its uniqueid: Asterisk takes the first
+    /// channel that matches (`ast_channel_get_by_name_prefix`), so a tenant's exact name may
+    /// still pick another tenant's channel whose name or uniqueid starts with it.
+    ChannelPrefix,
     /// A device or queue-member interface (`PJSIP/100`, `Local/100@ctx`): checked like a
     /// channel name.
     Interface,

@@ -58,7 +58,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         privilege: "aoc",
         args: &[
             ("Channel", Channel),
-            ("ChannelPrefix", Channel),
+            ("ChannelPrefix", ChannelPrefix),
             ("MsgType", Data),
             ("ChargeType", Data),
             ("UnitAmount(0)", Data),
@@ -175,8 +175,8 @@ pub static ACTIONS: &[ActionSpec] = &[
         name: "Bridge",
         privilege: "call",
         args: &[
-            ("Channel1", Channel),
-            ("Channel2", Channel),
+            ("Channel1", ChannelPrefix),
+            ("Channel2", ChannelPrefix),
             ("Tone", Data),
         ],
         rest: Rest::Ignored,
@@ -820,8 +820,8 @@ pub static ACTIONS: &[ActionSpec] = &[
         privilege: "call",
         args: &[
             ("Channel", Channel),
-            ("TimeoutChannel", Channel),
-            ("Channel2", Channel),
+            ("TimeoutChannel", DialString),
+            ("Channel2", DialString),
             ("AnnounceChannel", Channel),
             ("Timeout", Data),
             ("Parkinglot", Object("parking lot")),
@@ -829,7 +829,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         rest: Rest::Ignored,
         source: Source::Reference,
-        note: "",
+        note: "TimeoutChannel is dialled (substituted) when the parking times out; Parkinglot becomes Park() arguments (options with contexts); an AnnounceChannel that does not exist crashes Asterisk",
     },
     ActionSpec {
         name: "ParkedCalls",
@@ -905,7 +905,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         privilege: "agent",
         args: &[
             ("Queue", Queue),
-            ("Interface", Interface),
+            ("Interface", DialString),
             ("Penalty", Data),
             ("Paused", Data),
             ("Reason", Data),
@@ -915,7 +915,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         ],
         rest: Rest::Ignored,
         source: Source::Reference,
-        note: "",
+        note: "the member is dialled (Interface); with persistentmembers, the member record (joined with | and ;) is re-read at the next load",
     },
     ActionSpec {
         name: "QueueChangePriorityCaller",
@@ -1453,7 +1453,7 @@ pub static ACTIONS: &[ActionSpec] = &[
         privilege: "system",
         args: &[
             ("Endpoint", Object("endpoint")),
-            ("URI", Data),
+            ("URI", Object("sip uri")),
             ("Channel", Channel),
             ("Option", Data),
             ("Variable", Data),
