@@ -715,6 +715,13 @@ fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
                     None
                 }
             },
+            "simulated" if !crate::upstream::simulated::AVAILABLE => {
+                bad(
+                    key("kind"),
+                    "this build has no simulated Asterisk (built without the `sim` feature)".into(),
+                );
+                None
+            }
             "simulated" => Some(UpstreamTarget::Simulated(SimSettings {
                 calls_per_sec: u.sim.calls_per_sec,
                 legacy_command: u.sim.legacy_command,

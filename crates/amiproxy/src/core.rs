@@ -173,7 +173,7 @@ impl Core {
     pub fn remember_broadcast_aid(&self, upstream_aid: &str, client_aid: Option<&str>) {
         let now = Instant::now();
         if self.broadcast_aids.len() > BROADCAST_AIDS_SOFT {
-            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = crate::sync::lock(&self.last_sweep);
             if now.duration_since(*last) > Duration::from_secs(1) {
                 *last = now;
                 self.broadcast_aids

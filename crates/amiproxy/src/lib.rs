@@ -24,6 +24,7 @@ pub mod policy;
 pub mod router;
 pub mod server;
 pub mod session;
+pub mod sync;
 pub mod tls;
 pub mod upstream;
 

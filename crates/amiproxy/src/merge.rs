@@ -63,7 +63,7 @@ impl Merge {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.0)
     }
 
     /// A response from one upstream (ActionID already restored). Returns true when that

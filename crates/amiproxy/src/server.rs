@@ -143,7 +143,7 @@ impl Running {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ListenerHandle>> {
-        self.listeners.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.listeners)
     }
 
     /// The bound address of each listener, in the order they were started.

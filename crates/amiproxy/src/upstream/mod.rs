@@ -5,11 +5,13 @@
 //! flight with `Response: Error` the moment the upstream goes away.
 
 mod pending;
+pub mod simulated;
 
 use crate::client_tx::ClientTx;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::core::{restore_aid, Core};
 use crate::error::ProxyError;
+use crate::sync::lock;
 use crate::hub::{self, Hub};
 use crate::merge::Merge;
 use ami_proto::{AmiDecoder, Decoded, Kind, Message, MessageBuilder, Role};
@@ -196,7 +198,7 @@ pub struct Upstream {
     connected: AtomicBool,
     version: Mutex<Option<String>>,
     pub reconnects: AtomicU64,
-    pub sim: Mutex<Option<ami_sim::SimHandle>>,
+    pub sim: Mutex<Option<simulated::Handle>>,
     /// The name events from this link are tagged with, shared by every event.
     origin: Arc<str>,
     /// Set on the extra login of an upstream account (`[[upstream]] accounts`): it carries
@@ -607,9 +609,7 @@ fn ends_list(msg: &Message, name: &str, list: ListState) -> bool {
     closes_list(msg, name) || (list == ListState::Legacy && name.eq_ignore_ascii_case("DBGetResponse"))
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+
 
 /// Runs one upstream link until a reload removes it.
 /// Starts the link of `up` and those of its accounts, each reconnecting on its own until
@@ -689,7 +689,7 @@ pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
         }
         let sim = lock(&up.sim).take();
         if let Some(sim) = sim {
-            sim.stop_listener().await;
+            simulated::stop(sim).await;
         }
         info!("upstream removed");
     }
@@ -708,22 +708,7 @@ async fn resolve_target(up: &Upstream) -> Result<String, ProxyError> {
     match &up.config.target {
         UpstreamTarget::Asterisk { address, .. } => Ok(address.clone()),
         UpstreamTarget::Simulated(s) => {
-            let cfg = ami_sim::SimConfig {
-                name: up.name().to_owned(),
-                system_name: Some(up.name().to_owned()),
-                legacy_command: s.legacy_command,
-                channel_id_base: s.channel_id_base,
-                ..Default::default()
-            };
-            let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-            let handle = ami_sim::start(cfg, listen).await.map_err(|e| ProxyError::Upstream {
-                server: up.name().to_owned(),
-                reason: e.to_string(),
-            })?;
-            if s.calls_per_sec > 0.0 {
-                handle.set_call_rate(s.calls_per_sec);
-            }
-            let addr = handle.addr().to_string();
+            let (addr, handle) = simulated::start(up.name(), s).await?;
             info!(%addr, "simulated Asterisk started in-process");
             *lock(&up.sim) = Some(handle);
             Ok(addr)
