@@ -11,9 +11,9 @@ use crate::client_tx::ClientTx;
 use crate::config::{UpstreamConfig, UpstreamTarget};
 use crate::core::{restore_aid, Core};
 use crate::error::ProxyError;
-use crate::sync::lock;
 use crate::hub::{self, Hub};
 use crate::merge::Merge;
+use crate::sync::lock;
 use ami_proto::{AmiDecoder, Decoded, Kind, Message, MessageBuilder, Role};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -314,7 +314,6 @@ impl Upstream {
         tokio::time::timeout(timeout, rx).await.ok()?.ok()
     }
 
-    /// Handles one message from the upstream.
     /// Handles one message from the upstream. Anything that is neither a response nor an
     /// event means the stream can no longer be trusted (garbage, a desynchronised peer): the
     /// link is dropped and made anew.
@@ -609,9 +608,6 @@ fn ends_list(msg: &Message, name: &str, list: ListState) -> bool {
     closes_list(msg, name) || (list == ListState::Legacy && name.eq_ignore_ascii_case("DBGetResponse"))
 }
 
-
-
-/// Runs one upstream link until a reload removes it.
 /// Starts the link of `up` and those of its accounts, each reconnecting on its own until
 /// `up.stop` is cancelled.
 pub fn spawn(core: &Arc<Core>, up: &Arc<Upstream>) {
@@ -621,6 +617,7 @@ pub fn spawn(core: &Arc<Core>, up: &Arc<Upstream>) {
     }
 }
 
+/// Runs one upstream link until a reload removes it.
 pub async fn run(core: Arc<Core>, up: Arc<Upstream>) {
     let span = match &up.account {
         None => tracing::info_span!("upstream", server = %up.name()),
