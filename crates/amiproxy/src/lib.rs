@@ -12,15 +12,11 @@ pub mod config;
 pub mod core;
 pub mod dialect;
 pub mod error;
-pub mod filter;
-pub mod glob;
 pub mod http;
 pub mod hub;
 pub mod limits;
 pub mod merge;
 pub mod metrics;
-pub mod perms;
-pub mod policy;
 pub mod router;
 pub mod server;
 pub mod session;
@@ -28,5 +24,9 @@ pub mod sync;
 pub mod tls;
 pub mod upstream;
 
+/// The policy engine, its own crate (no I/O): re-exported under the names the proxy uses.
+pub use ami_policy as policy;
+pub use ami_policy::classes as perms;
+pub use ami_policy::{filter, glob};
 pub use config::Config;
 pub use error::ProxyError;

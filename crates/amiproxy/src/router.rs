@@ -69,6 +69,16 @@ struct Relearn {
     gone: std::collections::HashSet<String>,
 }
 
+impl ami_policy::Channels for Owners {
+    fn channel_of(&self, uniqueid: &str) -> Option<String> {
+        Owners::channel_of(self, uniqueid)
+    }
+
+    fn is_live(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
 impl Owners {
     pub fn insert(&self, key: &str, upstream: usize) {
         if key.is_empty() {

@@ -8,21 +8,34 @@
 //! action never reaches an upstream; the client gets `Permission denied` and keeps its
 //! connection. The reason goes to the audit log only.
 
+#![forbid(unsafe_code)]
+
 pub mod audit_doc;
+pub mod classes;
 pub mod dialplan;
+pub mod filter;
+pub mod glob;
 pub mod spec;
 pub mod table;
 
+use crate::classes::Classes;
 use crate::filter::FilterSet;
 use crate::glob::{any_match, Glob};
-use crate::perms::Classes;
-use crate::router::Owners;
 use ami_proto::Message;
 use dialplan::{AppArgs, Assign, Reach, VarRef};
 use ipnet::IpNet;
 use regex::Regex;
 use spec::Arg;
 use std::net::IpAddr;
+
+/// What the policy needs to know of live channels: the proxy's ownership index, learned
+/// from the upstreams' events. A trait, so the engine stays free of the proxy's state.
+pub trait Channels {
+    /// The channel a uniqueid names, when exactly one upstream has that uniqueid.
+    fn channel_of(&self, uniqueid: &str) -> Option<String>;
+    /// Whether a channel name or uniqueid is live on exactly one upstream.
+    fn is_live(&self, key: &str) -> bool;
+}
 
 /// Events a tenant-scoped user still sees although they name no channel or queue.
 const GLOBAL_EVENTS: &[&str] = &[
@@ -174,7 +187,7 @@ impl Scope {
     }
 
     /// A channel name, or a uniqueid standing for the channel it names.
-    fn channel_ok(&self, v: &str, owners: &Owners) -> bool {
+    fn channel_ok(&self, v: &str, owners: &dyn Channels) -> bool {
         let name = owners.channel_of(v);
         any_match(&self.channels, name.as_deref().unwrap_or(v))
     }
@@ -266,7 +279,7 @@ struct Judge<'a> {
     /// The `system` class (shell commands, files), whatever the scope.
     system: bool,
     scoped: bool,
-    owners: &'a Owners,
+    owners: &'a dyn Channels,
     lc: &'a str,
     msg: &'a Message,
 }
@@ -491,7 +504,7 @@ impl Judge<'_> {
             Arg::ChannelPrefix if present => {
                 // Asterisk takes the first channel whose name, or failing that uniqueid, starts
                 // with the value: only the exact name of a live channel in scope is safe.
-                if self.scoped && (self.owners.get(v).is_none() || self.owners.channel_of(v).is_some()) {
+                if self.scoped && (!self.owners.is_live(v) || self.owners.channel_of(v).is_some()) {
                     return Err(format!("{key} `{v}` is not the exact name of a live channel"));
                 }
                 self.channel(key, v)
@@ -653,7 +666,7 @@ impl Policy {
         write: Classes,
         lc: &str,
         msg: &Message,
-        owners: &Owners,
+        owners: &dyn Channels,
         server_header: &str,
     ) -> Result<(), String> {
         let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
@@ -780,7 +793,7 @@ impl Policy {
 
     /// Whether an event (or list item) is within the user's scope. `server` is the upstream
     /// it came from, as the proxy knows it (None: the proxy's own).
-    pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &Owners) -> bool {
+    pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &dyn Channels) -> bool {
         let s = &self.scope;
         if let Some(server) = server {
             if !s.server_ok(server) {
@@ -846,7 +859,7 @@ impl Judge<'_> {
             // NULL channel); Parkinglot becomes Park() arguments, whose options jump contexts.
             "park" => {
                 for v in msg.get_all("AnnounceChannel").filter(|v| !v.trim().is_empty()) {
-                    if self.owners.get(v.trim()).is_none() {
+                    if !self.owners.is_live(v.trim()) {
                         return Err(format!("AnnounceChannel `{v}` is not a live channel"));
                     }
                 }
@@ -918,6 +931,35 @@ impl Judge<'_> {
 mod tests {
     use super::*;
     use ami_proto::MessageBuilder;
+    use std::cell::RefCell;
+    use std::collections::{HashMap, HashSet};
+
+    /// A stand-in for the proxy's ownership index.
+    #[derive(Default)]
+    struct Owners {
+        live: RefCell<HashSet<String>>,
+        names: RefCell<HashMap<String, String>>,
+    }
+
+    impl Owners {
+        fn insert(&self, key: &str, _upstream: usize) {
+            self.live.borrow_mut().insert(key.to_owned());
+        }
+
+        fn name_uniqueid(&self, uniqueid: &str, name: &str) {
+            self.names.borrow_mut().insert(uniqueid.to_owned(), name.to_owned());
+        }
+    }
+
+    impl Channels for Owners {
+        fn channel_of(&self, uniqueid: &str) -> Option<String> {
+            self.names.borrow().get(uniqueid).cloned()
+        }
+
+        fn is_live(&self, key: &str) -> bool {
+            self.live.borrow().contains(key)
+        }
+    }
 
     fn msg(h: &[(&str, &str)]) -> Message {
         h.iter().fold(MessageBuilder::new(), |b, (k, v)| b.header(k, v)).build()

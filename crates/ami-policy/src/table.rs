@@ -3,7 +3,7 @@
 //! `tests/reference.rs` compares this table with the reference in `fixtures/asterisk22/`,
 //! and docs/ACTIONS.md is generated from it.
 
-use super::spec::{ActionSpec, Arg::*, Rest, Source};
+use crate::spec::{ActionSpec, Arg::*, Rest, Source};
 
 /// Three groups, each in alphabetical order (ASCII case-insensitive): Asterisk 22.10.1's
 /// reference; actions of modules that build lacks, from the XML documentation and the

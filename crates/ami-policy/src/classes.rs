@@ -132,14 +132,14 @@ pub enum Need {
 
 /// Whether the action is one the proxy knows (used to bound metric labels).
 pub fn is_known(action: &str) -> bool {
-    crate::policy::spec::action(action).is_some()
+    crate::spec::action(action).is_some()
 }
 
 /// The write classes of an action, exactly as Asterisk declares them (the audit table in
-/// [`crate::policy::table`], checked against Asterisk's reference). Unknown actions need
+/// [`crate::table`], checked against Asterisk's reference). Unknown actions need
 /// `system`: the proxy cannot know what they do, so only trusted users may pass them on.
 pub fn action_needs(action: &str) -> Need {
-    match crate::policy::spec::action(action) {
+    match crate::spec::action(action) {
         Some(spec) if spec.privilege.is_empty() => Need::Nothing,
         Some(spec) => Need::Any(Classes::parse_lenient(spec.privilege)),
         None => Need::Any(Classes::parse_lenient("system")),

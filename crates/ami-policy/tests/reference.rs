@@ -1,12 +1,12 @@
-//! The audit table (`amiproxy::policy::table::ACTIONS`) against Asterisk 22.10.1's own
+//! The audit table (`ami_policy::table::ACTIONS`) against Asterisk 22.10.1's own
 //! reference in `fixtures/asterisk22/`: every action present with exactly its classes, every
 //! request header classified, and docs/ACTIONS.md generated from the table.
 //!
-//! `UPDATE_DOCS=1 cargo test -p amiproxy --test reference` rewrites docs/ACTIONS.md.
+//! `UPDATE_DOCS=1 cargo test -p ami-policy --test reference` rewrites docs/ACTIONS.md.
 
-use amiproxy::perms::Classes;
-use amiproxy::policy::spec::{action, Source};
-use amiproxy::policy::table::ACTIONS;
+use ami_policy::classes::Classes;
+use ami_policy::spec::{action, Source};
+use ami_policy::table::ACTIONS;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -202,7 +202,7 @@ fn names_are_unique_and_ordered_within_each_source() {
     };
     for pair in ACTIONS.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
-        let key = |x: &amiproxy::policy::spec::ActionSpec| (group(&x.source), x.name.to_ascii_lowercase());
+        let key = |x: &ami_policy::spec::ActionSpec| (group(&x.source), x.name.to_ascii_lowercase());
         assert!(key(a) < key(b), "out of order: {} before {}", a.name, b.name);
     }
 }
@@ -239,7 +239,7 @@ fn every_entry_is_well_formed() {
 #[test]
 fn actions_md_is_generated_from_the_table() {
     let path = root().join("docs/ACTIONS.md");
-    let generated = amiproxy::policy::audit_doc::markdown();
+    let generated = ami_policy::audit_doc::markdown();
     if std::env::var_os("UPDATE_DOCS").is_some() {
         std::fs::create_dir_all(path.parent().expect("docs dir")).expect("docs dir");
         std::fs::write(&path, &generated).expect("write docs/ACTIONS.md");
@@ -248,7 +248,7 @@ fn actions_md_is_generated_from_the_table() {
     let current = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         current == generated,
-        "docs/ACTIONS.md is stale: run UPDATE_DOCS=1 cargo test -p amiproxy --test reference"
+        "docs/ACTIONS.md is stale: run UPDATE_DOCS=1 cargo test -p ami-policy --test reference"
     );
 }
 

@@ -1,10 +1,10 @@
-//! docs/ACTIONS.md: the audit table ([`super::table::ACTIONS`]) rendered for people.
+//! docs/ACTIONS.md: the audit table ([`crate::table::ACTIONS`]) rendered for people.
 //!
 //! `tests/reference.rs` compares the file with [`markdown`] and rewrites it when run with
 //! `UPDATE_DOCS=1`, so the document never drifts from the table the policy uses.
 
-use super::spec::{ActionSpec, Arg, Rest, Source};
-use super::table::ACTIONS;
+use crate::spec::{ActionSpec, Arg, Rest, Source};
+use crate::table::ACTIONS;
 use std::fmt::Write;
 
 /// The header kinds in the order the legend and the action rows show them (`Data` last in the
@@ -274,9 +274,9 @@ pub fn markdown() -> String {
          Asterisk reads, what Asterisk does with it. Headers not listed are never read.\n\n",
     );
     md.push_str(
-        "Generated from `crates/amiproxy/src/policy/table.rs` by \
-         `amiproxy::policy::audit_doc::markdown()`; do not edit by hand. Regenerate with \
-         `UPDATE_DOCS=1 cargo test -p amiproxy --test reference`. That test also checks the table \
+        "Generated from `crates/ami-policy/src/table.rs` by \
+         `ami_policy::audit_doc::markdown()`; do not edit by hand. Regenerate with \
+         `UPDATE_DOCS=1 cargo test -p ami-policy --test reference`. That test also checks the table \
          against Asterisk 22.10.1's own reference in `fixtures/asterisk22/`.\n\n",
     );
     let _ = write!(

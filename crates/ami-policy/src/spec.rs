@@ -136,7 +136,7 @@ fn header_matches(name: &str, key: &str) -> bool {
 
 /// The entry of an action, by name (ASCII case-insensitive).
 pub fn action(name: &str) -> Option<&'static ActionSpec> {
-    super::table::ACTIONS.iter().find(|a| a.name.eq_ignore_ascii_case(name))
+    crate::table::ACTIONS.iter().find(|a| a.name.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
