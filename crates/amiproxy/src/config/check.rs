@@ -1,0 +1,544 @@
+//! From the raw file to the checked model: one checker per section, each naming the key of
+//! every problem it finds, so `check-config` can list them all at once.
+
+use super::raw::{RawConfig, RawListenerTls, RawUser};
+use super::*;
+use ami_policy::classes::Classes;
+use ami_policy::filter::EventFilter;
+use ami_policy::glob::Glob;
+use ami_policy::{ArgRule, Policy, Scope};
+
+/// Where a checker reports a problem: the key it is about, and why.
+type Bad<'a> = &'a mut dyn FnMut(String, String);
+
+pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+    let mut problems = Vec::new();
+    let mut bad = |key: String, reason: String| problems.push(ConfigProblem { key, reason });
+    let proxy = proxy(&raw, &mut bad);
+    let listeners = listeners(&raw, base, &mut bad);
+    let upstreams = upstreams(&raw, base, &mut bad);
+    let users = users(&raw, &mut bad);
+    let routing = routing(&raw, &upstreams, &mut bad);
+    let limits = limits(&raw);
+    let metrics = metrics(&raw, &mut bad);
+    let log = log(&raw, &mut bad);
+    if problems.is_empty() {
+        Ok(Config {
+            proxy,
+            listeners,
+            upstreams,
+            users,
+            routing,
+            limits,
+            metrics,
+            log,
+        })
+    } else {
+        Err(problems)
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+/// `[proxy]`.
+fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
+    let p = &raw.proxy;
+    let slow_client = match p.slow_client.as_str() {
+        "drop-oldest" => SlowClient::DropOldest,
+        "disconnect" => SlowClient::Disconnect,
+        other => {
+            bad(
+                "proxy.slow_client".into(),
+                format!("`{other}` is not one of drop-oldest, disconnect"),
+            );
+            SlowClient::DropOldest
+        }
+    };
+    if p.event_buffer < 16 {
+        bad("proxy.event_buffer".into(), "must be at least 16".into());
+    }
+    if p.server_header.is_empty() || p.server_header.contains([':', '\r', '\n', ' ']) {
+        bad(
+            "proxy.server_header".into(),
+            "must be a header name (no colon, space or line break)".into(),
+        );
+    }
+    if p.max_line < 64 || p.max_lines < 4 {
+        bad(
+            "proxy.max_line".into(),
+            "max_line must be at least 64 and max_lines at least 4".into(),
+        );
+    }
+    // Asterisk reads a line into a 1024-byte buffer: a longer limit would let the proxy pass
+    // a line that Asterisk cuts, and end a message where the proxy saw none.
+    if p.max_line > 1024 || p.max_lines > 128 {
+        bad(
+            "proxy.max_line".into(),
+            "max_line can be at most 1024 and max_lines at most 128 (Asterisk's own limits)".into(),
+        );
+    }
+    if !(p.shutdown_timeout_secs > 0.0 && p.shutdown_timeout_secs < 3600.0) {
+        bad(
+            "proxy.shutdown_timeout_secs".into(),
+            "must be between 0 and 3600".into(),
+        );
+    }
+    let dialect = match p.dialect.as_str() {
+        "auto" => None,
+        other => match other.parse() {
+            Ok(g) => Some(g),
+            Err(e) => {
+                bad("proxy.dialect".into(), e);
+                None
+            }
+        },
+    };
+    if !(p.write_timeout_secs > 0.0 && p.write_timeout_secs <= 3600.0) {
+        bad("proxy.write_timeout_secs".into(), "must be between 0 and 3600".into());
+    }
+    let proxy = ProxySettings {
+        write_timeout: Duration::from_secs_f64(p.write_timeout_secs.clamp(0.001, 3600.0)),
+        dialect,
+        shutdown_timeout: Duration::from_secs_f64(p.shutdown_timeout_secs.clamp(0.01, 3600.0)),
+        watch_config: p.watch_config,
+        banner_version: p.banner_version.clone(),
+        server_header: p.server_header.clone(),
+        name: p.name.clone(),
+        max_in_flight_per_session: p.max_in_flight_per_session.max(1),
+        client_queue_bytes: p.client_queue_bytes.max(64 * 1024),
+        auth_timeout: Duration::from_secs(p.auth_timeout_secs.max(1)),
+        auth_limit: p.auth_limit.max(1),
+        action_timeout: Duration::from_secs(p.action_timeout_secs.max(1)),
+        event_buffer: p.event_buffer.max(16),
+        slow_client,
+        max_line: p.max_line,
+        max_lines: p.max_lines,
+    };
+    if p.name.is_empty()
+        || p.name.eq_ignore_ascii_case("all")
+        || !p.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || raw.upstreams.iter().any(|u| u.name.eq_ignore_ascii_case(&p.name))
+    {
+        bad(
+            "proxy.name".into(),
+            format!(
+                "`{}` must be letters, digits, - _ or ., not `all` nor an upstream's name",
+                p.name
+            ),
+        );
+    }
+    proxy
+}
+
+/// `[[listener]]`.
+fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
+    let resolve = |p: &Path| resolve(base, p);
+    let mut listeners = Vec::new();
+    if raw.listeners.is_empty() {
+        bad("listener".into(), "at least one [[listener]] is needed".into());
+    }
+    for (i, l) in raw.listeners.iter().enumerate() {
+        let address = match l.address.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(e) => {
+                bad(
+                    format!("listener[{i}].address"),
+                    format!("`{}` is not an address: {e}", l.address),
+                );
+                continue;
+            }
+        };
+        let tls = match &l.tls {
+            None => None,
+            Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
+            Some(RawListenerTls {
+                cert: Some(c),
+                key: Some(k),
+                ..
+            }) => {
+                let (cert, key) = (resolve(c), resolve(k));
+                for (what, path) in [("cert", &cert), ("key", &key)] {
+                    if !path.exists() {
+                        bad(
+                            format!("listener[{i}].tls.{what}"),
+                            format!("{} does not exist", path.display()),
+                        );
+                    }
+                }
+                Some(ListenerTls::Files { cert, key })
+            }
+            Some(_) => {
+                bad(
+                    format!("listener[{i}].tls"),
+                    "give both cert and key, or self_signed = true".into(),
+                );
+                None
+            }
+        };
+        listeners.push(ListenerConfig { address, tls });
+    }
+    listeners
+}
+
+/// `[[upstream]]`.
+fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
+    let resolve = |p: &Path| resolve(base, p);
+    let mut upstreams: Vec<UpstreamConfig> = Vec::new();
+    if raw.upstreams.is_empty() {
+        bad("upstream".into(), "at least one [[upstream]] is needed".into());
+    }
+    for (i, u) in raw.upstreams.iter().enumerate() {
+        let key = |k: &str| format!("upstream[{i}].{k}");
+        if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            bad(key("name"), format!("`{}` must be letters, digits, - _ or .", u.name));
+        }
+        if u.name.eq_ignore_ascii_case("all") {
+            bad(key("name"), "`all` is reserved".into());
+        }
+        if upstreams.iter().any(|o| o.name.eq_ignore_ascii_case(&u.name)) {
+            bad(key("name"), format!("`{}` is used twice", u.name));
+        }
+        let target = match u.kind.as_str() {
+            "asterisk" => match &u.address {
+                Some(a) => Some(UpstreamTarget::Asterisk {
+                    address: a.clone(),
+                    tls: (u.tls || u.ca.is_some()).then(|| UpstreamTls {
+                        ca: u.ca.as_deref().map(resolve),
+                        server_name: u.server_name.clone(),
+                    }),
+                }),
+                None => {
+                    bad(
+                        key("address"),
+                        "an asterisk upstream needs an address (host:port)".into(),
+                    );
+                    None
+                }
+            },
+            "simulated" if !crate::upstream::simulated::AVAILABLE => {
+                bad(
+                    key("kind"),
+                    "this build has no simulated Asterisk (built without the `sim` feature)".into(),
+                );
+                None
+            }
+            "simulated" => Some(UpstreamTarget::Simulated(SimSettings {
+                calls_per_sec: u.sim.calls_per_sec,
+                legacy_command: u.sim.legacy_command,
+                channel_id_base: u.sim.channel_id_base,
+            })),
+            other => {
+                bad(key("kind"), format!("`{other}` is not one of asterisk, simulated"));
+                None
+            }
+        };
+        let simulated = matches!(target, Some(UpstreamTarget::Simulated(_)));
+        for (j, a) in u.accounts.iter().enumerate() {
+            if simulated {
+                bad(
+                    key(&format!("accounts[{j}]")),
+                    "a simulated upstream has only its one account".into(),
+                );
+            }
+            if a.name.is_empty() || u.accounts[..j].iter().any(|o| o.name == a.name) {
+                bad(
+                    key(&format!("accounts[{j}].name")),
+                    format!("`{}` must be non-empty and unique", a.name),
+                );
+            }
+        }
+        let (username, secret) = match (&u.username, &u.secret, simulated) {
+            (Some(n), Some(s), _) => (n.clone(), s.clone()),
+            (None, None, true) => ("admin".to_string(), "admin-secret".to_string()),
+            _ => {
+                bad(key("secret"), "an upstream needs username and secret".into());
+                (String::new(), String::new())
+            }
+        };
+        if !(u.ping_interval_secs > 0.0 && u.ping_timeout_secs > 0.0) {
+            bad(
+                key("ping_interval_secs"),
+                "ping interval and timeout must be positive".into(),
+            );
+        }
+        if u.reconnect_min_ms == 0 || u.reconnect_max_ms < u.reconnect_min_ms {
+            bad(
+                key("reconnect_min_ms"),
+                "need 0 < reconnect_min_ms <= reconnect_max_ms".into(),
+            );
+        }
+        if let Some(target) = target {
+            upstreams.push(UpstreamConfig {
+                name: u.name.clone(),
+                target,
+                username,
+                secret,
+                ping_interval: Duration::from_secs_f64(u.ping_interval_secs.max(0.01)),
+                ping_timeout: Duration::from_secs_f64(u.ping_timeout_secs.max(0.01)),
+                reconnect_min: Duration::from_millis(u.reconnect_min_ms.max(1)),
+                reconnect_max: Duration::from_millis(u.reconnect_max_ms.max(u.reconnect_min_ms.max(1))),
+                channel_prefixes: u.channel_prefixes.clone(),
+                queue_prefixes: u.queue_prefixes.clone(),
+                max_in_flight: u.max_in_flight.max(1),
+                ownership_refresh: Duration::from_secs_f64(u.ownership_refresh_secs.max(0.1)),
+                accounts: u
+                    .accounts
+                    .iter()
+                    .map(|a| AccountConfig {
+                        name: a.name.clone(),
+                        username: a.username.clone(),
+                        secret: a.secret.clone(),
+                    })
+                    .collect(),
+            });
+        }
+    }
+    upstreams
+}
+
+/// `[[user]]`.
+fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
+    let mut users: Vec<UserConfig> = Vec::new();
+    for (i, u) in raw.users.iter().enumerate() {
+        let key = |k: &str| format!("user[{i}].{k}");
+        if u.name.is_empty() {
+            bad(key("name"), "must not be empty".into());
+        }
+        if users.iter().any(|o| o.name == u.name) {
+            bad(key("name"), format!("`{}` is used twice", u.name));
+        }
+        let secret = match (&u.secret, &u.secret_hash) {
+            (Some(s), None) => Secret::Plain(s.clone()),
+            (None, Some(h)) => {
+                if argon2::PasswordHash::new(h).is_err() {
+                    bad(
+                        key("secret_hash"),
+                        "is not an argon2 PHC string (make one with `amiproxy hash-secret`)".into(),
+                    );
+                }
+                Secret::Argon2(h.clone())
+            }
+            _ => {
+                bad(key("secret"), "give exactly one of secret, secret_hash".into());
+                continue;
+            }
+        };
+        let allow_md5 = match (u.allow_md5, &secret) {
+            (Some(true), Secret::Argon2(_)) => {
+                bad(
+                    key("allow_md5"),
+                    "MD5 challenge login needs the plain secret; a user with secret_hash can only log in plainly"
+                        .into(),
+                );
+                false
+            }
+            (Some(v), _) => v,
+            (None, s) => matches!(s, Secret::Plain(_)),
+        };
+        let read = Classes::parse(&u.read).unwrap_or_else(|e| {
+            bad(key("read"), e);
+            Classes::NONE
+        });
+        let write = Classes::parse(&u.write).unwrap_or_else(|e| {
+            bad(key("write"), e);
+            Classes::NONE
+        });
+        let mut policy = Policy::default();
+        for (list, field, out) in [
+            (&u.permit, "permit", &mut policy.permit),
+            (&u.deny, "deny", &mut policy.deny),
+        ] {
+            for (j, net) in list.iter().enumerate() {
+                let parsed = net
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match parsed {
+                    Ok(n) => out.push(n),
+                    Err(_) => bad(
+                        format!("user[{i}].{field}[{j}]"),
+                        format!("`{net}` is not an address or CIDR network"),
+                    ),
+                }
+            }
+        }
+        let globs = |l: &[String]| l.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+        policy.actions = u.actions.as_deref().map(globs);
+        policy.deny_actions = globs(&u.deny_actions);
+        policy.commands = u.commands.as_deref().map(globs);
+        policy.scope = Scope {
+            channels: u.channels.iter().map(|g| Glob::channel(g)).collect(),
+            queues: globs(&u.queues),
+            contexts: globs(&u.contexts),
+            db_families: globs(&u.db_families),
+            servers: u.servers.clone(),
+        };
+        check_dialplan_lists(u, write, &policy.scope, &mut |k, r| bad(format!("user[{i}].{k}"), r));
+        policy.functions = u.functions.iter().map(|f| f.trim().to_ascii_uppercase()).collect();
+        policy.applications = u.applications.clone();
+        policy.variables = u.variables.as_deref().map(globs);
+        policy.config_files = u.config_files.as_deref().map(globs);
+        for (j, srv) in u.servers.iter().enumerate() {
+            if !raw.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(srv)) {
+                bad(
+                    format!("user[{i}].servers[{j}]"),
+                    format!("`{srv}` is not a configured upstream"),
+                );
+            }
+        }
+        for (j, r) in u.rules.iter().enumerate() {
+            let allow = match r.effect.as_str() {
+                "allow" => true,
+                "deny" => false,
+                other => {
+                    bad(
+                        format!("user[{i}].rule[{j}].effect"),
+                        format!("`{other}` is not allow or deny"),
+                    );
+                    continue;
+                }
+            };
+            match regex::Regex::new(&r.pattern) {
+                Ok(pattern) => policy.rules.push(ArgRule {
+                    action: Glob::new(&r.action),
+                    header: r.header.clone(),
+                    pattern,
+                    allow,
+                }),
+                Err(e) => bad(format!("user[{i}].rule[{j}].pattern"), e.to_string()),
+            }
+        }
+        for (j, f) in u.eventfilter.iter().enumerate() {
+            match EventFilter::parse(f) {
+                Ok(f) => policy.filters.add(f),
+                Err(e) => bad(format!("user[{i}].eventfilter[{j}]"), e),
+            }
+        }
+        users.push(UserConfig {
+            name: u.name.clone(),
+            secret,
+            read,
+            write,
+            allow_md5,
+            policy,
+            actions_per_sec: u.actions_per_sec,
+            burst: u.burst.max(u.actions_per_sec),
+            max_connections: u.max_connections,
+            upstream_account: u.upstream_account.clone(),
+        });
+        if let Some(acct) = &u.upstream_account {
+            // Every upstream the user may reach must have the account: an action must never
+            // fall back to the all-class login.
+            for up in &raw.upstreams {
+                let reachable = u.servers.is_empty() || u.servers.iter().any(|s| s.eq_ignore_ascii_case(&up.name));
+                if reachable && !up.accounts.iter().any(|a| &a.name == acct) {
+                    bad(
+                        key("upstream_account"),
+                        format!("upstream `{}` has no account `{acct}`", up.name),
+                    );
+                }
+            }
+        }
+    }
+    users
+}
+
+/// `[routing]`.
+fn routing(raw: &RawConfig, upstreams: &[UpstreamConfig], bad: Bad) -> RoutingConfig {
+    if let Some(d) = &raw.routing.default_upstream {
+        if !upstreams.iter().any(|u| &u.name == d) {
+            bad(
+                "routing.default_upstream".into(),
+                format!("`{d}` is not a configured upstream"),
+            );
+        }
+    }
+    RoutingConfig {
+        default_upstream: raw.routing.default_upstream.clone(),
+        fanout_actions: raw.routing.fanout_actions.clone(),
+    }
+}
+
+/// `[limits]`.
+fn limits(raw: &RawConfig) -> LimitsConfig {
+    let l = &raw.limits;
+    LimitsConfig {
+        max_connections: l.max_connections,
+        actions_per_sec: l.actions_per_sec,
+        burst: l.burst.max(l.actions_per_sec),
+        failed_logins: l.failed_logins,
+        failed_login_window: Duration::from_secs(l.failed_login_window_secs.max(1)),
+        ban: Duration::from_secs(l.ban_secs),
+    }
+}
+
+/// `[metrics]`.
+fn metrics(raw: &RawConfig, bad: Bad) -> MetricsConfig {
+    MetricsConfig {
+        address: raw
+            .metrics
+            .address
+            .as_deref()
+            .and_then(|a| match a.parse::<SocketAddr>() {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    bad("metrics.address".into(), format!("`{a}` is not an address: {e}"));
+                    None
+                }
+            }),
+    }
+}
+
+/// `[log]`.
+fn log(raw: &RawConfig, bad: Bad) -> LogConfig {
+    let json = match raw.log.format.as_str() {
+        "text" => false,
+        "json" => true,
+        other => {
+            bad("log.format".into(), format!("`{other}` is not one of text, json"));
+            false
+        }
+    };
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        bad(
+            "log.level".into(),
+            format!(
+                "`{}` is not a log filter (e.g. info, warn,amiproxy::audit=info)",
+                raw.log.level
+            ),
+        );
+    }
+    LogConfig {
+        level: raw.log.level.clone(),
+        json,
+    }
+}
+
+/// The functions and applications a user may be given: what needs `system` only to a
+/// user with `system` and no scope, what reaches other tenants only to an unscoped user.
+/// A config that promises more is refused, so the trust model holds whatever it says.
+fn check_dialplan_lists(u: &RawUser, write: Classes, scope: &Scope, bad: Bad) {
+    use crate::policy::dialplan::{application, function_reach, Reach};
+    let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
+    let full = system && !scope.scoped();
+    let refuse = |reach: Reach| match reach {
+        Reach::System if !full => Some("needs system (and no channel or queue scope)"),
+        Reach::Shared if scope.scoped() => Some("reaches other tenants' objects; not for a scoped user"),
+        _ => None,
+    };
+    for (j, f) in u.functions.iter().enumerate() {
+        if let Some(why) = refuse(function_reach(&f.trim().to_ascii_uppercase())) {
+            bad(format!("functions[{j}]"), format!("`{f}` {why}"));
+        }
+    }
+    for (j, a) in u.applications.iter().flatten().enumerate() {
+        if let Some(why) = refuse(application(a.trim()).0) {
+            bad(format!("applications[{j}]"), format!("`{a}` {why}"));
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! Configuration: one TOML file read with the `config` crate (environment overrides with the
+//! `AMIPROXY__` prefix, e.g. `AMIPROXY__PROXY__ACTION_TIMEOUT_SECS=5`), checked once into
+//! typed values. Every error names the key it is about.
+
+mod check;
+mod raw;
+
+use crate::perms::Classes;
+use crate::policy::Policy;
+use raw::RawConfig;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// One configuration problem: the key it is about and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.reason)
+    }
+}
+
+/// What to do with a client whose event queue overflows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowClient {
+    /// Skip the oldest events and tell the client how many with `Event: ProxyEventsDropped`.
+    DropOldest,
+    /// Close the connection.
+    Disconnect,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// A client write that makes no progress for this long closes the client.
+    pub write_timeout: Duration,
+    /// The Asterisk generation the proxy speaks to clients; None: the upstreams' own when
+    /// they all agree, else the newest.
+    pub dialect: Option<crate::dialect::Generation>,
+    /// How long a graceful shutdown may take.
+    pub shutdown_timeout: Duration,
+    /// Reload when the config file changes (polled), as well as on SIGHUP.
+    pub watch_config: bool,
+    pub banner_version: Option<String>,
+    pub server_header: String,
+    /// The origin (server header value) of messages the proxy makes itself.
+    pub name: String,
+    /// Actions one client session may have in flight upstream at once.
+    pub max_in_flight_per_session: usize,
+    /// Bytes of answers queued for one client before it counts as not reading.
+    pub client_queue_bytes: usize,
+    pub auth_timeout: Duration,
+    pub auth_limit: usize,
+    pub action_timeout: Duration,
+    pub event_buffer: usize,
+    pub slow_client: SlowClient,
+    pub max_line: usize,
+    pub max_lines: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenerTls {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// A certificate made at start-up for localhost (development only).
+    SelfSigned,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub tls: Option<ListenerTls>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimSettings {
+    pub calls_per_sec: f64,
+    pub legacy_command: bool,
+    pub channel_id_base: u32,
+}
+
+/// Where an upstream is: a real Asterisk at an address, or a simulated one run in-process.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UpstreamTarget {
+    Asterisk { address: String, tls: Option<UpstreamTls> },
+    Simulated(SimSettings),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM file of CA certificates; system (webpki) roots when absent.
+    pub ca: Option<PathBuf>,
+    pub server_name: Option<String>,
+}
+
+/// A second manager account on an upstream, so that Asterisk's own checks apply to the
+/// users mapped to it as well as the proxy's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub name: String,
+    pub username: String,
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    pub target: UpstreamTarget,
+    pub username: String,
+    pub secret: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub channel_prefixes: Vec<String>,
+    pub queue_prefixes: Vec<String>,
+    /// Extra manager accounts (fewer classes) for users mapped to them: one more login
+    /// each, with events off.
+    pub accounts: Vec<AccountConfig>,
+    /// Actions in flight on this link at most; more are refused at once.
+    pub max_in_flight: usize,
+    /// How often the channel ownership index is relearned from the upstream.
+    pub ownership_refresh: Duration,
+}
+
+/// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is
+/// md5(challenge + secret)); an argon2 hash serves plain login only.
+#[derive(Clone)]
+pub enum Secret {
+    Plain(String),
+    Argon2(String),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Plain(_) => f.write_str("Secret::Plain(<redacted>)"),
+            Secret::Argon2(_) => f.write_str("Secret::Argon2(<hash>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UserConfig {
+    pub name: String,
+    pub secret: Secret,
+    pub read: Classes,
+    pub write: Classes,
+    pub allow_md5: bool,
+    pub policy: Policy,
+    /// Actions per second shared by all the user's connections (0: no limit).
+    pub actions_per_sec: u32,
+    pub burst: u32,
+    /// Connections at once (0: no limit).
+    pub max_connections: usize,
+    /// The upstream account (of each upstream's `accounts`) this user's actions go through;
+    /// None: the proxy's main login.
+    pub upstream_account: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    pub actions_per_sec: u32,
+    pub burst: u32,
+    pub failed_logins: u32,
+    pub failed_login_window: Duration,
+    pub ban: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoutingConfig {
+    pub default_upstream: Option<String>,
+    pub fanout_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub proxy: ProxySettings,
+    pub listeners: Vec<ListenerConfig>,
+    pub upstreams: Vec<UpstreamConfig>,
+    pub users: Vec<UserConfig>,
+    pub routing: RoutingConfig,
+    pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where `GET /metrics` and `GET /health` are served; off when absent.
+    pub address: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// A tracing filter (`info`, `warn,amiproxy::audit=info`); `RUST_LOG` wins over it.
+    pub level: String,
+    pub json: bool,
+}
+
+impl Config {
+    /// Reads and checks a config file (plus `AMIPROXY__...` environment overrides).
+    pub fn load(path: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("AMIPROXY")
+                    .try_parsing(true)
+                    .prefix_separator("__")
+                    .separator("__"),
+            )
+            .build()
+            .and_then(|c| c.try_deserialize::<RawConfig>())
+            .map_err(|e| vec![from_config_error(e)])?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        check::check(raw, base)
+    }
+
+    /// Parses config text (for tests and `check-config` on stdin).
+    pub fn from_toml(text: &str, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
+        let raw = config::Config::builder()
+            .add_source(config::File::from_str(text, config::FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<RawConfig>())
+            .map_err(|e| vec![from_config_error(e)])?;
+        check::check(raw, base)
+    }
+
+    pub fn user(&self, name: &str) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name == name)
+    }
+}
+
+fn from_config_error(e: config::ConfigError) -> ConfigProblem {
+    let text = e.to_string();
+    // The config crate words errors as "... for key `x.y`"; surface the key first.
+    let key = text
+        .split("for key `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| "(file)".into());
+    ConfigProblem { key, reason: text }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OK: &str = r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[upstream]]
+name = "pbx1"
+kind = "simulated"
+[[user]]
+name = "app"
+secret = "s3cret"
+read = "call,system"
+write = "call"
+"#;
+
+    #[test]
+    fn minimal_config_loads() {
+        let c = Config::from_toml(OK, Path::new(".")).unwrap();
+        assert_eq!(c.upstreams[0].name, "pbx1");
+        assert!(c.users[0].allow_md5);
+        assert_eq!(c.proxy.auth_limit, 50);
+    }
+
+    #[test]
+    fn errors_name_their_key() {
+        let text = OK
+            .replace(
+                "write = \"call\"",
+                "write = \"call,bogus\"\nallow_md5 = true\nsecret_hash = \"x\"",
+            )
+            .replace("kind = \"simulated\"", "kind = \"nope\"");
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert!(keys.contains(&"upstream[0].kind"), "{errs:?}");
+        assert!(keys.contains(&"user[0].secret"), "{errs:?}");
+    }
+
+    #[test]
+    fn hashed_user_with_md5_is_refused() {
+        let text = OK.replace(
+            "secret = \"s3cret\"",
+            "secret_hash = \"$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHQ$RdescudvJCsgt3ub+b+dWRWJTmaaJObG\"\nallow_md5 = true",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        assert_eq!(errs[0].key, "user[0].allow_md5", "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_key_is_reported() {
+        let errs = Config::from_toml(&format!("{OK}\n[proxy]\nbogus = 1\n"), Path::new(".")).unwrap_err();
+        assert!(errs[0].reason.contains("bogus"), "{errs:?}");
+    }
+
+    #[test]
+    fn a_config_cannot_promise_more_than_the_trust_model() {
+        let text = OK.replace(
+            "write = \"call\"",
+            "write = \"call,originate\"\nfunctions = [\"CALLERID\", \"shell\"]\napplications = [\"Wait\", \"System\"]",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].functions[1]", "user[0].applications[1]"], "{errs:?}");
+        // A tenant may not be given what reaches other tenants, even with system.
+        let text = OK.replace(
+            "write = \"call\"",
+            "write = \"all\"\nchannels = [\"PJSIP/acme-*\"]\nfunctions = [\"IMPORT\", \"CDR\"]\napplications = [\"Dial\"]",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[0]"], "{errs:?}");
+        // What needs system is fine for an unscoped system user.
+        let text = OK.replace("write = \"call\"", "write = \"all\"\nfunctions = [\"SHELL\"]");
+        assert!(Config::from_toml(&text, Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn an_upstream_account_must_exist_on_every_reachable_upstream() {
+        let text = format!("{OK}upstream_account = \"low\"\n");
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].upstream_account"], "{errs:?}");
+        let text = OK.replace(
+            "kind = \"simulated\"",
+            "address = \"127.0.0.1:5038\"\nusername = \"a\"\nsecret = \"b\"\naccounts = [{ name = \"low\", username = \"l\", secret = \"s\" }]",
+        );
+        let c = Config::from_toml(&format!("{text}upstream_account = \"low\"\n"), Path::new(".")).unwrap();
+        assert_eq!(c.upstreams[0].accounts[0].username, "l");
+        assert_eq!(c.users[0].upstream_account.as_deref(), Some("low"));
+    }
+}

@@ -1,0 +1,278 @@
+//! The configuration file as written: what serde reads, before any check.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub(super) proxy: RawProxy,
+    #[serde(default, rename = "listener")]
+    pub(super) listeners: Vec<RawListener>,
+    #[serde(default, rename = "upstream")]
+    pub(super) upstreams: Vec<RawUpstream>,
+    #[serde(default, rename = "user")]
+    pub(super) users: Vec<RawUser>,
+    #[serde(default)]
+    pub(super) routing: RawRouting,
+    #[serde(default)]
+    pub(super) limits: RawLimits,
+    #[serde(default)]
+    pub(super) metrics: RawMetrics,
+    #[serde(default)]
+    pub(super) log: RawLog,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMetrics {
+    pub(super) address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLog {
+    pub(super) level: String,
+    pub(super) format: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub(super) max_connections: usize,
+    pub(super) actions_per_sec: u32,
+    pub(super) burst: u32,
+    pub(super) failed_logins: u32,
+    pub(super) failed_login_window_secs: u64,
+    pub(super) ban_secs: u64,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        RawLimits {
+            max_connections: 0,
+            actions_per_sec: 0,
+            burst: 0,
+            failed_logins: 5,
+            failed_login_window_secs: 60,
+            ban_secs: 60,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawProxy {
+    pub(super) banner_version: Option<String>,
+    pub(super) server_header: String,
+    pub(super) name: String,
+    pub(super) max_in_flight_per_session: usize,
+    pub(super) client_queue_bytes: usize,
+    pub(super) auth_timeout_secs: u64,
+    pub(super) auth_limit: usize,
+    pub(super) action_timeout_secs: u64,
+    pub(super) event_buffer: usize,
+    pub(super) slow_client: String,
+    pub(super) max_line: usize,
+    pub(super) max_lines: usize,
+    pub(super) shutdown_timeout_secs: f64,
+    pub(super) watch_config: bool,
+    pub(super) dialect: String,
+    pub(super) write_timeout_secs: f64,
+}
+
+impl Default for RawProxy {
+    fn default() -> Self {
+        RawProxy {
+            banner_version: None,
+            server_header: "Server".into(),
+            name: "amiproxy".into(),
+            max_in_flight_per_session: 256,
+            client_queue_bytes: 16 << 20,
+            auth_timeout_secs: 30,
+            auth_limit: 50,
+            action_timeout_secs: 10,
+            event_buffer: 16384,
+            slow_client: "drop-oldest".into(),
+            max_line: 1024,
+            max_lines: 128,
+            shutdown_timeout_secs: 10.0,
+            watch_config: false,
+            dialect: "auto".into(),
+            write_timeout_secs: 30.0,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub(super) address: String,
+    #[serde(default)]
+    pub(super) tls: Option<RawListenerTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub(super) cert: Option<PathBuf>,
+    pub(super) key: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) self_signed: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUpstream {
+    pub(super) name: String,
+    #[serde(default = "default_kind")]
+    pub(super) kind: String,
+    pub(super) address: Option<String>,
+    #[serde(default)]
+    pub(super) username: Option<String>,
+    #[serde(default)]
+    pub(super) secret: Option<String>,
+    #[serde(default)]
+    pub(super) tls: bool,
+    pub(super) ca: Option<PathBuf>,
+    pub(super) server_name: Option<String>,
+    #[serde(default = "default_ping_interval")]
+    pub(super) ping_interval_secs: f64,
+    #[serde(default = "default_ping_timeout")]
+    pub(super) ping_timeout_secs: f64,
+    #[serde(default = "default_backoff_min")]
+    pub(super) reconnect_min_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub(super) reconnect_max_ms: u64,
+    #[serde(default)]
+    pub(super) channel_prefixes: Vec<String>,
+    #[serde(default)]
+    pub(super) queue_prefixes: Vec<String>,
+    #[serde(default)]
+    pub(super) sim: RawSim,
+    /// Extra manager accounts on this Asterisk, with fewer classes, for users mapped to them.
+    #[serde(default)]
+    pub(super) accounts: Vec<RawAccount>,
+    #[serde(default = "default_max_in_flight")]
+    pub(super) max_in_flight: usize,
+    #[serde(default = "default_ownership_refresh")]
+    pub(super) ownership_refresh_secs: f64,
+}
+
+pub(super) fn default_ownership_refresh() -> f64 {
+    300.0
+}
+
+pub(super) fn default_max_in_flight() -> usize {
+    10_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccount {
+    pub(super) name: String,
+    pub(super) username: String,
+    pub(super) secret: String,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawSim {
+    pub(super) calls_per_sec: f64,
+    pub(super) legacy_command: bool,
+    pub(super) channel_id_base: u32,
+}
+
+pub(super) fn default_kind() -> String {
+    "asterisk".into()
+}
+pub(super) fn default_ping_interval() -> f64 {
+    10.0
+}
+pub(super) fn default_ping_timeout() -> f64 {
+    5.0
+}
+pub(super) fn default_backoff_min() -> u64 {
+    250
+}
+pub(super) fn default_backoff_max() -> u64 {
+    30_000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub(super) name: String,
+    pub(super) secret: Option<String>,
+    pub(super) secret_hash: Option<String>,
+    #[serde(default = "default_read")]
+    pub(super) read: String,
+    #[serde(default)]
+    pub(super) write: String,
+    #[serde(default)]
+    pub(super) allow_md5: Option<bool>,
+    #[serde(default)]
+    pub(super) permit: Vec<String>,
+    #[serde(default)]
+    pub(super) deny: Vec<String>,
+    pub(super) actions: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) deny_actions: Vec<String>,
+    pub(super) commands: Option<Vec<String>>,
+    #[serde(default, rename = "rule")]
+    pub(super) rules: Vec<RawRule>,
+    #[serde(default)]
+    pub(super) channels: Vec<String>,
+    #[serde(default)]
+    pub(super) queues: Vec<String>,
+    #[serde(default)]
+    pub(super) servers: Vec<String>,
+    #[serde(default)]
+    pub(super) contexts: Vec<String>,
+    #[serde(default)]
+    pub(super) db_families: Vec<String>,
+    #[serde(default)]
+    pub(super) functions: Vec<String>,
+    pub(super) applications: Option<Vec<String>>,
+    pub(super) variables: Option<Vec<String>>,
+    pub(super) config_files: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) eventfilter: Vec<String>,
+    #[serde(default)]
+    pub(super) actions_per_sec: u32,
+    #[serde(default)]
+    pub(super) burst: u32,
+    #[serde(default)]
+    pub(super) max_connections: usize,
+    pub(super) upstream_account: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRule {
+    pub(super) action: String,
+    pub(super) header: String,
+    pub(super) pattern: String,
+    pub(super) effect: String,
+}
+
+pub(super) fn default_read() -> String {
+    "all".into()
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRouting {
+    pub(super) default_upstream: Option<String>,
+    pub(super) fanout_actions: Vec<String>,
+}
