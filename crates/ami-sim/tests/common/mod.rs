@@ -343,20 +343,15 @@ impl Replay {
                 }
             }
         }
-        let mut last_at = 0.0;
-        for (i, (at, send, expect, eof)) in groups.into_iter().enumerate() {
+        // No pacing: each block is sent once every message the previous one brought has
+        // arrived (a call's events included), which is all the state the next one needs.
+        for (i, (_, send, expect, eof)) in groups.into_iter().enumerate() {
             if self.skip.contains(&i) {
-                last_at = at;
                 continue;
-            }
-            // Keep a little of the captured pacing (calls need a moment to progress).
-            let gap = (at - last_at).clamp(0.0, 1.1);
-            last_at = at;
-            if gap > 0.05 {
-                tokio::time::sleep(Duration::from_secs_f64(gap)).await;
             }
             c.send(&send).await;
             let expected = split_messages(&expect);
+            // A block's messages may span a call of a few seconds.
             let deadline = Instant::now() + Duration::from_secs(15);
             let mut got = Vec::new();
             while got.len() < expected.len() {
