@@ -179,6 +179,10 @@ impl Waiter {
 struct Link {
     writer: Option<mpsc::Sender<Bytes>>,
     pending: pending::Pending,
+    /// Set when shutdown fails what is in flight ([`Upstream::fail_all`]): clients' actions
+    /// are refused from then on, so none a session forwards at that very moment is left in
+    /// flight with nobody to answer it.
+    shutting_down: bool,
 }
 
 /// Why an action could not be queued on a link; its waiter comes back to be answered.
@@ -289,6 +293,12 @@ impl Upstream {
     /// or stalled.
     pub fn send(&self, aid: String, bytes: Bytes, waiter: Waiter) -> Result<(), Refused> {
         let mut link = self.link();
+        if link.shutting_down && !matches!(waiter.waiting, Waiting::Internal { .. }) {
+            return Err(Refused {
+                waiter: Box::new(waiter),
+                reason: "Proxy is shutting down".into(),
+            });
+        }
         let reason = match &link.writer {
             None => Some("is not connected"),
             Some(_) if link.pending.len() >= self.config.max_in_flight => Some("has too many actions in flight"),
@@ -533,9 +543,15 @@ impl Upstream {
         self.link().pending.len() + self.accounts.iter().map(|a| a.in_flight()).sum::<usize>()
     }
 
-    /// Answers everything in flight with an error (shutdown), keeping the link.
+    /// Answers everything in flight with an error (shutdown), keeping the link; clients'
+    /// actions are refused from then on (a session may be forwarding one right now, before
+    /// it has seen the shutdown).
     pub fn fail_all(&self, core: &Core, message: &str) {
-        let pending = self.link().pending.take_all();
+        let pending = {
+            let mut link = self.link();
+            link.shutting_down = true;
+            link.pending.take_all()
+        };
         fail_each(core, self.name(), pending, message);
         for a in &self.accounts {
             a.fail_all(core, message);
