@@ -305,8 +305,13 @@ async fn every_message_has_an_origin_and_logins_are_announced() {
     let mut admin = Client::login(proxy.addr(), "admin", "admin-secret").await;
     let fb = admin.event("FullyBooted").await;
     assert_eq!(fb.get("Server"), Some("amiproxy"), "{fb:?}");
-    // Its own login, as Asterisk announces it to `security` readers.
-    let auth = admin.event("SuccessfulAuth").await;
+    // Its own login, as Asterisk announces it to `security` readers. The upstreams announce
+    // the proxy's own logins to them too, which may come first: the proxy's announcement is
+    // the one on the proxy's address.
+    let local = format!("IPV4/TCP/127.0.0.1/{}", proxy.addr().port());
+    let auth = admin
+        .until(|m| m.event_name() == Some("SuccessfulAuth") && m.get("LocalAddress") == Some(local.as_str()))
+        .await;
     assert_eq!(auth.get("AccountID"), Some("admin"), "{auth:?}");
     assert_eq!(auth.get("Service"), Some("AMI"));
     assert_eq!(auth.get("Server"), Some("amiproxy"));

@@ -143,16 +143,34 @@ async fn sigterm_sends_shutdown_and_exits_in_time() {
     let mut proxy = start_proxy(&format!(
         "[proxy]\nshutdown_timeout_secs = 3\naction_timeout_secs = 60\n\n{text}"
     ));
+    let metrics = proxy.metrics.expect("metrics address");
     let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
     let mut b = Client::login(proxy.addr(), "app", "app-secret").await;
     wait_upstream(&mut a, "pbx1").await;
-    // An action in flight on a stalled upstream is answered (with an error) before the end.
+    // An action in flight on a stalled upstream (polled: nothing answers it) is answered,
+    // with an error, before the end.
+    let in_flight = [("server", "pbx1")];
+    scrape_until(metrics, "nothing in flight", |m| {
+        m.get("amiproxy_upstream_in_flight", &in_flight) == 0.0
+    })
+    .await;
     s1.set_stalled(true);
     a.send("Action: DBGet\r\nFamily: x\r\nKey: y\r\nActionID: inflight\r\n\r\n")
         .await;
+    scrape_until(metrics, "the action in flight", |m| {
+        m.get("amiproxy_upstream_in_flight", &in_flight) == 1.0
+    })
+    .await;
+    let t = std::time::Instant::now();
     proxy.signal("TERM");
     let r = a.response("inflight").await;
     assert_eq!(r.get("Message"), Some("Proxy is shutting down"));
+    // Not at once: its answer was waited for during half the shutdown timeout first.
+    assert!(
+        t.elapsed() >= Duration::from_millis(1500),
+        "answered after {:?}",
+        t.elapsed()
+    );
     for c in [&mut a, &mut b] {
         let ev = c.event("Shutdown").await;
         assert_eq!(
