@@ -1,5 +1,5 @@
 #![no_main]
-//! Bytes in, the proxy's answers out: one client session (`amiproxy::session::serve`) over an
+//! Bytes in, the proxy's answers out: one client session (`amiproxy::client::serve`) over an
 //! in-memory duplex pipe, against a Core whose only upstream is never connected.
 //!
 //! First byte `b`: bit 7 prefixes a valid Login (bit 6: as the restricted `tenant`, else as
@@ -153,10 +153,10 @@ fn converse(core: &Arc<Core>, config: &Config, prefix: &[u8], input: &[u8], size
             .try_acquire_owned()
             .expect("an unauthenticated slot is free");
         let peer: SocketAddr = "127.0.0.1:40000".parse().expect("an address");
-        let session = tokio::spawn(amiproxy::session::serve(
+        let session = tokio::spawn(amiproxy::client::serve(
             core.clone(),
             Box::new(server),
-            amiproxy::session::Connection {
+            amiproxy::client::Connection {
                 peer,
                 local: "127.0.0.1:5038".parse().expect("an address"),
                 tls: false,

@@ -1,5 +1,11 @@
 //! Shell-style globs (`*`, `?`), ASCII case-insensitive, for action names, commands,
 //! channels and queues in the policy. Matching is linear in practice (one backtrack point).
+//!
+//! A user's lists are checked on every event a scoped client might receive, so they are
+//! compiled once, at configuration load, into one [`GlobSet`] (a `regex::bytes::RegexSet`):
+//! matching a whole list is then one pass over the text, with no allocation.
+
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
@@ -85,9 +91,88 @@ impl Glob {
     }
 }
 
-/// True when any glob of the list matches.
-pub fn any_match(globs: &[Glob], text: &str) -> bool {
-    globs.iter().any(|g| g.matches(text))
+impl Glob {
+    /// The same language as a regular expression over bytes (ASCII case-insensitive, as
+    /// [`Glob::matches`]).
+    fn to_regex(&self) -> String {
+        let any = if self.stop.is_empty() {
+            String::from("(?s:.)")
+        } else {
+            let stops: String = self.stop.iter().map(|b| format!("\\x{b:02x}")).collect();
+            format!("[^{stops}]")
+        };
+        let mut re = String::from("(?i-u)^");
+        for &b in &self.pattern {
+            match b {
+                b'*' => {
+                    re.push_str(&any);
+                    re.push('*');
+                }
+                b'?' => re.push_str(&any),
+                b if b.is_ascii_alphanumeric() => re.push(b as char),
+                b => re.push_str(&format!("\\x{b:02x}")),
+            }
+        }
+        re.push('$');
+        re
+    }
+}
+
+/// A list of globs, compiled once into one automaton.
+#[derive(Debug, Clone, Default)]
+pub struct GlobSet {
+    globs: Vec<Glob>,
+    /// None when the list is empty, or (never in practice) too large to compile: then each
+    /// glob is tried in turn.
+    set: Option<RegexSet>,
+}
+
+impl GlobSet {
+    pub fn new(globs: Vec<Glob>) -> GlobSet {
+        let set = if globs.is_empty() {
+            None
+        } else {
+            RegexSetBuilder::new(globs.iter().map(Glob::to_regex))
+                .unicode(false)
+                .build()
+                .ok()
+        };
+        GlobSet { globs, set }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.globs.is_empty()
+    }
+
+    pub fn globs(&self) -> &[Glob] {
+        &self.globs
+    }
+
+    /// True when any glob of the list matches.
+    pub fn is_match(&self, text: &str) -> bool {
+        match &self.set {
+            Some(set) => set.is_match(text.as_bytes()),
+            None => self.globs.iter().any(|g| g.matches(text)),
+        }
+    }
+}
+
+impl PartialEq for GlobSet {
+    fn eq(&self, other: &GlobSet) -> bool {
+        self.globs == other.globs
+    }
+}
+
+impl From<Vec<Glob>> for GlobSet {
+    fn from(globs: Vec<Glob>) -> GlobSet {
+        GlobSet::new(globs)
+    }
+}
+
+impl FromIterator<Glob> for GlobSet {
+    fn from_iter<I: IntoIterator<Item = Glob>>(iter: I) -> GlobSet {
+        GlobSet::new(iter.into_iter().collect())
+    }
 }
 
 #[cfg(test)]
@@ -114,5 +199,37 @@ mod tests {
         assert!(Glob::channel("PJSIP/acme-???").matches("PJSIP/acme-001"));
         let long = "a".repeat(1000);
         assert!(!Glob::channel("*a*a*a*a*a*b").matches(&long));
+    }
+
+    #[test]
+    fn a_set_matches_as_its_globs() {
+        let globs = [
+            Glob::channel("Local/*@acme-*"),
+            Glob::channel("PJSIP/acme-???"),
+            Glob::new("queue*"),
+            Glob::new("a.b+c(d)[e]"),
+            Glob::new("*"),
+        ];
+        let texts = [
+            "Local/100@acme-sales-00000001;1",
+            "Local/1@beta/n@acme-x",
+            "PJSIP/ACME-001",
+            "PJSIP/acme-1/n",
+            "QueueStatus",
+            "a.b+c(d)[e]",
+            "aXb+c(d)[e]",
+            "",
+            "\u{e9}t\u{e9}",
+        ];
+        for i in 0..globs.len() {
+            for n in 1..=globs.len() - i {
+                let list = globs[i..i + n].to_vec();
+                let set = GlobSet::new(list.clone());
+                for t in texts {
+                    assert_eq!(set.is_match(t), list.iter().any(|g| g.matches(t)), "{list:?} {t}");
+                }
+            }
+        }
+        assert!(!GlobSet::default().is_match("x"));
     }
 }

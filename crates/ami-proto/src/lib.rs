@@ -8,12 +8,15 @@
 //! banner line and legacy `Response: Follows` command output).
 #![forbid(unsafe_code)]
 
+pub mod action;
 mod builder;
 pub mod clock;
 mod decoder;
 mod error;
+pub mod facts;
 mod message;
 
+pub use action::{Action, ActionName};
 pub use builder::MessageBuilder;
 pub use decoder::{AmiDecoder, Decoded, Limits, Role};
 pub use error::{Error, Rejection};

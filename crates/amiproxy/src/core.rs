@@ -3,25 +3,15 @@
 use crate::config::Config;
 use crate::dialect::Generation;
 use crate::hub::Hub;
+use crate::ids::UpstreamId;
 use crate::limits::Limits;
-use crate::router::{Owners, Router};
-use crate::upstream::Upstream;
-use ami_proto::Message;
+use crate::routing::{Owners, Router};
+use crate::upstream::{self, ActionIds, Upstream};
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{watch, Semaphore};
-
-/// How long the ActionID of an async Originate or UserEvent is remembered, so the broadcast
-/// event that carries it can be given back the client's own ActionID.
-const BROADCAST_AID_TTL: Duration = Duration::from_secs(600);
-const BROADCAST_AIDS_SOFT: usize = 10_000;
-const BROADCAST_AIDS_HARD: usize = 200_000;
-
-/// Every ActionID the proxy sends upstream starts with this.
-pub const ACTION_ID_PREFIX: &str = "amiproxy-";
 
 /// What a configuration defines, swapped whole on reload: sessions and links read one
 /// consistent snapshot per decision.
@@ -50,12 +40,11 @@ pub enum Phase {
 
 pub struct Core {
     state: ArcSwap<State>,
-    pub owners: Owners,
+    pub owners: Arc<Owners>,
     pub hub: Hub,
-    /// Upstream ActionID → the client's own (or none) for broadcast events that echo it.
-    broadcast_aids: DashMap<String, (Option<String>, Instant)>,
-    last_sweep: std::sync::Mutex<Instant>,
-    next_aid: AtomicU64,
+    pub ids: Arc<ActionIds>,
+    /// What the upstream links see of the core (the same hub, index and ids).
+    pub links: Arc<upstream::Context>,
     next_upstream_id: AtomicUsize,
     pub started: Instant,
     /// Unauthenticated connections (Asterisk's `authlimit`; fixed at start-up).
@@ -84,17 +73,25 @@ impl Core {
         let hub = Hub::new(config.proxy.event_buffer);
         let unauth = Arc::new(Semaphore::new(config.proxy.auth_limit));
         let limits = Limits::new(&config.limits, &config.users);
+        let owners = Arc::new(Owners::default());
+        let ids = Arc::new(ActionIds::default());
+        let links = Arc::new(upstream::Context::new(
+            hub.clone(),
+            owners.clone(),
+            ids.clone(),
+            &config.proxy.server_header,
+            config.proxy.action_timeout,
+        ));
         let core = Arc::new(Core {
             state: ArcSwap::from_pointee(State {
                 config: Arc::new(config.clone()),
                 router: Router::new(&config, &[]),
                 upstreams: Vec::new(),
             }),
-            owners: Owners::default(),
+            owners,
             hub,
-            broadcast_aids: DashMap::new(),
-            last_sweep: std::sync::Mutex::new(Instant::now()),
-            next_aid: AtomicU64::new(1),
+            ids,
+            links,
             next_upstream_id: AtomicUsize::new(1),
             started: Instant::now(),
             unauth,
@@ -117,15 +114,16 @@ impl Core {
 
     pub fn new_upstream(&self, cfg: crate::config::UpstreamConfig) -> Arc<Upstream> {
         Arc::new(Upstream::with_accounts(cfg, || {
-            self.next_upstream_id.fetch_add(1, Ordering::Relaxed)
+            UpstreamId(self.next_upstream_id.fetch_add(1, Ordering::Relaxed))
         }))
     }
 
     /// Makes `config` (with these upstream links) the current state.
     pub fn install(&self, config: Config, upstreams: Vec<Arc<Upstream>>) {
-        let ids: Vec<usize> = upstreams.iter().map(|u| u.id).collect();
+        let ids: Vec<UpstreamId> = upstreams.iter().map(|u| u.id).collect();
         let router = Router::new(&config, &ids);
         self.limits.update(&config.limits, &config.users);
+        self.links.set_action_timeout(config.proxy.action_timeout);
         self.state.store(Arc::new(State {
             config: Arc::new(config),
             router,
@@ -155,53 +153,23 @@ impl Core {
         self.phase.send_replace(p);
     }
 
-    /// A fresh upstream ActionID, unique for the life of the proxy.
-    pub fn next_action_id(&self) -> String {
-        format!("{ACTION_ID_PREFIX}{}", self.next_aid.fetch_add(1, Ordering::Relaxed))
+    /// The sizes of the state clients and upstreams control, for the metrics.
+    pub fn state_sizes(&self) -> crate::metrics::StateSizes {
+        crate::metrics::StateSizes {
+            broadcast_actionids: self.ids.broadcast_len(),
+            owned_channels: self.owners.len(),
+            in_flight: self
+                .state()
+                .upstreams
+                .iter()
+                .map(|u| (u.name().to_owned(), u.in_flight()))
+                .collect(),
+        }
     }
 
     /// The tag header name (fixed at start-up: clients and rules depend on it).
     pub fn server_header(&self) -> &str {
         &self.server_header
-    }
-
-    /// Remembers that the broadcast event echoing `upstream_aid` (the OriginateResponse of an
-    /// async Originate, the UserEvent of a UserEvent action) belongs to a client action. The
-    /// map is bounded: swept of old entries at most once a second past a soft size, and
-    /// past a hard size new entries are not remembered (their event is then dropped rather
-    /// than shown to everyone with a proxy ActionID).
-    pub fn remember_broadcast_aid(&self, upstream_aid: &str, client_aid: Option<&str>) {
-        let now = Instant::now();
-        if self.broadcast_aids.len() > BROADCAST_AIDS_SOFT {
-            let mut last = crate::sync::lock(&self.last_sweep);
-            if now.duration_since(*last) > Duration::from_secs(1) {
-                *last = now;
-                self.broadcast_aids
-                    .retain(|_, (_, t)| now.duration_since(*t) < BROADCAST_AID_TTL);
-            }
-        }
-        if self.broadcast_aids.len() < BROADCAST_AIDS_HARD {
-            self.broadcast_aids
-                .insert(upstream_aid.to_owned(), (client_aid.map(str::to_owned), now));
-        }
-    }
-
-    /// Forgets a remembered ActionID whose action failed: its event is not coming.
-    pub fn forget_broadcast_aid(&self, upstream_aid: &str) {
-        self.broadcast_aids.remove(upstream_aid);
-    }
-
-    /// ActionIDs remembered for broadcast events still to come.
-    pub fn broadcast_aids_len(&self) -> usize {
-        self.broadcast_aids.len()
-    }
-
-    /// The broadcast event with its client's ActionID back (each is echoed once), or None
-    /// when no client action is known for it.
-    pub fn restore_broadcast_aid(&self, _event: &str, msg: &Message) -> Option<Message> {
-        let aid = msg.action_id()?;
-        let (_, (client, _)) = self.broadcast_aids.remove(aid)?;
-        Some(restore_aid(msg.clone(), client.as_deref()))
     }
 
     /// The generation the proxy speaks to a client connecting now, and its banner version:
@@ -230,13 +198,5 @@ impl Core {
         };
         let version = st.config.proxy.banner_version.clone().unwrap_or(version);
         (generation, version)
-    }
-}
-
-/// Puts the client's ActionID back, or removes ours if the client sent none.
-pub fn restore_aid(msg: Message, client_aid: Option<&str>) -> Message {
-    match client_aid {
-        Some(a) => msg.with_header("ActionID", a),
-        None => msg.without_header("ActionID"),
     }
 }

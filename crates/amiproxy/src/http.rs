@@ -43,7 +43,7 @@ async fn handle(core: &Core, mut stream: TcpStream) -> std::io::Result<()> {
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     let path = path.split('?').next().unwrap_or("");
     let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => match crate::metrics::render_with_state(core) {
+        ("GET", "/metrics") => match crate::metrics::render_with_state(core.state_sizes()) {
             Some(text) => ("200 OK", "text/plain; version=0.0.4", text),
             None => (
                 "503 Service Unavailable",

@@ -1,12 +1,14 @@
 //! amiproxy: an AMI proxy for Asterisk.
 //!
 //! Data flows one way in each direction:
-//! client socket → [`session`] (login, permissions, the proxy's own answers) → [`router`] →
+//! client socket → [`client`] (login, permissions, the proxy's own answers) → [`routing`] →
 //! [`upstream`] link (ActionID rewrite, pending map) → Asterisk; and back: upstream link
 //! (parse once, tag `Server`) → the waiting client, or → [`hub`] → every client's session.
+//! ARCHITECTURE.md has the map: who owns which state, the lock order, where to add things.
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod client;
 pub mod client_tx;
 pub mod config;
 pub mod core;
@@ -14,12 +16,11 @@ pub mod dialect;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod ids;
 pub mod limits;
-pub mod merge;
 pub mod metrics;
-pub mod router;
+pub mod routing;
 pub mod server;
-pub mod session;
 pub mod sync;
 pub mod tls;
 pub mod upstream;

@@ -110,18 +110,30 @@ pub fn upstream_latency(server: &str, secs: f64) {
     histogram!("amiproxy_upstream_response_seconds", "server" => server.to_owned()).record(secs);
 }
 
-/// The Prometheus text, with the state sizes read now.
-pub fn render_with_state(core: &crate::core::Core) -> Option<String> {
-    state_sizes(core);
+/// Sizes of the state clients and upstreams control, read at scrape time: ActionIDs kept for
+/// broadcast events still to come, the ownership index, actions in flight per upstream.
+pub struct StateSizes {
+    pub broadcast_actionids: usize,
+    pub owned_channels: usize,
+    pub in_flight: Vec<(String, usize)>,
+}
+
+/// The Prometheus text, with these state sizes.
+pub fn render_with_state(sizes: StateSizes) -> Option<String> {
+    gauge!("amiproxy_broadcast_actionids").set(sizes.broadcast_actionids as f64);
+    gauge!("amiproxy_owned_channels").set(sizes.owned_channels as f64);
+    for (server, n) in sizes.in_flight {
+        gauge!("amiproxy_upstream_in_flight", "server" => server).set(n as f64);
+    }
     Metrics::render()
 }
 
-/// Sizes of the state clients and upstreams control, read at scrape time: ActionIDs kept for
-/// broadcast events still to come, actions in flight per upstream, the ownership index.
-fn state_sizes(core: &crate::core::Core) {
-    gauge!("amiproxy_broadcast_actionids").set(core.broadcast_aids_len() as f64);
-    gauge!("amiproxy_owned_channels").set(core.owners.len() as f64);
-    for up in core.state().upstreams.iter() {
-        gauge!("amiproxy_upstream_in_flight", "server" => up.name().to_owned()).set(up.in_flight() as f64);
-    }
+/// Why a session ended (`client::End`).
+pub fn session_ended(reason: &'static str) {
+    counter!("amiproxy_sessions_ended_total", "reason" => reason).increment(1);
+}
+
+/// Why an action was refused (`client::Refusal`, the policy's `DenialKind`).
+pub fn refusal(reason: &'static str) {
+    counter!("amiproxy_refusals_total", "reason" => reason).increment(1);
 }

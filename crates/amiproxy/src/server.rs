@@ -1,10 +1,10 @@
 //! Start-up, reload and shutdown: the shared core, one task per upstream link, the
 //! listeners, and the metrics/health endpoint.
 
+use crate::client;
 use crate::config::{Config, ListenerConfig};
 use crate::core::{Core, Phase};
 use crate::error::ProxyError;
-use crate::session;
 use crate::upstream::{self, Io, Upstream};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -89,7 +89,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     };
     let core = Core::new(config);
     for up in core.state().upstreams.iter() {
-        upstream::spawn(&core, up);
+        upstream::spawn(&core.links, up);
     }
     {
         // Keyed limiter state (failed logins per address) is pruned so it stays small.
@@ -217,7 +217,7 @@ impl Running {
         }
         for up in started {
             info!(server = up.name(), "upstream added by reload");
-            upstream::spawn(&self.core, &up);
+            upstream::spawn(&self.core.links, &up);
         }
         {
             let mut current = self.lock();
@@ -252,7 +252,7 @@ impl Running {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         for up in self.core.state().upstreams.iter() {
-            up.fail_all(&self.core, "Proxy is shutting down");
+            up.fail_all(&self.core.links, "Proxy is shutting down");
         }
         self.core.set_phase(Phase::Closing);
         while start.elapsed() < deadline && self.core.sessions.load(Ordering::Acquire) > 0 {
@@ -322,13 +322,13 @@ async fn accept_loop(
                 warn!(%peer, "refusing connection: too many unauthenticated sessions");
                 return;
             };
-            let conn = session::Connection {
+            let conn = client::Connection {
                 peer,
                 local,
                 tls: is_tls,
                 since: std::time::SystemTime::now(),
             };
-            session::serve(core.clone(), io, conn, permit, label).await;
+            client::serve(core.clone(), io, conn, permit, label).await;
             drop(conn_slot);
         });
     }

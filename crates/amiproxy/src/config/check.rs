@@ -5,7 +5,7 @@ use super::raw::{RawConfig, RawListenerTls, RawUser};
 use super::*;
 use ami_policy::classes::Classes;
 use ami_policy::filter::EventFilter;
-use ami_policy::glob::Glob;
+use ami_policy::glob::{Glob, GlobSet};
 use ami_policy::{ArgRule, Policy, Scope};
 
 /// Where a checker reports a problem: the key it is about, and why.
@@ -367,7 +367,7 @@ fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
                 }
             }
         }
-        let globs = |l: &[String]| l.iter().map(|g| Glob::new(g)).collect::<Vec<_>>();
+        let globs = |l: &[String]| l.iter().map(|g| Glob::new(g)).collect::<GlobSet>();
         policy.actions = u.actions.as_deref().map(globs);
         policy.deny_actions = globs(&u.deny_actions);
         policy.commands = u.commands.as_deref().map(globs);

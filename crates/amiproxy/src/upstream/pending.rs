@@ -3,15 +3,15 @@
 //! without end), and ordered by deadline, so the sweep that answers the silent ones looks at
 //! the expired entries only, not at every entry under the lock the reader shares.
 
-use super::Waiter;
+use super::{ProxyActionId, Waiter};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(super) struct Pending {
-    waiters: HashMap<String, Waiter>,
+    waiters: HashMap<ProxyActionId, Waiter>,
     /// (deadline, ActionID) of every waiter, soonest first.
-    deadlines: BTreeSet<(Instant, String)>,
+    deadlines: BTreeSet<(Instant, ProxyActionId)>,
 }
 
 impl Pending {
@@ -19,7 +19,7 @@ impl Pending {
         self.waiters.len()
     }
 
-    pub fn insert(&mut self, aid: String, waiter: Waiter) {
+    pub fn insert(&mut self, aid: ProxyActionId, waiter: Waiter) {
         self.deadlines.insert((waiter.deadline, aid.clone()));
         if let Some(old) = self.waiters.insert(aid, waiter) {
             // An ActionID is never reused; if it were, the old deadline entry goes too.
@@ -32,22 +32,27 @@ impl Pending {
     }
 
     pub fn remove(&mut self, aid: &str) -> Option<Waiter> {
-        let w = self.waiters.remove(aid)?;
-        self.deadlines.remove(&(w.deadline, aid.to_owned()));
+        let (key, w) = self.waiters.remove_entry(aid)?;
+        self.deadlines.remove(&(w.deadline, key));
         Some(w)
     }
 
     /// Gives `aid` a new deadline `by` from now (a list whose items keep coming).
     pub fn extend(&mut self, aid: &str, by: Duration) {
+        let Some((key, w)) = self.waiters.get_key_value(aid) else {
+            return;
+        };
+        let key = key.clone();
+        let deadline = Instant::now() + by;
+        self.deadlines.remove(&(w.deadline, key.clone()));
+        self.deadlines.insert((deadline, key));
         if let Some(w) = self.waiters.get_mut(aid) {
-            self.deadlines.remove(&(w.deadline, aid.to_owned()));
-            w.deadline = Instant::now() + by;
-            self.deadlines.insert((w.deadline, aid.to_owned()));
+            w.deadline = deadline;
         }
     }
 
     /// Removes and returns the waiters whose deadline has passed.
-    pub fn expired(&mut self, now: Instant) -> Vec<(String, Waiter)> {
+    pub fn expired(&mut self, now: Instant) -> Vec<(ProxyActionId, Waiter)> {
         let mut out = Vec::new();
         while let Some((deadline, _)) = self.deadlines.first() {
             if *deadline > now {
@@ -65,24 +70,18 @@ impl Pending {
 
     /// Removes and returns every waiter, in the order the actions were sent (a client that
     /// pipelined them gets their errors in that order too).
-    pub fn take_all(&mut self) -> Vec<(String, Waiter)> {
+    pub fn take_all(&mut self) -> Vec<(ProxyActionId, Waiter)> {
         self.deadlines.clear();
-        let mut all: Vec<(String, Waiter)> = self.waiters.drain().collect();
-        all.sort_by_key(|(aid, _)| sequence(aid));
+        let mut all: Vec<(ProxyActionId, Waiter)> = self.waiters.drain().collect();
+        all.sort_by_key(|(aid, _)| aid.seq());
         all
     }
-}
-
-/// The proxy's ActionIDs end in a counter (`amiproxy-42`): their order is the sending order.
-fn sequence(aid: &str) -> (u64, String) {
-    let n = aid.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
-    (n, aid.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::upstream::Waiting;
+    use crate::upstream::{ActionIds, Waiting};
 
     fn waiter(ms: u64) -> Waiter {
         Waiter::new(Waiting::Internal { tx: None }, Duration::from_millis(ms))
@@ -90,24 +89,30 @@ mod tests {
 
     #[test]
     fn expires_in_deadline_order_only_what_is_due() {
+        let ids = ActionIds::default();
         let mut p = Pending::default();
-        p.insert("a".into(), waiter(10_000));
-        p.insert("b".into(), waiter(0));
-        p.insert("c".into(), waiter(20_000));
+        let (a, b, c) = (ids.next(), ids.next(), ids.next());
+        p.insert(a.clone(), waiter(10_000));
+        p.insert(b.clone(), waiter(0));
+        p.insert(c.clone(), waiter(20_000));
         let now = Instant::now();
-        let due: Vec<String> = p.expired(now).into_iter().map(|(a, _)| a).collect();
-        assert_eq!(due, ["b"]);
+        let due: Vec<ProxyActionId> = p.expired(now).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(due, [b]);
         assert_eq!(p.len(), 2);
-        p.extend("a", Duration::from_secs(60));
+        p.extend(a.as_str(), Duration::from_secs(60));
         let later = now + Duration::from_secs(30);
-        let due: Vec<String> = p.expired(later).into_iter().map(|(a, _)| a).collect();
-        assert_eq!(due, ["c"]);
-        assert!(p.remove("a").is_some());
-        for n in [10, 9, 100, 1] {
-            p.insert(format!("amiproxy-{n}"), waiter(5_000));
+        let due: Vec<ProxyActionId> = p.expired(later).into_iter().map(|(a, _)| a).collect();
+        assert_eq!(due, [c]);
+        assert!(p.remove(a.as_str()).is_some());
+        // Sent in this order (counters of one, two and three digits), inserted in another:
+        // taken in the order sent, not in the order of their text.
+        let all: Vec<ProxyActionId> = (0..120).map(|_| ids.next()).collect();
+        let sent: Vec<ProxyActionId> = [0, 5, 50, 110].iter().map(|&i| all[i].clone()).collect();
+        for i in [2, 1, 3, 0] {
+            p.insert(sent[i].clone(), waiter(5_000));
         }
-        let order: Vec<String> = p.take_all().into_iter().map(|(a, _)| a).collect();
-        assert_eq!(order, ["amiproxy-1", "amiproxy-9", "amiproxy-10", "amiproxy-100"]);
+        let order: Vec<ProxyActionId> = p.take_all().into_iter().map(|(a, _)| a).collect();
+        assert_eq!(order, sent);
         assert_eq!(p.len(), 0);
         assert!(p.deadlines.is_empty());
     }

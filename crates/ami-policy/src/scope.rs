@@ -1,0 +1,118 @@
+//! Tenant scope: which channels, queues, contexts, AstDB families and servers a user may
+//! reach, and whether an event (or list item) is within it.
+
+use crate::glob::GlobSet;
+use crate::{Channels, Policy};
+use ami_proto::facts::{header_names, Names};
+use ami_proto::Message;
+
+/// Events a tenant-scoped user still sees although they name no channel or queue.
+const GLOBAL_EVENTS: &[&str] = &[
+    "FullyBooted",
+    "Shutdown",
+    "Reload",
+    "ProxyUpstreamStatus",
+    "ProxyEventsDropped",
+    "WaitEventComplete",
+];
+
+/// What a tenant may touch. A user is scoped when it has channels or queues; contexts and
+/// AstDB families narrow those headers for every user that names some.
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    pub channels: GlobSet,
+    pub queues: GlobSet,
+    pub contexts: GlobSet,
+    pub db_families: GlobSet,
+    pub servers: Vec<String>,
+}
+
+impl Scope {
+    pub fn scoped(&self) -> bool {
+        !self.channels.is_empty() || !self.queues.is_empty()
+    }
+
+    pub(crate) fn server_ok(&self, server: &str) -> bool {
+        self.servers.is_empty() || self.servers.iter().any(|s| s.eq_ignore_ascii_case(server))
+    }
+
+    /// A channel name, or a uniqueid standing for the channel it names.
+    pub(crate) fn channel_ok(&self, v: &str, owners: &dyn Channels) -> bool {
+        let name = owners.channel_of(v);
+        self.channels.is_match(name.as_deref().unwrap_or(v))
+    }
+
+    /// A name checked against an optional list: when the list is empty, only unscoped
+    /// users may name anything.
+    pub(crate) fn listed(&self, list: &GlobSet, v: &str) -> bool {
+        if list.is_empty() {
+            !self.scoped()
+        } else {
+            list.is_match(v)
+        }
+    }
+}
+
+impl Policy {
+    /// Servers this user may reach (all when empty).
+    pub fn server_allowed(&self, server: &str) -> bool {
+        self.scope.server_ok(server)
+    }
+
+    /// Whether an event (or list item) is within the user's scope. `server` is the upstream
+    /// it came from, as the proxy knows it (None: the proxy's own).
+    pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &dyn Channels) -> bool {
+        let s = &self.scope;
+        if let Some(server) = server {
+            if !s.server_ok(server) {
+                return false;
+            }
+        }
+        if !s.scoped() {
+            return true;
+        }
+        let (mut named, mut ok) = (false, false);
+        let mut uniqueids = false;
+        let user_event = ev.event_name().is_some_and(|n| n.eq_ignore_ascii_case("UserEvent"));
+        for (k, v) in ev.headers() {
+            if v.is_empty() {
+                continue;
+            }
+            let this = match header_names(k) {
+                Some(Names::Channel) => s.channels.is_match(v),
+                Some(Names::Queue) => s.queues.is_match(v),
+                // Resolved only when needed: most events name their channel too.
+                Some(Names::Uniqueid) => {
+                    uniqueids = true;
+                    continue;
+                }
+                None => continue,
+            };
+            named = true;
+            ok |= this;
+            // A UserEvent carries what a client wrote: every object it names must be the
+            // tenant's; an upstream's own event is the tenant's when any object is.
+            if user_event && !this {
+                return false;
+            }
+        }
+        if uniqueids && (user_event || !ok) {
+            for (k, v) in ev.headers() {
+                if v.is_empty() || !matches!(header_names(k), Some(Names::Uniqueid)) {
+                    continue;
+                }
+                let this = owners.channel_of(v).is_some_and(|name| s.channels.is_match(&name));
+                named = true;
+                ok |= this;
+                if user_event && !this {
+                    return false;
+                }
+            }
+        }
+        if named {
+            return ok;
+        }
+        ev.event_name()
+            .is_some_and(|n| GLOBAL_EVENTS.iter().any(|g| g.eq_ignore_ascii_case(n)))
+    }
+}

@@ -1,0 +1,128 @@
+//! Answers and events on their way to the client, each judged by the user's classes,
+//! the session's Events mask, the tenant scope and the event filters.
+
+use super::{End, Session};
+use crate::client_tx::ClientRx;
+use crate::config::SlowClient;
+use crate::hub::{self, Event};
+use ami_proto::Message;
+use std::sync::Arc;
+use tokio::io::AsyncWrite;
+use tokio::sync::broadcast;
+use tracing::{debug, warn};
+
+/// Events written before a flush.
+const EVENT_BATCH: usize = 512;
+
+impl<W: AsyncWrite + Unpin> Session<W> {
+    /// Writes an answer from an upstream: list items outside the user's scope are hidden,
+    /// and the list's `ListItems` counts only what the client saw.
+    pub(super) async fn answer(&mut self, m: Message) -> Result<(), End> {
+        let Some(user) = &self.user else { return Ok(()) };
+        if m.kind() == ami_proto::Kind::Event {
+            let key = m.action_id().map(str::to_owned);
+            let name = m.get("Event").unwrap_or("");
+            if ami_proto::facts::closes_list(&m, name) {
+                if let Some(hidden) = self.hidden_items.remove(&key) {
+                    let fix = |m: Message, h: &str| match m.get(h).and_then(|v| v.trim().parse::<u64>().ok()) {
+                        Some(n) => m.with_header(h, &n.saturating_sub(hidden).to_string()),
+                        None => m,
+                    };
+                    let m = fix(fix(m, "ListItems"), "Items");
+                    return self.send(&m).await;
+                }
+            } else if !user
+                .policy
+                .event_in_scope(&m, m.get(self.core.server_header()), self.core.owners.as_ref())
+            {
+                *self.hidden_items.entry(key).or_insert(0) += 1;
+                return Ok(());
+            }
+        }
+        self.send(&m).await
+    }
+
+    /// Writes a batch of hub events, the first given, the rest taken while they are ready.
+    pub(super) async fn on_event(
+        &mut self,
+        ev: Result<Arc<Event>, broadcast::error::RecvError>,
+        events: &mut broadcast::Receiver<Arc<Event>>,
+        answers: &mut ClientRx,
+    ) -> Result<(), End> {
+        let mut ev = match ev {
+            Ok(ev) => ev,
+            Err(broadcast::error::RecvError::Lagged(n)) => return self.lagged(n).await,
+            Err(broadcast::error::RecvError::Closed) => return Err(End::Shutdown),
+        };
+        // Sampled: a histogram record per batch would cost more than the batch at low rates.
+        self.batches = self.batches.wrapping_add(1);
+        if self.batches % 64 == 1 {
+            crate::metrics::queue_depth(events.len());
+        }
+        let (mut sent, mut skipped) = (0u64, 0u64);
+        let mut result = Ok(());
+        for i in 0..=EVENT_BATCH {
+            // An upstream queues an answer before it publishes the events that follow it
+            // (a response, then its OriginateResponse): answers already queued go first, so a
+            // batch never overtakes them.
+            while let Ok(m) = answers.try_recv() {
+                if let Err(e) = self.answer(m).await {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if result.is_err() {
+                break;
+            }
+            if self.wants(&ev) {
+                // Hub events carry their origin already (tagged at publish).
+                if let Err(e) = self.write_raw(ev.msg.as_bytes()).await {
+                    result = Err(e);
+                    break;
+                }
+                sent += 1;
+            } else {
+                skipped += 1;
+            }
+            if i == EVENT_BATCH {
+                break;
+            }
+            ev = match events.try_recv() {
+                Ok(ev) => ev,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    result = self.lagged(n).await;
+                    break;
+                }
+                Err(_) => break,
+            };
+        }
+        self.events_out.increment(sent);
+        self.dropped_policy.increment(skipped);
+        result
+    }
+
+    async fn lagged(&mut self, n: u64) -> Result<(), End> {
+        crate::metrics::events_dropped("lag").increment(n);
+        match self.core.config().proxy.slow_client {
+            SlowClient::DropOldest => {
+                debug!(dropped = n, "client fell behind; oldest events dropped");
+                self.send(&hub::events_dropped(n)).await
+            }
+            SlowClient::Disconnect => {
+                warn!(dropped = n, "closing: client fell behind the event stream");
+                Err(End::FellBehind)
+            }
+        }
+    }
+
+    fn wants(&self, ev: &Event) -> bool {
+        let Some(user) = &self.user else { return false };
+        !ev.classes.is_empty()
+            && user.read.contains(ev.classes)
+            && self.mask.contains(ev.classes)
+            && user
+                .policy
+                .event_in_scope(&ev.msg, ev.server.as_deref(), self.core.owners.as_ref())
+            && self.filters.allows(&ev.msg)
+    }
+}

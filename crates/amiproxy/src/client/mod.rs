@@ -1,0 +1,348 @@
+//! One client connection, from its banner to its end.
+//!
+//! The session is a state machine in one task: unauthenticated (only Login, Challenge and
+//! Logoff, within the auth timeout), then logged in (the proxy's own answers, forwarding,
+//! event delivery), then closing. Everything a client costs happens in its own task (its
+//! filters, its socket writes), so a client that stops reading only ever slows itself.
+//!
+//! - [`login`]: banner, Challenge, Login and what follows it;
+//! - [`local`]: the actions the proxy answers itself (Ping, Events, Filter, WaitEvent, ...);
+//! - [`forward`]: the checks every action passes, routing, and the hand-off upstream;
+//! - [`deliver`]: answers and events on their way to the client, filtered by its policy;
+//! - [`write`]: the write path, bounded in time;
+//! - [`end`]: why a session ends and why an action is refused.
+
+mod deliver;
+mod end;
+mod forward;
+mod local;
+mod login;
+mod write;
+
+use crate::client_tx::{ClientRx, ClientTx};
+use crate::config::UserConfig;
+use crate::core::{Core, Phase};
+use crate::dialect::Generation;
+use crate::filter::{EventFilter, FilterSet};
+use crate::limits::UserSlot;
+use crate::perms::Classes;
+use crate::upstream::Io;
+use ami_proto::{AmiDecoder, Decoded, Limits, MessageBuilder, Role};
+use end::End;
+use futures::StreamExt;
+use governor::DefaultDirectRateLimiter;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::FramedRead;
+use tracing::{info, warn, Instrument};
+
+/// Responses and list items waiting for one client's socket.
+const RESPONSE_QUEUE: usize = 65_536;
+/// Bytes buffered for a client's socket before a write reaches it.
+const OUT_BUFFER: usize = 32 * 1024;
+/// How long a closing session reads (and drops) what its client still sends, waiting for
+/// the client to close its side.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Where a client connection comes from and arrives at.
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// When it was accepted (`SessionTV`).
+    pub since: std::time::SystemTime,
+}
+
+struct Session<W> {
+    core: Arc<Core>,
+    peer: SocketAddr,
+    out: BufWriter<W>,
+    tx: ClientTx,
+    user: Option<Arc<UserConfig>>,
+    /// Classes the client asked events for (`Events:` at login or the Events action).
+    mask: Classes,
+    challenge: Option<String>,
+    /// The user's configured event filters plus those this session added with `Filter`.
+    filters: FilterSet,
+    /// The filters this session added, kept to rebuild `filters` when the config reloads.
+    session_filters: Vec<EventFilter>,
+    events_out: metrics::Counter,
+    dropped_policy: metrics::Counter,
+    /// The Asterisk generation whose words this session's own answers use.
+    gen: Generation,
+    write_timeout: Duration,
+    /// Event batches written, to sample the queue depth.
+    batches: u64,
+    /// The pending `WaitEvent` answer, if any (one per session, ended with it).
+    wait_event: Option<tokio::task::AbortHandle>,
+    /// This connection's own action rate, when one is configured.
+    limiter: Option<DefaultDirectRateLimiter>,
+    /// Held while logged in: counts toward the user's `max_connections`.
+    slot: Option<UserSlot>,
+    /// List items hidden by the user's scope, per ActionID, to correct `ListItems`.
+    hidden_items: HashMap<Option<String>, u64>,
+    /// The proxy is shutting down: actions get `Proxy is shutting down` instead of going on.
+    draining: bool,
+    /// Slots for actions in flight upstream (`proxy.max_in_flight_per_session`): one client
+    /// cannot fill the upstream session every client shares.
+    in_flight: Arc<tokio::sync::Semaphore>,
+}
+
+/// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
+/// slot (Asterisk's authlimit), released at login; `listener` labels its metrics.
+pub async fn serve(
+    core: Arc<Core>,
+    io: Box<dyn Io>,
+    conn: Connection,
+    permit: OwnedSemaphorePermit,
+    listener: Arc<str>,
+) {
+    let span = tracing::info_span!("client", peer = %conn.peer, user = tracing::field::Empty);
+    async move {
+        let end = run(core, io, conn, permit, listener).await;
+        end.record();
+    }
+    .instrument(span)
+    .await
+}
+
+async fn run(
+    core: Arc<Core>,
+    io: Box<dyn Io>,
+    conn: Connection,
+    permit: OwnedSemaphorePermit,
+    listener: Arc<str>,
+) -> End {
+    let config = core.config();
+    let (rd, wr) = tokio::io::split(io);
+    let limits = Limits {
+        max_line: config.proxy.max_line,
+        max_lines: config.proxy.max_lines,
+        max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
+    };
+    let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
+    let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
+    let (gen, version) = core.dialect();
+    let mut s = Session {
+        core: core.clone(),
+        peer: conn.peer,
+        out: BufWriter::with_capacity(OUT_BUFFER, wr),
+        tx,
+        user: None,
+        mask: Classes::ALL,
+        challenge: None,
+        filters: FilterSet::default(),
+        session_filters: Vec::new(),
+        limiter: core.limits.connection_limiter(),
+        slot: None,
+        hidden_items: HashMap::new(),
+        draining: false,
+        in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
+        gen,
+        write_timeout: config.proxy.write_timeout,
+        batches: 0,
+        wait_event: None,
+        events_out: crate::metrics::events_out(),
+        dropped_policy: crate::metrics::events_dropped("policy"),
+    };
+    let auth_timeout = config.proxy.auth_timeout;
+    drop(config);
+    let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
+    if let Err(end) = s.write_raw(banner.as_bytes()).await {
+        return end;
+    }
+    if let Err(end) = s.flush().await {
+        return end;
+    }
+    let mut phase = core.phase();
+    if let Err(end) = s.until_login(&mut frames, &mut phase, auth_timeout).await {
+        return end;
+    }
+    drop(permit);
+    let Some(user) = s.user.clone() else {
+        return End::LoginRefused;
+    };
+    tracing::Span::current().record("user", user.name.as_str());
+    info!("logged in");
+    let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
+    let mut events = core.hub.subscribe();
+    // Asterisk announces every login to the sessions that read `security`: this one
+    // included, so after the subscription.
+    core.hub.publish(login::successful_auth(
+        &user.name,
+        &conn,
+        core.config().proxy.name.as_str(),
+    ));
+    let mut generation = core.generation();
+    generation.mark_unchanged();
+    if let Err(end) = s.flush().await {
+        return end;
+    }
+    loop {
+        let res = tokio::select! {
+            biased;
+            _ = overflow.wait() => {
+                warn!("closing: client does not read its responses");
+                Err(End::AnswersOverflow)
+            }
+            Ok(()) = phase.changed() => {
+                let p = *phase.borrow_and_update();
+                match p {
+                    Phase::Running => Ok(()),
+                    // Shutting down: new actions are answered `Proxy is shutting down`;
+                    // answers still coming are delivered.
+                    Phase::Draining => {
+                        s.draining = true;
+                        Ok(())
+                    }
+                    Phase::Closing => s.close_for_shutdown(&mut rx, &mut frames).await,
+                }
+            }
+            Ok(()) = generation.changed() => {
+                generation.mark_unchanged();
+                s.reload_user()
+            }
+            Some(m) = rx.recv() => {
+                let mut r = s.answer(m).await;
+                while r.is_ok() {
+                    match rx.try_recv() {
+                        Ok(m) => r = s.answer(m).await,
+                        Err(_) => break,
+                    }
+                }
+                r
+            }
+            frame = frames.next() => match frame {
+                Some(Ok(f)) => s.logged_in(f).await,
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "read error");
+                    Err(End::ReadFailed)
+                }
+                None => Err(End::ClientClosed),
+            },
+            ev = events.recv() => s.on_event(ev, &mut events, &mut rx).await,
+        };
+        if let Err(end) = res {
+            return end;
+        }
+        if let Err(end) = s.flush().await {
+            return end;
+        }
+    }
+}
+
+impl<W> Drop for Session<W> {
+    fn drop(&mut self) {
+        if let Some(w) = self.wait_event.take() {
+            w.abort();
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Session<W> {
+    /// Before login: only Login, Challenge and Logoff, within the auth timeout (and never
+    /// past a shutdown). Ok once logged in.
+    async fn until_login<R: AsyncRead + Unpin>(
+        &mut self,
+        frames: &mut FramedRead<R, AmiDecoder>,
+        phase: &mut tokio::sync::watch::Receiver<Phase>,
+        auth_timeout: Duration,
+    ) -> Result<(), End> {
+        let deadline = tokio::time::Instant::now() + auth_timeout;
+        loop {
+            let frame = tokio::select! {
+                f = tokio::time::timeout_at(deadline, frames.next()) => f,
+                _ = phase.wait_for(|p| *p != Phase::Running) => return Err(End::Shutdown),
+            };
+            let frame = match frame {
+                Err(_) => {
+                    info!("closing: no login within the auth timeout");
+                    return Err(End::AuthTimeout);
+                }
+                Ok(None) => return Err(End::ClientClosed),
+                Ok(Some(Err(_))) => return Err(End::ReadFailed),
+                Ok(Some(Ok(f))) => f,
+            };
+            match tokio::time::timeout_at(deadline, self.pre_login(frame)).await {
+                Err(_) => return Err(End::AuthTimeout),
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => continue,
+                Ok(Err(end)) => return Err(end),
+            }
+        }
+    }
+
+    /// After a reload: the user's new classes and policy apply at once; a removed user's
+    /// session ends.
+    fn reload_user(&mut self) -> Result<(), End> {
+        let Some(old) = &self.user else { return Ok(()) };
+        let config = self.core.config();
+        let Some(new) = config.user(&old.name) else {
+            info!(user = %old.name, "closing: the user was removed from the configuration");
+            return Err(End::UserRemoved);
+        };
+        let mut filters = new.policy.filters.clone();
+        for f in &self.session_filters {
+            filters.add(f.clone());
+        }
+        self.filters = filters;
+        self.user = Some(Arc::new(new.clone()));
+        Ok(())
+    }
+
+    /// Shutdown: deliver what is queued, answer every action already sent (`Proxy is
+    /// shutting down`), then `Event: Shutdown` as Asterisk sends it, then close cleanly: the
+    /// write side first, then what the client still sends is read and dropped until it
+    /// closes too (bounded), so the connection ends with a FIN, never a reset.
+    async fn close_for_shutdown<R: AsyncRead + Unpin>(
+        &mut self,
+        rx: &mut ClientRx,
+        frames: &mut FramedRead<R, AmiDecoder>,
+    ) -> Result<(), End> {
+        self.draining = true;
+        while let Ok(m) = rx.try_recv() {
+            self.answer(m).await?;
+        }
+        while let Some(Some(frame)) = futures::FutureExt::now_or_never(frames.next()) {
+            match frame {
+                Ok(f) => self.logged_in(f).await?,
+                Err(_) => break,
+            }
+        }
+        let ev = MessageBuilder::event("Shutdown")
+            .header("Privilege", "system,all")
+            .header("Shutdown", "Cleanly")
+            .header("Restart", "False")
+            .build();
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|u| u.read.contains(Classes::parse_lenient("system")))
+        {
+            self.send(&ev).await?;
+        }
+        let _ = self.flush().await;
+        let _ = tokio::time::timeout(self.write_timeout, self.out.shutdown()).await;
+        let _ = tokio::time::timeout(CLOSE_LINGER, async { while let Some(Ok(_)) = frames.next().await {} }).await;
+        Err(End::Shutdown)
+    }
+
+    /// A frame from a logged-in client: an action, or a framing error answered as
+    /// Asterisk answers it.
+    async fn logged_in(&mut self, frame: Decoded) -> Result<(), End> {
+        match frame {
+            Decoded::Message(m) => match ami_proto::Action::parse(m) {
+                Ok(action) => self.action(action).await,
+                Err(m) => self.error(m.action_id(), "Missing action in request").await,
+            },
+            Decoded::Rejected { reason, action_id } => {
+                self.error(action_id.as_deref(), reason.asterisk_message()).await
+            }
+            Decoded::Banner(_) => Ok(()),
+        }
+    }
+}

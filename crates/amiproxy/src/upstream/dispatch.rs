@@ -1,0 +1,224 @@
+//! What a link does with each message its upstream sends: a response or list item goes to
+//! its waiter, an event to the ownership index and the hub (tagged with the server, its
+//! ActionID given back to the client whose action it follows from).
+
+use super::action_ids::restore_aid;
+use super::waiter::{Held, Waiting};
+use super::{Context, ProxyActionId, Upstream};
+use crate::hub::Hub;
+use ami_proto::facts::{names_complete, ListFraming};
+use ami_proto::{Kind, Message, MessageBuilder};
+use tracing::debug;
+
+impl Upstream {
+    /// Handles one message from the upstream. Anything that is neither a response nor an
+    /// event means the stream can no longer be trusted (garbage, a desynchronised peer): the
+    /// link is dropped and made anew.
+    pub(super) fn dispatch(&self, ctx: &Context, msg: Message) -> Result<(), String> {
+        match msg.kind() {
+            Kind::Response => self.on_response(ctx, msg),
+            Kind::Event => self.on_event(ctx, msg),
+            _ => return Err("protocol error: a message that is neither a response nor an event".into()),
+        }
+        Ok(())
+    }
+
+    fn on_response(&self, ctx: &Context, msg: Message) {
+        let Some(aid) = msg.action_id().map(str::to_owned) else {
+            return;
+        };
+        let mut link = self.link();
+        let Some(waiter) = link.pending.get_mut(&aid) else {
+            debug!(server = self.name(), action_id = %aid, "response nobody waits for");
+            return;
+        };
+        let list = ListFraming::of_response(&msg);
+        let refused = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Error"));
+        let header = ctx.server_header();
+        let keep = match &mut waiter.waiting {
+            Waiting::Client {
+                tx, client_aid, sent, ..
+            } => {
+                crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
+                tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
+                list != ListFraming::None
+            }
+            Waiting::Merge { merge, client_aid } => {
+                let m = restore_aid(msg, client_aid.as_deref()).with_only(header, self.name());
+                merge.response(m, list != ListFraming::None)
+            }
+            Waiting::SyncOriginate { tx, client_aid } => {
+                if msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")) {
+                    // Queued: the answer comes with the OriginateResponse.
+                    true
+                } else {
+                    tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
+                    false
+                }
+            }
+            Waiting::Internal { tx } => {
+                if list == ListFraming::None {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(msg);
+                    }
+                }
+                list != ListFraming::None
+            }
+        };
+        if keep {
+            waiter.list = list;
+            // A list gets the action timeout again for its items; a queued synchronous
+            // Originate keeps its deadline, which counts the call's ringing time.
+            if list != ListFraming::None {
+                link.pending.extend(&aid, ctx.action_timeout());
+            }
+        } else {
+            link.pending.remove(&aid);
+        }
+        drop(link);
+        // A refused action has no broadcast event to come (an async Originate refused
+        // outright): its ActionID need not be remembered.
+        if refused {
+            ctx.ids.forget_broadcast(&aid);
+        }
+    }
+
+    fn on_event(&self, ctx: &Context, msg: Message) {
+        let name = msg.get("Event").unwrap_or("");
+        if let Some(aid) = msg.action_id() {
+            // Broadcast events reach the main link only (account links have events off): the
+            // Originate it answers may wait on one of the accounts' links.
+            if name.eq_ignore_ascii_case("OriginateResponse")
+                && (self.finish_sync_originate(ctx, aid, &msg)
+                    || self.accounts.iter().any(|a| a.finish_sync_originate(ctx, aid, &msg)))
+            {
+                return;
+            }
+            let mut link = self.link();
+            if let Some(waiter) = link.pending.get_mut(aid) {
+                let aid = aid.to_owned();
+                if !matches!(waiter.waiting, Waiting::SyncOriginate { .. }) && waiter.list != ListFraming::None {
+                    if name.eq_ignore_ascii_case("CoreShowChannel") {
+                        ctx.owners.learn_listed(self.id, &msg);
+                    }
+                    let done = waiter.list.ends_with(&msg, name);
+                    let header = ctx.server_header();
+                    match &mut waiter.waiting {
+                        Waiting::Client {
+                            tx,
+                            client_aid,
+                            list_end,
+                            ..
+                        } => {
+                            if !done {
+                                list_end.items += 1;
+                            }
+                            tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
+                        }
+                        Waiting::Merge { merge, client_aid } => {
+                            let m = restore_aid(msg.clone(), client_aid.as_deref());
+                            if done && names_complete(name) {
+                                merge.complete(m);
+                            } else {
+                                merge.item(m.with_only(header, self.name()));
+                                if done {
+                                    merge.abandon("");
+                                }
+                            }
+                        }
+                        Waiting::Internal { tx } => {
+                            if done {
+                                if let Some(tx) = tx.take() {
+                                    let _ = tx.send(msg.clone());
+                                }
+                            }
+                        }
+                        Waiting::SyncOriginate { .. } => {}
+                    }
+                    if done {
+                        link.pending.remove(&aid);
+                    } else {
+                        link.pending.extend(&aid, ctx.action_timeout());
+                    }
+                    return;
+                }
+            }
+        }
+        if !self.is_main() {
+            return;
+        }
+        self.events_in.increment(1);
+        ctx.owners.learn(self.id, name, &msg);
+        // The proxy's ActionID, when the event follows from an action of ours.
+        let raw_aid = msg.action_id().filter(|a| ProxyActionId::is_ours(a)).map(str::to_owned);
+        let msg = match msg.action_id() {
+            Some(aid) if ProxyActionId::is_ours(aid) => {
+                // One of ours: give it back to its client, or drop it (e.g. a list item that
+                // arrives after its action timed out must not reach everyone).
+                match ctx.ids.restore_broadcast(&msg) {
+                    Some(m) => m,
+                    None => {
+                        debug!(
+                            server = self.name(),
+                            event = name,
+                            "dropping an event for a finished action"
+                        );
+                        return;
+                    }
+                }
+            }
+            _ => msg,
+        };
+        let mut event = Some(msg.with_only(ctx.server_header(), self.name()));
+        if let Some(aid) = raw_aid.as_deref() {
+            for account in &self.accounts {
+                event = event.and_then(|e| account.hold(aid, e, &ctx.hub));
+            }
+        }
+        if let Some(event) = event {
+            ctx.hub.publish_from(event, self.origin.clone());
+        }
+    }
+
+    /// Answers the synchronous Originate waiting on this link for `aid`, from its
+    /// OriginateResponse. False when none waits here.
+    fn finish_sync_originate(&self, ctx: &Context, aid: &str, msg: &Message) -> bool {
+        let mut link = self.link();
+        let Some(Waiting::SyncOriginate { tx, client_aid }) = link.pending.get_mut(aid).map(|w| &w.waiting) else {
+            return false;
+        };
+        let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
+        let answer = if ok {
+            MessageBuilder::success(client_aid.as_deref(), "Originate successfully queued")
+        } else {
+            MessageBuilder::error(client_aid.as_deref(), "Originate failed")
+        };
+        tx.try_send(answer.with_only(ctx.server_header(), self.name()));
+        link.pending.remove(aid);
+        // A synchronous Originate has no OriginateResponse event in Asterisk.
+        true
+    }
+
+    /// Keeps `event` (a broadcast event that follows from the action `aid`) until that
+    /// action's answer has gone to its client, when the action waits on this link; gives
+    /// it back otherwise.
+    fn hold(&self, aid: &str, event: Message, hub: &Hub) -> Option<Message> {
+        let mut link = self.link();
+        match link.pending.get_mut(aid) {
+            Some(w) => {
+                w.held
+                    .get_or_insert_with(|| {
+                        Box::new(Held {
+                            events: Vec::new(),
+                            hub: hub.clone(),
+                            origin: self.origin.clone(),
+                        })
+                    })
+                    .events
+                    .push(event);
+                None
+            }
+            None => Some(event),
+        }
+    }
+}
