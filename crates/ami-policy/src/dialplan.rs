@@ -379,54 +379,21 @@ pub fn has_expression(s: &str) -> bool {
         .any(|w| w[0] == b'$' && (w[1] == b'{' || w[1] == b'['))
 }
 
-/// The most arguments `AST_STANDARD_APP_ARGS` splits into for the lists the proxy reads
-/// (Asterisk's arrays hold 64; the last takes the unsplit rest). Longer lists are refused.
-pub const MAX_ARGS: usize = 63;
+pub use ami_proto::app_args::MAX_ARGS;
 
-/// Splits `s` as Asterisk's `AST_STANDARD_APP_ARGS` does (`__ast_app_separate_args` with
-/// `remove_chars`): at `delim` outside parentheses, square brackets and double quotes;
-/// quotes removed; a backslash makes the next character literal. `None` when the list is
-/// longer than [`MAX_ARGS`], where Asterisk stops splitting, or ends in a backslash.
+/// Splits `s` as Asterisk's `AST_STANDARD_APP_ARGS` does
+/// ([`ami_proto::app_args::separate_all_args`]): at `delim` outside parentheses, square
+/// brackets and double quotes; quotes removed; a backslash makes the next character
+/// literal. `None` when the list is longer than [`MAX_ARGS`], where Asterisk stops
+/// splitting, or ends in a backslash.
+///
+/// One difference from Asterisk, kept from the proxy's earlier reading: a last argument
+/// made only of double quotes (`a,""`) is dropped, where Asterisk passes it empty. A
+/// trailing delimiter (`a,`) still gives the empty last argument.
 pub fn separate_args(s: &str, delim: char) -> Option<Vec<String>> {
-    let mut args = Vec::new();
-    let mut cur = String::new();
-    let (mut paren, mut bracket, mut quote) = (0usize, 0usize, false);
-    let mut chars = s.chars();
-    let mut ended_on_delim = false;
-    while let Some(c) = chars.next() {
-        ended_on_delim = false;
-        match c {
-            '(' => {
-                paren += 1;
-                cur.push(c);
-            }
-            ')' => {
-                paren = paren.saturating_sub(1);
-                cur.push(c);
-            }
-            '[' => {
-                bracket += 1;
-                cur.push(c);
-            }
-            ']' => {
-                bracket = bracket.saturating_sub(1);
-                cur.push(c);
-            }
-            '"' if delim != '"' => quote = !quote,
-            // A trailing backslash makes Asterisk step past the end of its buffer: refused.
-            '\\' => cur.push(chars.next()?),
-            c if c == delim && paren == 0 && bracket == 0 && !quote => {
-                args.push(std::mem::take(&mut cur));
-                ended_on_delim = true;
-                if args.len() >= MAX_ARGS {
-                    return None;
-                }
-            }
-            c => cur.push(c),
-        }
-    }
-    if !cur.is_empty() || ended_on_delim {
-        args.push(cur);
+    let mut args = ami_proto::app_args::separate_all_args(s, delim)?;
+    if args.last().is_some_and(String::is_empty) && !s.ends_with(delim) {
+        args.pop();
     }
     Some(args)
 }
@@ -512,6 +479,9 @@ mod tests {
         assert!(separate_args("a=b\\", ',').is_none());
         assert!(separate_args(&"a,".repeat(70), ',').is_none());
         assert_eq!(s(&"a,".repeat(62)).len(), 63);
+        // A last argument of quotes alone is dropped; a trailing delimiter is not.
+        assert_eq!(s("a,\"\""), ["a"]);
+        assert_eq!(s("\"\""), Vec::<String>::new());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! banner line and legacy `Response: Follows` command output).
 #![forbid(unsafe_code)]
 
+pub mod app_args;
 mod builder;
 pub mod clock;
 mod decoder;

@@ -487,7 +487,7 @@ impl Session {
             return After::Continue;
         }
         self.push(&list_start(id, "Channel status will follow").into_bytes());
-        let wanted = crate::dialplan_eval::separate_args(variables, ',', true, 100);
+        let wanted = ami_proto::app_args::separate_args(variables, ',', true, 100);
         for c in &chans {
             let vars = self.status_variables(c, &wanted, all_variables);
             let b = MessageBuilder::event("Status").header("Privilege", "Call");

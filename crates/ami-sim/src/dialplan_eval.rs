@@ -1,13 +1,13 @@
 //! Dialplan evaluation as Asterisk 22 does it: variable substitution (`${NAME}`,
 //! `${NAME:offset:length}`, `${FUNC(args)}`, `$[expr]`), dialplan functions read and
-//! written by name, Asterisk's argument splitting, and the applications that reach beyond
-//! their own channel. Everything that touches the PBX goes to the journal
-//! ([`crate::effects`]); nothing touches the machine the sim runs on.
+//! written by name, and the applications that reach beyond their own channel. Arguments
+//! are split by [`ami_proto::app_args`], the reading the proxy's policy shares.
+//! Everything that touches the PBX goes to the journal ([`crate::effects`]); nothing
+//! touches the machine the sim runs on.
 //!
 //! Sources followed: `main/pbx_variables.c` (substitution, `pbx_builtin_setvar_helper`),
-//! `main/pbx_functions.c` (function lookup, escalation guard), `main/app.c`
-//! (`__ast_app_separate_args`), `main/pbx_app.c`, `apps/app_exec.c`,
-//! `apps/app_softhangup.c`, `apps/app_mixmonitor.c`, `main/manager.c`.
+//! `main/pbx_functions.c` (function lookup, escalation guard), `main/pbx_app.c`,
+//! `apps/app_exec.c`, `apps/app_softhangup.c`, `apps/app_mixmonitor.c`, `main/manager.c`.
 //!
 //! Input comes from the network: evaluation is bounded (nesting depth, lookups per
 //! evaluation, result length) and never panics.
@@ -15,6 +15,7 @@
 use crate::channels::{chan_event, state_desc, Channel, Control};
 use crate::effects::Effect;
 use crate::pbx::{lock, Pbx};
+use ami_proto::app_args::separate_args;
 use std::sync::OnceLock;
 use std::time::SystemTime;
 
@@ -125,78 +126,6 @@ fn read_only(name: &str) -> bool {
             | "QUEUE_VARIABLES"
             | "QUEUE_GET_CHANNEL"
     )
-}
-
-/// Splits application or function arguments as `__ast_app_separate_args` does (what
-/// `AST_STANDARD_APP_ARGS` (`remove_chars`) and `AST_NONSTANDARD_RAW_ARGS` use): on
-/// `delim` outside parentheses, square brackets and double quotes; with `remove_chars`
-/// the quotes go and a backslash makes the next character literal. At most `max` parts:
-/// the last one is the rest of the text, unparsed. A trailing delimiter gives a last,
-/// empty part; an empty text gives none.
-pub fn separate_args(buf: &str, delim: char, remove_chars: bool, max: usize) -> Vec<String> {
-    let mut out = Vec::new();
-    if max == 0 || buf.is_empty() {
-        return out;
-    }
-    let chars: Vec<char> = buf.chars().collect();
-    let (mut paren, mut bracket, mut quote) = (0u32, 0u32, false);
-    let mut i = 0;
-    let mut last_was_delim = false;
-    while i < chars.len() && out.len() < max - 1 {
-        let mut cur = String::new();
-        last_was_delim = false;
-        while i < chars.len() {
-            let c = chars[i];
-            match c {
-                '(' => {
-                    paren += 1;
-                    cur.push(c);
-                }
-                ')' => {
-                    paren = paren.saturating_sub(1);
-                    cur.push(c);
-                }
-                '[' => {
-                    bracket += 1;
-                    cur.push(c);
-                }
-                ']' => {
-                    bracket = bracket.saturating_sub(1);
-                    cur.push(c);
-                }
-                '"' if delim != '"' => {
-                    quote = !quote;
-                    if !remove_chars {
-                        cur.push(c);
-                    }
-                }
-                '\\' => {
-                    if !remove_chars {
-                        cur.push(c);
-                    }
-                    // The next character is taken literally.
-                    i += 1;
-                    if let Some(&n) = chars.get(i) {
-                        cur.push(n);
-                    }
-                }
-                c if c == delim && paren == 0 && bracket == 0 && !quote => {
-                    i += 1;
-                    last_was_delim = true;
-                    break;
-                }
-                c => cur.push(c),
-            }
-            i += 1;
-        }
-        out.push(cur);
-    }
-    if i < chars.len() {
-        out.push(chars[i..].iter().collect());
-    } else if last_was_delim {
-        out.push(String::new());
-    }
-    out
 }
 
 /// The name=value pairs of one Originate `Variable:` header as `man_do_variable_value`
@@ -1568,40 +1497,6 @@ mod tests {
     use super::*;
     use crate::config::SimConfig;
     use std::sync::Arc;
-
-    fn s(v: &[&str]) -> Vec<String> {
-        v.iter().map(|x| x.to_string()).collect()
-    }
-
-    #[test]
-    fn splits_like_asterisk() {
-        assert_eq!(separate_args("", ',', true, 64), Vec::<String>::new());
-        assert_eq!(separate_args("a,b", ',', true, 64), s(&["a", "b"]));
-        assert_eq!(separate_args("a,b,", ',', true, 64), s(&["a", "b", ""]));
-        assert_eq!(separate_args(",", ',', true, 64), s(&["", ""]));
-        assert_eq!(separate_args("DB(a,b)=1,X=2", ',', true, 64), s(&["DB(a,b)=1", "X=2"]));
-        assert_eq!(separate_args("A=[1,2],B=3", ',', true, 64), s(&["A=[1,2]", "B=3"]));
-        assert_eq!(separate_args(r#"A="x,y",B=z"#, ',', true, 64), s(&["A=x,y", "B=z"]));
-        assert_eq!(
-            separate_args(r#"A="x,y",B=z"#, ',', false, 64),
-            s(&[r#"A="x,y""#, "B=z"])
-        );
-        assert_eq!(separate_args(r"A=\,x,B", ',', true, 64), s(&["A=,x", "B"]));
-        assert_eq!(separate_args(r"A=\,x,B", ',', false, 64), s(&[r"A=\,x", "B"]));
-        // A lone closing parenthesis does not go negative.
-        assert_eq!(separate_args("a),b", ',', true, 64), s(&["a)", "b"]));
-        // An unclosed parenthesis swallows the rest.
-        assert_eq!(separate_args("SHELL(id,x=1", ',', true, 64), s(&["SHELL(id,x=1"]));
-        // The last part is the unparsed rest.
-        assert_eq!(separate_args(r#"a,b,"c",d"#, ',', true, 3), s(&["a", "b", r#""c",d"#]));
-        assert_eq!(separate_args("a,b", ',', true, 1), s(&["a,b"]));
-        // A trailing backslash is dropped, never read past.
-        assert_eq!(separate_args("a\\", ',', true, 64), s(&["a"]));
-        let many: String = (0..70).map(|i| format!("V{i}=x")).collect::<Vec<_>>().join(",");
-        let parts = separate_args(&many, ',', true, 64);
-        assert_eq!(parts.len(), 64);
-        assert!(parts[63].starts_with("V63=x,V64=x"));
-    }
 
     #[test]
     fn originate_variable_headers() {
