@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
+pub mod app_args;
 mod builder;
 pub mod clock;
 mod decoder;
