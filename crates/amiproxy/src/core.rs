@@ -153,20 +153,6 @@ impl Core {
         self.phase.send_replace(p);
     }
 
-    /// The sizes of the state clients and upstreams control, for the metrics.
-    pub fn state_sizes(&self) -> crate::metrics::StateSizes {
-        crate::metrics::StateSizes {
-            broadcast_actionids: self.ids.broadcast_len(),
-            owned_channels: self.owners.len(),
-            in_flight: self
-                .state()
-                .upstreams
-                .iter()
-                .map(|u| (u.name().to_owned(), u.in_flight()))
-                .collect(),
-        }
-    }
-
     /// The tag header name (fixed at start-up: clients and rules depend on it).
     pub fn server_header(&self) -> &str {
         &self.server_header

@@ -1,104 +1,170 @@
-//! A tiny HTTP/1.1 endpoint for operators: `GET /metrics` (Prometheus text) and
-//! `GET /health` (200 when at least one upstream is connected, 503 otherwise, with the
-//! state of each upstream as JSON). Hand-written because it needs two fixed routes and
-//! nothing else; requests are bounded in size and time.
+//! The operators' HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /health` (200 when
+//! at least one upstream is connected, 503 otherwise, with the state of each upstream as JSON).
+//!
+//! Served with hyper (HTTP/1.1) rather than by hand: request parsing, framing, `HEAD`,
+//! malformed requests and the header read timeout are hyper's, well tried against what real
+//! clients send, and the same stack can later carry more routes (a WebSocket upgrade is one
+//! arm in [`route`] plus `serve_connection(..).with_upgrades()`). What is left here is the
+//! routes and the bounds:
+//!
+//! - the request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_HEAD`] bytes;
+//! - a route must answer within [`HANDLER_TIMEOUT`] (else 503);
+//! - one connection lives at most [`CONNECTION_TIMEOUT`] (a client that does not read its
+//!   answer is dropped);
+//! - every answer closes its connection (`Connection: close`), as Prometheus and the
+//!   one-request clients of this endpoint expect; HTTP/1.1 keep-alive is one builder flag
+//!   away, but then a client that reads to end of stream waits for the idle timeout.
 
 use crate::core::Core;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::debug;
 
-const MAX_REQUEST: usize = 8192;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The request head (request line and headers) must arrive within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A route must have its answer ready within this.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole connection, from accept to the last byte written.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest request head read (hyper's smallest allowed buffer).
+pub const MAX_HEAD: usize = 8192;
+/// How long the accept loop waits after an accept error (e.g. out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
+type Body = Full<Bytes>;
+
+/// Serves the endpoint on `listener` until the task is dropped; an accept error never ends it.
 pub async fn serve(core: Arc<Core>, listener: TcpListener) {
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEAD)
+        .keep_alive(false);
     loop {
-        let Ok((stream, peer)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                debug!(error = %e, "metrics endpoint accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
         };
         let core = core.clone();
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            service_fn(move |req| {
+                let core = core.clone();
+                async move { Ok::<_, Infallible>(answer(&core, req).await) }
+            }),
+        );
         tokio::spawn(async move {
-            if let Err(e) = tokio::time::timeout(REQUEST_TIMEOUT, handle(&core, stream)).await {
-                debug!(%peer, error = %e, "metrics request timed out");
+            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(%peer, error = %e, "metrics request failed"),
+                Err(_) => debug!(%peer, "metrics request timed out"),
             }
         });
     }
 }
 
-async fn handle(core: &Core, mut stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && !buf.windows(2).any(|w| w == b"\n\n") {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 || buf.len() + n > MAX_REQUEST {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(buf.split(|&b| b == b'\n').next().unwrap_or_default()).into_owned();
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => match crate::metrics::render_with_state(core.state_sizes()) {
-            Some(text) => ("200 OK", "text/plain; version=0.0.4", text),
-            None => (
-                "503 Service Unavailable",
-                "text/plain",
-                "metrics recorder unavailable\n".into(),
-            ),
-        },
-        ("GET", "/health") | ("GET", "/ready") => health(core),
-        ("GET", _) => (
-            "404 Not Found",
-            "text/plain",
-            "not found: try /metrics or /health\n".into(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".into()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+async fn answer(core: &Core, req: Request<Incoming>) -> Response<Body> {
+    tokio::time::timeout(HANDLER_TIMEOUT, route(core, req))
+        .await
+        .unwrap_or_else(|_| text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n"))
 }
 
-fn health(core: &Core) -> (&'static str, &'static str, String) {
+/// The routes. Each takes GET and HEAD (hyper leaves the body out for HEAD); a route that
+/// takes other methods checks them in its own arm.
+async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
+    match req.uri().path() {
+        "/metrics" => metrics(core),
+        "/health" | "/ready" => health(core),
+        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics or /health\n"),
+    }
+}
+
+fn metrics(core: &Core) -> Response<Body> {
+    match crate::metrics::render_with_state(state_sizes(core)) {
+        Some(body) => with_type(StatusCode::OK, "text/plain; version=0.0.4", body),
+        None => text(StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable\n"),
+    }
+}
+
+#[derive(Serialize)]
+struct Health<'a> {
+    status: &'static str,
+    upstreams: Vec<UpstreamHealth<'a>>,
+}
+
+#[derive(Serialize)]
+struct UpstreamHealth<'a> {
+    name: &'a str,
+    connected: bool,
+}
+
+fn health(core: &Core) -> Response<Body> {
     let st = core.state();
-    let ups: Vec<String> = st
+    let upstreams: Vec<UpstreamHealth> = st
         .upstreams
         .iter()
-        .map(|u| format!("{{\"name\":{},\"connected\":{}}}", json_str(u.name()), u.is_connected()))
+        .map(|u| UpstreamHealth {
+            name: u.name(),
+            connected: u.is_connected(),
+        })
         .collect();
-    let ready = st.upstreams.iter().any(|u| u.is_connected());
-    let body = format!(
-        "{{\"status\":\"{}\",\"upstreams\":[{}]}}\n",
-        if ready { "ready" } else { "not ready" },
-        ups.join(",")
-    );
-    (
-        if ready { "200 OK" } else { "503 Service Unavailable" },
-        "application/json",
-        body,
-    )
+    let ready = upstreams.iter().any(|u| u.connected);
+    let health = Health {
+        status: if ready { "ready" } else { "not ready" },
+        upstreams,
+    };
+    let mut body = serde_json::to_string(&health).unwrap_or_default();
+    body.push('\n');
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    with_type(status, "application/json", body)
 }
 
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    with_type(status, "text/plain", body)
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+/// The sizes of the state clients and upstreams control, read now.
+fn state_sizes(core: &Core) -> crate::metrics::StateSizes {
+    crate::metrics::StateSizes {
+        broadcast_actionids: core.ids.broadcast_len(),
+        owned_channels: core.owners.len(),
+        in_flight: core
+            .state()
+            .upstreams
+            .iter()
+            .map(|u| (u.name().to_owned(), u.in_flight()))
+            .collect(),
     }
-    out.push('"');
-    out
 }

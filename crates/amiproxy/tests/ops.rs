@@ -374,3 +374,37 @@ async fn metrics_and_health_after_real_traffic() {
     assert_eq!(code, 503, "{body}");
     assert_eq!(Scrape::take(metrics).await.get("amiproxy_upstream_up", &in_flight), 0.0);
 }
+
+/// One raw exchange with the metrics endpoint: what the proxy writes until it closes.
+async fn http_raw(addr: std::net::SocketAddr, request: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(DEADLINE, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_endpoint_checks_methods_and_bounds_requests() {
+    let s1 = sim("pbx1").await;
+    let proxy = start_proxy(&config(&[&s1], "", ""));
+    let metrics = proxy.metrics.expect("metrics address");
+    // HEAD: the head of GET, no body.
+    let out = http_raw(metrics, b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "{out}");
+    // Other methods: 405 with the methods allowed.
+    let out = http_raw(
+        metrics,
+        b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 405"), "{out}");
+    assert!(out.to_ascii_lowercase().contains("\r\nallow: get, head\r\n"), "{out}");
+    // A head that never ends is dropped (after the proxy's 5 s header timeout).
+    let out = http_raw(metrics, b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+    assert_eq!(out, "");
+}

@@ -1,7 +1,7 @@
 //! From the raw file to the checked model: one checker per section, each naming the key of
 //! every problem it finds, so `check-config` can list them all at once.
 
-use super::raw::{RawConfig, RawListenerTls, RawUser};
+use super::raw::{Choice, Effect, LogFormat, RawConfig, RawListenerTls, RawUser, UpstreamKind};
 use super::*;
 use ami_policy::classes::Classes;
 use ami_policy::filter::EventFilter;
@@ -10,6 +10,18 @@ use ami_policy::{ArgRule, Policy, Scope};
 
 /// Where a checker reports a problem: the key it is about, and why.
 type Bad<'a> = &'a mut dyn FnMut(String, String);
+
+/// The value of an enum key; None, with the problem reported under `key`, when it is none
+/// of the enum's spellings.
+fn chosen<T: Copy>(value: &Choice<T>, key: impl FnOnce() -> String, bad: Bad) -> Option<T> {
+    match value {
+        Choice::Valid(v) => Some(*v),
+        Choice::Invalid(why) => {
+            bad(key(), why.clone());
+            None
+        }
+    }
+}
 
 pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigProblem>> {
     let mut problems = Vec::new();
@@ -49,17 +61,7 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 /// `[proxy]`.
 fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
     let p = &raw.proxy;
-    let slow_client = match p.slow_client.as_str() {
-        "drop-oldest" => SlowClient::DropOldest,
-        "disconnect" => SlowClient::Disconnect,
-        other => {
-            bad(
-                "proxy.slow_client".into(),
-                format!("`{other}` is not one of drop-oldest, disconnect"),
-            );
-            SlowClient::DropOldest
-        }
-    };
+    let slow_client = chosen(&p.slow_client, || "proxy.slow_client".into(), bad).unwrap_or(SlowClient::DropOldest);
     if p.event_buffer < 16 {
         bad("proxy.event_buffer".into(), "must be at least 16".into());
     }
@@ -204,8 +206,8 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
         if upstreams.iter().any(|o| o.name.eq_ignore_ascii_case(&u.name)) {
             bad(key("name"), format!("`{}` is used twice", u.name));
         }
-        let target = match u.kind.as_str() {
-            "asterisk" => match &u.address {
+        let target = match chosen(&u.kind, || key("kind"), bad) {
+            Some(UpstreamKind::Asterisk) => match &u.address {
                 Some(a) => Some(UpstreamTarget::Asterisk {
                     address: a.clone(),
                     tls: (u.tls || u.ca.is_some()).then(|| UpstreamTls {
@@ -221,22 +223,19 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
                     None
                 }
             },
-            "simulated" if !crate::upstream::simulated::AVAILABLE => {
+            Some(UpstreamKind::Simulated) if !cfg!(feature = "sim") => {
                 bad(
                     key("kind"),
                     "this build has no simulated Asterisk (built without the `sim` feature)".into(),
                 );
                 None
             }
-            "simulated" => Some(UpstreamTarget::Simulated(SimSettings {
+            Some(UpstreamKind::Simulated) => Some(UpstreamTarget::Simulated(SimSettings {
                 calls_per_sec: u.sim.calls_per_sec,
                 legacy_command: u.sim.legacy_command,
                 channel_id_base: u.sim.channel_id_base,
             })),
-            other => {
-                bad(key("kind"), format!("`{other}` is not one of asterisk, simulated"));
-                None
-            }
+            None => None,
         };
         let simulated = matches!(target, Some(UpstreamTarget::Simulated(_)));
         for (j, a) in u.accounts.iter().enumerate() {
@@ -392,23 +391,15 @@ fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
             }
         }
         for (j, r) in u.rules.iter().enumerate() {
-            let allow = match r.effect.as_str() {
-                "allow" => true,
-                "deny" => false,
-                other => {
-                    bad(
-                        format!("user[{i}].rule[{j}].effect"),
-                        format!("`{other}` is not allow or deny"),
-                    );
-                    continue;
-                }
+            let Some(effect) = chosen(&r.effect, || format!("user[{i}].rule[{j}].effect"), bad) else {
+                continue;
             };
             match regex::Regex::new(&r.pattern) {
                 Ok(pattern) => policy.rules.push(ArgRule {
                     action: Glob::new(&r.action),
                     header: r.header.clone(),
                     pattern,
-                    allow,
+                    allow: effect == Effect::Allow,
                 }),
                 Err(e) => bad(format!("user[{i}].rule[{j}].pattern"), e.to_string()),
             }
@@ -496,14 +487,7 @@ fn metrics(raw: &RawConfig, bad: Bad) -> MetricsConfig {
 
 /// `[log]`.
 fn log(raw: &RawConfig, bad: Bad) -> LogConfig {
-    let json = match raw.log.format.as_str() {
-        "text" => false,
-        "json" => true,
-        other => {
-            bad("log.format".into(), format!("`{other}` is not one of text, json"));
-            false
-        }
-    };
+    let json = chosen(&raw.log.format, || "log.format".into(), bad) == Some(LogFormat::Json);
     if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
         bad(
             "log.level".into(),

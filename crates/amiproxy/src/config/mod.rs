@@ -25,8 +25,10 @@ impl std::fmt::Display for ConfigProblem {
     }
 }
 
-/// What to do with a client whose event queue overflows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What to do with a client whose event queue overflows (`proxy.slow_client`, spelled
+/// `drop-oldest` or `disconnect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SlowClient {
     /// Skip the oldest events and tell the client how many with `Event: ProxyEventsDropped`.
     DropOldest,
@@ -287,6 +289,34 @@ write = "call"
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert!(keys.contains(&"upstream[0].kind"), "{errs:?}");
         assert!(keys.contains(&"user[0].secret"), "{errs:?}");
+    }
+
+    #[test]
+    fn enum_keys_take_their_spellings_and_every_bad_one_is_named() {
+        let text = format!(
+            "{OK}rule = [{{ action = \"Originate\", header = \"Context\", pattern = \"^x$\", effect = \"deny\" }}]\n\
+             [proxy]\nslow_client = \"disconnect\"\n[log]\nformat = \"json\"\n"
+        );
+        let c = Config::from_toml(&text, Path::new(".")).unwrap();
+        assert_eq!(c.proxy.slow_client, SlowClient::Disconnect);
+        assert!(c.log.json);
+        assert!(!c.users[0].policy.rules[0].allow);
+        let text = text
+            .replace("\"disconnect\"", "\"Disconnect\"")
+            .replace("\"json\"", "\"yaml\"")
+            .replace("\"deny\"", "\"maybe\"")
+            .replace("kind = \"simulated\"", "kind = \"nope\"");
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "proxy.slow_client",
+            "upstream[0].kind",
+            "user[0].rule[0].effect",
+            "log.format",
+        ] {
+            assert!(keys.contains(&key), "{key}: {errs:?}");
+        }
+        assert!(errs[0].reason.contains("`Disconnect`"), "{errs:?}");
     }
 
     #[test]

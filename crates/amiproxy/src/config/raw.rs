@@ -1,7 +1,59 @@
 //! The configuration file as written: what serde reads, before any check.
 
+use super::SlowClient;
+use serde::de::{Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use std::path::PathBuf;
+
+/// A key whose value is one of an enum's spellings (the enum's serde names), read without
+/// failing the whole file: a value that is none of them is kept, and `check` reports it
+/// under its key along with every other problem. (A plain serde enum field would stop the
+/// read at the first bad value, so `check-config` could no longer list all problems.)
+#[derive(Debug, Clone)]
+pub(super) enum Choice<T> {
+    Valid(T),
+    /// Serde's word on the value (`unknown variant `x`, expected `a` or `b``).
+    Invalid(String),
+}
+
+impl<'de, T: for<'a> Deserialize<'a>> Deserialize<'de> for Choice<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Read as a string first, as the field was before: a value of another type (or an
+        // environment override parsed as a number) reads as it always did.
+        let text = String::deserialize(d)?;
+        let value: Result<T, serde::de::value::Error> = T::deserialize(text.as_str().into_deserializer());
+        Ok(match value {
+            Ok(v) => Choice::Valid(v),
+            Err(e) => Choice::Invalid(e.to_string().replacen("unknown variant", "unknown value", 1)),
+        })
+    }
+}
+
+/// `upstream.kind`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum UpstreamKind {
+    /// A real Asterisk at `address`.
+    Asterisk,
+    /// The in-process simulated Asterisk (the `sim` feature).
+    Simulated,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `user.rule.effect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(super) enum Effect {
+    Allow,
+    Deny,
+}
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -34,14 +86,14 @@ pub(super) struct RawMetrics {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
     pub(super) level: String,
-    pub(super) format: String,
+    pub(super) format: Choice<LogFormat>,
 }
 
 impl Default for RawLog {
     fn default() -> Self {
         RawLog {
             level: "info".into(),
-            format: "text".into(),
+            format: Choice::Valid(LogFormat::Text),
         }
     }
 }
@@ -82,7 +134,7 @@ pub(super) struct RawProxy {
     pub(super) auth_limit: usize,
     pub(super) action_timeout_secs: u64,
     pub(super) event_buffer: usize,
-    pub(super) slow_client: String,
+    pub(super) slow_client: Choice<SlowClient>,
     pub(super) max_line: usize,
     pub(super) max_lines: usize,
     pub(super) shutdown_timeout_secs: f64,
@@ -103,7 +155,7 @@ impl Default for RawProxy {
             auth_limit: 50,
             action_timeout_secs: 10,
             event_buffer: 16384,
-            slow_client: "drop-oldest".into(),
+            slow_client: Choice::Valid(SlowClient::DropOldest),
             max_line: 1024,
             max_lines: 128,
             shutdown_timeout_secs: 10.0,
@@ -136,7 +188,7 @@ pub(super) struct RawListenerTls {
 pub(super) struct RawUpstream {
     pub(super) name: String,
     #[serde(default = "default_kind")]
-    pub(super) kind: String,
+    pub(super) kind: Choice<UpstreamKind>,
     pub(super) address: Option<String>,
     #[serde(default)]
     pub(super) username: Option<String>,
@@ -193,8 +245,8 @@ pub(super) struct RawSim {
     pub(super) channel_id_base: u32,
 }
 
-pub(super) fn default_kind() -> String {
-    "asterisk".into()
+pub(super) fn default_kind() -> Choice<UpstreamKind> {
+    Choice::Valid(UpstreamKind::Asterisk)
 }
 pub(super) fn default_ping_interval() -> f64 {
     10.0
@@ -263,7 +315,7 @@ pub(super) struct RawRule {
     pub(super) action: String,
     pub(super) header: String,
     pub(super) pattern: String,
-    pub(super) effect: String,
+    pub(super) effect: Choice<Effect>,
 }
 
 pub(super) fn default_read() -> String {

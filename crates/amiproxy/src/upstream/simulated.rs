@@ -47,6 +47,3 @@ pub async fn stop(handle: Handle) {
     #[cfg(not(feature = "sim"))]
     match handle {}
 }
-
-/// Whether this build can run `kind = "simulated"` upstreams.
-pub const AVAILABLE: bool = cfg!(feature = "sim");
