@@ -5,64 +5,11 @@ use crate::denial::{Denial, DenialKind};
 use crate::filter::FilterSet;
 use crate::glob::{Glob, GlobSet};
 use crate::judge::Judge;
-use crate::spec::{self, Arg};
 use crate::{Channels, Scope};
 use ami_proto::{Action, Message};
 use ipnet::IpNet;
 use regex::Regex;
 use std::net::IpAddr;
-
-/// Actions a tenant may send without naming one of its own objects: the proxy answers them
-/// itself, or their answers are lists the proxy filters by scope, or their headers are
-/// judged on their own (UserEvent, Command against the `commands` list). Any other action
-/// that names no channel, queue, context or AstDB family acts on the whole PBX.
-const TENANT_WIDE: &[&str] = &[
-    "login",
-    "logoff",
-    "challenge",
-    "ping",
-    "events",
-    "filter",
-    "waitevent",
-    "listcommands",
-    "coresettings",
-    "corestatus",
-    "status",
-    "coreshowchannels",
-    "queuestatus",
-    "queuesummary",
-    "extensionstatelist",
-    "devicestatelist",
-    "presencestatelist",
-    "bridgelist",
-    "parkedcalls",
-    "agents",
-    "userevent",
-    "command",
-];
-
-/// Whether the action names a channel, queue, context or AstDB family (then the scope
-/// judges what it reaches).
-///
-/// Only the first copy of a header counts, as in Asterisk: an empty `Channel:` followed by a
-/// tenant's own does not make an action that Asterisk runs without a channel look targeted.
-fn names_target(spec: &spec::ActionSpec, msg: &Message) -> bool {
-    msg.headers().any(|(k, _)| {
-        matches!(
-            spec.arg(k),
-            Some(
-                Arg::Channel
-                    | Arg::ChannelOrRegex
-                    | Arg::ChannelPrefix
-                    | Arg::Interface
-                    | Arg::DialString
-                    | Arg::Queue
-                    | Arg::Context
-                    | Arg::DbFamily
-            )
-        ) && msg.get(k).is_some_and(|first| !first.trim().is_empty())
-    })
-}
 
 /// A user-defined argument rule.
 #[derive(Debug, Clone)]
@@ -125,9 +72,27 @@ impl Policy {
         let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
         let scoped = self.scope.scoped();
         let full = system && !scoped;
-        // For every user, trusted or not: what would make Asterisk see two messages where the
-        // proxy judged one (a line that starts with NUL is an empty line to Asterisk), or
-        // one action where the proxy judged another.
+        self.framing(msg, full)?;
+        self.action_lists(lc)?;
+        let judge = Judge {
+            policy: self,
+            full,
+            system,
+            scoped,
+            owners,
+            action,
+            msg,
+        };
+        judge.headers(server_header)?;
+        judge.action_rules()?;
+        self.user_rules(lc, msg)?;
+        self.server_scope(msg, server_header)
+    }
+
+    /// For every user, trusted or not: what would make Asterisk see two messages where the
+    /// proxy judged one (a line that starts with NUL is an empty line to Asterisk), or one
+    /// action where the proxy judged another, or a value the proxy cannot read.
+    fn framing(&self, msg: &Message, full: bool) -> Result<(), Denial> {
         if msg.has_line_starting_with_nul() {
             return Err(Denial::new(
                 DenialKind::Framing,
@@ -149,77 +114,26 @@ impl Policy {
         {
             return Err(Denial::new(DenialKind::Framing, "a header holds a control character"));
         }
+        Ok(())
+    }
+
+    /// The user's `actions` and `deny_actions`.
+    fn action_lists(&self, lc: &str) -> Result<(), Denial> {
         if self.deny_actions.is_match(lc) {
             return Err(Denial::new(DenialKind::ActionList, "action denied by policy"));
         }
-        if let Some(allow) = &self.actions {
-            if !allow.is_match(lc) {
-                return Err(Denial::new(
-                    DenialKind::ActionList,
-                    "action not in the user's allowed actions",
-                ));
-            }
+        match &self.actions {
+            Some(allow) if !allow.is_match(lc) => Err(Denial::new(
+                DenialKind::ActionList,
+                "action not in the user's allowed actions",
+            )),
+            _ => Ok(()),
         }
-        let judge = Judge {
-            policy: self,
-            full,
-            system,
-            scoped,
-            owners,
-            action,
-            msg,
-        };
-        // A header name Asterisk would not match as written (blanks, control bytes) is one a
-        // client reading the event or answer might still take for `Server` or `Event`.
-        if !full && msg.headers().any(|(k, _)| !k.bytes().all(|b| b > 0x20 && b < 0x7f)) {
-            return Err(Denial::new(
-                DenialKind::Framing,
-                "a header name holds blanks or control characters",
-            ));
-        }
-        match spec::action(lc) {
-            Some(spec) => {
-                if scoped && !TENANT_WIDE.contains(&lc) && !names_target(spec, msg) {
-                    return Err(Denial::new(
-                        DenialKind::Scope,
-                        format!(
-                            "{} names none of the tenant's objects and acts on the whole PBX",
-                            spec.name
-                        ),
-                    ));
-                }
-                for (key, value) in msg.headers() {
-                    if key.eq_ignore_ascii_case("Action")
-                        || key.eq_ignore_ascii_case("ActionID")
-                        || key.eq_ignore_ascii_case(server_header)
-                    {
-                        continue;
-                    }
-                    match spec.arg(key) {
-                        Some(arg) => judge.header(key, value, arg, server_header)?,
-                        // Asterisk does not read it; a header it might read after all is not
-                        // passed on for a user the proxy does not trust with everything.
-                        None if !full => {
-                            return Err(Denial::new(
-                                DenialKind::UnknownHeader,
-                                format!("{key} is not a header of {}", spec.name),
-                            ));
-                        }
-                        None => {}
-                    }
-                }
-            }
-            // An action the proxy does not know (its classes already need system): it cannot
-            // judge its headers, so a tenant may not send it.
-            None if scoped => {
-                return Err(Denial::new(
-                    DenialKind::Scope,
-                    "an unknown action cannot be checked against the scope",
-                ))
-            }
-            None => {}
-        }
-        judge.action_rules()?;
+    }
+
+    /// The user's own `rules`: a deny rule that matches any copy of its header refuses; for
+    /// each header with allow rules, the header must be there and match one of them.
+    fn user_rules(&self, lc: &str, msg: &Message) -> Result<(), Denial> {
         let mut allow_headers: Vec<(&str, bool)> = Vec::new();
         for rule in self.rules.iter().filter(|r| r.action.matches(lc)) {
             let value = msg.get(&rule.header);
@@ -239,21 +153,24 @@ impl Policy {
                 ));
             }
         }
-        if let Some((h, _)) = allow_headers.iter().find(|(_, ok)| !ok) {
-            return Err(Denial::new(
+        match allow_headers.iter().find(|(_, ok)| !ok) {
+            Some((h, _)) => Err(Denial::new(
                 DenialKind::UserRule,
                 format!("{h} does not match the allow rules"),
-            ));
+            )),
+            None => Ok(()),
         }
-        if let Some(server) = msg.get(server_header) {
-            if !server.eq_ignore_ascii_case("all") && !self.scope.server_ok(server) {
-                return Err(Denial::new(
-                    DenialKind::Scope,
-                    format!("server `{server}` is outside the user's scope"),
-                ));
-            }
+    }
+
+    /// The server the client names must be one of the user's.
+    fn server_scope(&self, msg: &Message, server_header: &str) -> Result<(), Denial> {
+        match msg.get(server_header) {
+            Some(server) if !server.eq_ignore_ascii_case("all") && !self.scope.server_ok(server) => Err(Denial::new(
+                DenialKind::Scope,
+                format!("server `{server}` is outside the user's scope"),
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     /// No policy beyond classes.

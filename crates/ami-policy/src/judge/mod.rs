@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 /// [`DEFAULT_COMMANDS`], compiled once.
 static DEFAULT: LazyLock<GlobSet> = LazyLock::new(|| DEFAULT_COMMANDS.iter().map(|g| Glob::new(g)).collect());
 use crate::denial::{Denial, DenialKind, Verdict};
-use crate::spec::Arg;
+use crate::spec::{self, Arg};
 use crate::{Channels, Policy};
 use ami_proto::facts::{header_names, Names};
 use ami_proto::{Action, ActionName, Message};
@@ -32,6 +32,58 @@ const RESERVED_EVENT_HEADERS: &[&str] = &[
     "SequenceNumber",
     "SystemName",
 ];
+
+/// Actions a tenant may send without naming one of its own objects: the proxy answers them
+/// itself, or their answers are lists the proxy filters by scope, or their headers are
+/// judged on their own (UserEvent, Command against the `commands` list). Any other action
+/// that names no channel, queue, context or AstDB family acts on the whole PBX.
+const TENANT_WIDE: &[&str] = &[
+    "login",
+    "logoff",
+    "challenge",
+    "ping",
+    "events",
+    "filter",
+    "waitevent",
+    "listcommands",
+    "coresettings",
+    "corestatus",
+    "status",
+    "coreshowchannels",
+    "queuestatus",
+    "queuesummary",
+    "extensionstatelist",
+    "devicestatelist",
+    "presencestatelist",
+    "bridgelist",
+    "parkedcalls",
+    "agents",
+    "userevent",
+    "command",
+];
+
+/// Whether the action names a channel, queue, context or AstDB family (then the scope
+/// judges what it reaches).
+///
+/// Only the first copy of a header counts, as in Asterisk: an empty `Channel:` followed by a
+/// tenant's own does not make an action that Asterisk runs without a channel look targeted.
+fn names_target(spec: &spec::ActionSpec, msg: &Message) -> bool {
+    msg.headers().any(|(k, _)| {
+        matches!(
+            spec.arg(k),
+            Some(
+                Arg::Channel
+                    | Arg::ChannelOrRegex
+                    | Arg::ChannelPrefix
+                    | Arg::Interface
+                    | Arg::DialString
+                    | Arg::Queue
+                    | Arg::Context
+                    | Arg::DbFamily
+            )
+        ) && msg.get(k).is_some_and(|first| !first.trim().is_empty())
+    })
+}
 
 /// Commands a user without `system` may run when no `commands` list is configured: status
 /// that holds no secret. Not `database show` (AstDB), `sip show users` or `pjsip show auths`
@@ -72,6 +124,61 @@ pub(crate) struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// Every header of the action, each by its kind in the audit table. A header name
+    /// Asterisk would not match as written (blanks, control bytes) is one a client reading
+    /// the event or answer might still take for `Server` or `Event`.
+    pub(crate) fn headers(&self, server_header: &str) -> Verdict {
+        let msg = self.msg;
+        if !self.full && msg.headers().any(|(k, _)| !k.bytes().all(|b| b > 0x20 && b < 0x7f)) {
+            return Err(Denial::new(
+                DenialKind::Framing,
+                "a header name holds blanks or control characters",
+            ));
+        }
+        let lc = self.action.name().lowercase();
+        let Some(spec) = spec::action(lc) else {
+            // An action the proxy does not know (its classes already need system): it cannot
+            // judge its headers, so a tenant may not send it.
+            if self.scoped {
+                return Err(Denial::new(
+                    DenialKind::Scope,
+                    "an unknown action cannot be checked against the scope",
+                ));
+            }
+            return Ok(());
+        };
+        if self.scoped && !TENANT_WIDE.contains(&lc) && !names_target(spec, msg) {
+            return Err(Denial::new(
+                DenialKind::Scope,
+                format!(
+                    "{} names none of the tenant's objects and acts on the whole PBX",
+                    spec.name
+                ),
+            ));
+        }
+        for (key, value) in msg.headers() {
+            if key.eq_ignore_ascii_case("Action")
+                || key.eq_ignore_ascii_case("ActionID")
+                || key.eq_ignore_ascii_case(server_header)
+            {
+                continue;
+            }
+            match spec.arg(key) {
+                Some(arg) => self.header(key, value, arg, server_header)?,
+                // Asterisk does not read it; a header it might read after all is not passed
+                // on for a user the proxy does not trust with everything.
+                None if !self.full => {
+                    return Err(Denial::new(
+                        DenialKind::UnknownHeader,
+                        format!("{key} is not a header of {}", spec.name),
+                    ));
+                }
+                None => {}
+            }
+        }
+        Ok(())
+    }
+
     fn no_expression(&self, what: &str, v: &str) -> Verdict {
         if !self.full && dialplan::has_expression(v) {
             return Err(Denial::new(
@@ -242,52 +349,7 @@ impl Judge<'_> {
             Arg::Shell | Arg::Path | Arg::AgiCommand if present && !self.full => {
                 Err(Denial::new(DenialKind::NeedsSystem, format!("{key} needs system")))
             }
-            Arg::ConfigFile => {
-                if v.starts_with('/') || v.split(['/', '\\']).any(|p| p == "..") {
-                    return Err(Denial::new(
-                        DenialKind::File,
-                        format!("{key} `{v}` leaves the configuration folder"),
-                    ));
-                }
-                if present && self.scoped {
-                    return Err(Denial::new(
-                        DenialKind::Scope,
-                        format!("{key}: configuration files are shared by every tenant"),
-                    ));
-                }
-                if self.full || !present {
-                    return Ok(());
-                }
-                // Asterisk resolves the name (realpath, and glob() with live_dangerously):
-                // judge its canonical form, and no pattern at all.
-                if v.contains(['*', '?', '[', ']', '{', '}', '~']) || v.bytes().any(|b| b < 0x21) {
-                    return Err(Denial::new(
-                        DenialKind::File,
-                        format!("{key} `{v}` is not a plain file name"),
-                    ));
-                }
-                let file = v
-                    .split(['/', '\\'])
-                    .filter(|p| !p.is_empty() && *p != ".")
-                    .collect::<Vec<_>>()
-                    .join("/")
-                    .to_ascii_lowercase();
-                if file == "manager.conf" || file.starts_with("manager.d/") || file == "manager.d" {
-                    return Err(Denial::new(
-                        DenialKind::File,
-                        format!("{key} `{v}` holds the manager accounts and their secrets, the proxy's own among them"),
-                    ));
-                }
-                if let Some(list) = &self.policy.config_files {
-                    if !list.is_match(&file) {
-                        return Err(Denial::new(
-                            DenialKind::File,
-                            format!("{key} `{v}` is not in the user's config_files"),
-                        ));
-                    }
-                }
-                Ok(())
-            }
+            Arg::ConfigFile => self.config_file(key, v, present),
             Arg::CliCommand => self.command(v),
             Arg::EventHeader => self.event_header(key, v, server_header),
             Arg::Object(kind) if present && self.scoped => Err(Denial::new(
@@ -296,5 +358,55 @@ impl Judge<'_> {
             )),
             _ => Ok(()),
         }
+    }
+
+    /// A configuration file name: never a path out of Asterisk's configuration folder,
+    /// never a pattern, never manager.conf (the accounts and secrets, the proxy's own among
+    /// them), and only the user's `config_files` when it has a list.
+    fn config_file(&self, key: &str, v: &str, present: bool) -> Verdict {
+        if v.starts_with('/') || v.split(['/', '\\']).any(|p| p == "..") {
+            return Err(Denial::new(
+                DenialKind::File,
+                format!("{key} `{v}` leaves the configuration folder"),
+            ));
+        }
+        if present && self.scoped {
+            return Err(Denial::new(
+                DenialKind::Scope,
+                format!("{key}: configuration files are shared by every tenant"),
+            ));
+        }
+        if self.full || !present {
+            return Ok(());
+        }
+        // Asterisk resolves the name (realpath, and glob() with live_dangerously):
+        // judge its canonical form, and no pattern at all.
+        if v.contains(['*', '?', '[', ']', '{', '}', '~']) || v.bytes().any(|b| b < 0x21) {
+            return Err(Denial::new(
+                DenialKind::File,
+                format!("{key} `{v}` is not a plain file name"),
+            ));
+        }
+        let file = v
+            .split(['/', '\\'])
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect::<Vec<_>>()
+            .join("/")
+            .to_ascii_lowercase();
+        if file == "manager.conf" || file.starts_with("manager.d/") || file == "manager.d" {
+            return Err(Denial::new(
+                DenialKind::File,
+                format!("{key} `{v}` holds the manager accounts and their secrets, the proxy's own among them"),
+            ));
+        }
+        if let Some(list) = &self.policy.config_files {
+            if !list.is_match(&file) {
+                return Err(Denial::new(
+                    DenialKind::File,
+                    format!("{key} `{v}` is not in the user's config_files"),
+                ));
+            }
+        }
+        Ok(())
     }
 }

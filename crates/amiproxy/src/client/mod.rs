@@ -126,40 +126,18 @@ async fn run(
     };
     let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
     let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
-    let (gen, version) = core.dialect();
-    let mut s = Session {
-        core: core.clone(),
-        peer: conn.peer,
-        out: BufWriter::with_capacity(OUT_BUFFER, wr),
-        tx,
-        user: None,
-        mask: Classes::ALL,
-        challenge: None,
-        filters: FilterSet::default(),
-        session_filters: Vec::new(),
-        limiter: core.limits.connection_limiter(),
-        slot: None,
-        hidden_items: HashMap::new(),
-        draining: false,
-        in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
-        gen,
-        write_timeout: config.proxy.write_timeout,
-        batches: 0,
-        wait_event: None,
-        events_out: crate::metrics::events_out(),
-        dropped_policy: crate::metrics::events_dropped("policy"),
-    };
     let auth_timeout = config.proxy.auth_timeout;
     drop(config);
+    let (gen, version) = core.dialect();
+    let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
     let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
-    if let Err(end) = s.write_raw(banner.as_bytes()).await {
-        return end;
-    }
-    if let Err(end) = s.flush().await {
-        return end;
-    }
     let mut phase = core.phase();
-    if let Err(end) = s.until_login(&mut frames, &mut phase, auth_timeout).await {
+    let logged_in = async {
+        s.write_raw(banner.as_bytes()).await?;
+        s.flush().await?;
+        s.until_login(&mut frames, &mut phase, auth_timeout).await
+    };
+    if let Err(end) = logged_in.await {
         return end;
     }
     drop(permit);
@@ -191,31 +169,13 @@ async fn run(
             }
             Ok(()) = phase.changed() => {
                 let p = *phase.borrow_and_update();
-                match p {
-                    Phase::Running => Ok(()),
-                    // Shutting down: new actions are answered `Proxy is shutting down`;
-                    // answers still coming are delivered.
-                    Phase::Draining => {
-                        s.draining = true;
-                        Ok(())
-                    }
-                    Phase::Closing => s.close_for_shutdown(&mut rx, &mut frames).await,
-                }
+                s.phase_changed(p, &mut rx, &mut frames).await
             }
             Ok(()) = generation.changed() => {
                 generation.mark_unchanged();
                 s.reload_user()
             }
-            Some(m) = rx.recv() => {
-                let mut r = s.answer(m).await;
-                while r.is_ok() {
-                    match rx.try_recv() {
-                        Ok(m) => r = s.answer(m).await,
-                        Err(_) => break,
-                    }
-                }
-                r
-            }
+            Some(m) = rx.recv() => s.answers(m, &mut rx).await,
             frame = frames.next() => match frame {
                 Some(Ok(f)) => s.logged_in(f).await,
                 Some(Err(e)) => {
@@ -231,6 +191,61 @@ async fn run(
         }
         if let Err(end) = s.flush().await {
             return end;
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Session<W> {
+    fn new(core: Arc<Core>, peer: SocketAddr, wr: W, tx: ClientTx, gen: Generation) -> Session<W> {
+        let config = core.config();
+        Session {
+            peer,
+            out: BufWriter::with_capacity(OUT_BUFFER, wr),
+            tx,
+            user: None,
+            mask: Classes::ALL,
+            challenge: None,
+            filters: FilterSet::default(),
+            session_filters: Vec::new(),
+            limiter: core.limits.connection_limiter(),
+            slot: None,
+            hidden_items: HashMap::new(),
+            draining: false,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
+            gen,
+            write_timeout: config.proxy.write_timeout,
+            batches: 0,
+            wait_event: None,
+            events_out: crate::metrics::events_out(),
+            dropped_policy: crate::metrics::events_dropped("policy"),
+            core,
+        }
+    }
+
+    /// The answer just received and every other already queued, in order.
+    async fn answers(&mut self, first: ami_proto::Message, rx: &mut ClientRx) -> Result<(), End> {
+        self.answer(first).await?;
+        while let Ok(m) = rx.try_recv() {
+            self.answer(m).await?;
+        }
+        Ok(())
+    }
+
+    /// Shutting down: new actions are answered `Proxy is shutting down` while answers still
+    /// coming are delivered; then the session closes.
+    async fn phase_changed<R: AsyncRead + Unpin>(
+        &mut self,
+        phase: Phase,
+        rx: &mut ClientRx,
+        frames: &mut FramedRead<R, AmiDecoder>,
+    ) -> Result<(), End> {
+        match phase {
+            Phase::Running => Ok(()),
+            Phase::Draining => {
+                self.draining = true;
+                Ok(())
+            }
+            Phase::Closing => self.close_for_shutdown(rx, frames).await,
         }
     }
 }

@@ -1,19 +1,16 @@
 //! From the raw file to the checked model: one checker per section, each naming the key of
 //! every problem it finds, so `check-config` can list them all at once.
 
-use super::raw::{Choice, Effect, LogFormat, RawConfig, RawListenerTls, RawUser, UpstreamKind};
+use super::raw::{Choice, LogFormat, RawConfig, RawListenerTls, UpstreamKind};
+use super::users::users;
 use super::*;
-use ami_policy::classes::Classes;
-use ami_policy::filter::EventFilter;
-use ami_policy::glob::{Glob, GlobSet};
-use ami_policy::{ArgRule, Policy, Scope};
 
 /// Where a checker reports a problem: the key it is about, and why.
-type Bad<'a> = &'a mut dyn FnMut(String, String);
+pub(super) type Bad<'a> = &'a mut dyn FnMut(String, String);
 
 /// The value of an enum key; None, with the problem reported under `key`, when it is none
 /// of the enum's spellings.
-fn chosen<T: Copy>(value: &Choice<T>, key: impl FnOnce() -> String, bad: Bad) -> Option<T> {
+pub(super) fn chosen<T: Copy>(value: &Choice<T>, key: impl FnOnce() -> String, bad: Bad) -> Option<T> {
     match value {
         Choice::Valid(v) => Some(*v),
         Choice::Invalid(why) => {
@@ -301,144 +298,6 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
     upstreams
 }
 
-/// `[[user]]`.
-fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
-    let mut users: Vec<UserConfig> = Vec::new();
-    for (i, u) in raw.users.iter().enumerate() {
-        let key = |k: &str| format!("user[{i}].{k}");
-        if u.name.is_empty() {
-            bad(key("name"), "must not be empty".into());
-        }
-        if users.iter().any(|o| o.name == u.name) {
-            bad(key("name"), format!("`{}` is used twice", u.name));
-        }
-        let secret = match (&u.secret, &u.secret_hash) {
-            (Some(s), None) => Secret::Plain(s.clone()),
-            (None, Some(h)) => {
-                if argon2::PasswordHash::new(h).is_err() {
-                    bad(
-                        key("secret_hash"),
-                        "is not an argon2 PHC string (make one with `amiproxy hash-secret`)".into(),
-                    );
-                }
-                Secret::Argon2(h.clone())
-            }
-            _ => {
-                bad(key("secret"), "give exactly one of secret, secret_hash".into());
-                continue;
-            }
-        };
-        let allow_md5 = match (u.allow_md5, &secret) {
-            (Some(true), Secret::Argon2(_)) => {
-                bad(
-                    key("allow_md5"),
-                    "MD5 challenge login needs the plain secret; a user with secret_hash can only log in plainly"
-                        .into(),
-                );
-                false
-            }
-            (Some(v), _) => v,
-            (None, s) => matches!(s, Secret::Plain(_)),
-        };
-        let read = Classes::parse(&u.read).unwrap_or_else(|e| {
-            bad(key("read"), e);
-            Classes::NONE
-        });
-        let write = Classes::parse(&u.write).unwrap_or_else(|e| {
-            bad(key("write"), e);
-            Classes::NONE
-        });
-        let mut policy = Policy::default();
-        for (list, field, out) in [
-            (&u.permit, "permit", &mut policy.permit),
-            (&u.deny, "deny", &mut policy.deny),
-        ] {
-            for (j, net) in list.iter().enumerate() {
-                let parsed = net
-                    .parse::<ipnet::IpNet>()
-                    .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-                match parsed {
-                    Ok(n) => out.push(n),
-                    Err(_) => bad(
-                        format!("user[{i}].{field}[{j}]"),
-                        format!("`{net}` is not an address or CIDR network"),
-                    ),
-                }
-            }
-        }
-        let globs = |l: &[String]| l.iter().map(|g| Glob::new(g)).collect::<GlobSet>();
-        policy.actions = u.actions.as_deref().map(globs);
-        policy.deny_actions = globs(&u.deny_actions);
-        policy.commands = u.commands.as_deref().map(globs);
-        policy.scope = Scope {
-            channels: u.channels.iter().map(|g| Glob::channel(g)).collect(),
-            queues: globs(&u.queues),
-            contexts: globs(&u.contexts),
-            db_families: globs(&u.db_families),
-            servers: u.servers.clone(),
-        };
-        check_dialplan_lists(u, write, &policy.scope, &mut |k, r| bad(format!("user[{i}].{k}"), r));
-        policy.functions = u.functions.iter().map(|f| f.trim().to_ascii_uppercase()).collect();
-        policy.applications = u.applications.clone();
-        policy.variables = u.variables.as_deref().map(globs);
-        policy.config_files = u.config_files.as_deref().map(globs);
-        for (j, srv) in u.servers.iter().enumerate() {
-            if !raw.upstreams.iter().any(|up| up.name.eq_ignore_ascii_case(srv)) {
-                bad(
-                    format!("user[{i}].servers[{j}]"),
-                    format!("`{srv}` is not a configured upstream"),
-                );
-            }
-        }
-        for (j, r) in u.rules.iter().enumerate() {
-            let Some(effect) = chosen(&r.effect, || format!("user[{i}].rule[{j}].effect"), bad) else {
-                continue;
-            };
-            match regex::Regex::new(&r.pattern) {
-                Ok(pattern) => policy.rules.push(ArgRule {
-                    action: Glob::new(&r.action),
-                    header: r.header.clone(),
-                    pattern,
-                    allow: effect == Effect::Allow,
-                }),
-                Err(e) => bad(format!("user[{i}].rule[{j}].pattern"), e.to_string()),
-            }
-        }
-        for (j, f) in u.eventfilter.iter().enumerate() {
-            match EventFilter::parse(f) {
-                Ok(f) => policy.filters.add(f),
-                Err(e) => bad(format!("user[{i}].eventfilter[{j}]"), e),
-            }
-        }
-        users.push(UserConfig {
-            name: u.name.clone(),
-            secret,
-            read,
-            write,
-            allow_md5,
-            policy,
-            actions_per_sec: u.actions_per_sec,
-            burst: u.burst.max(u.actions_per_sec),
-            max_connections: u.max_connections,
-            upstream_account: u.upstream_account.clone(),
-        });
-        if let Some(acct) = &u.upstream_account {
-            // Every upstream the user may reach must have the account: an action must never
-            // fall back to the all-class login.
-            for up in &raw.upstreams {
-                let reachable = u.servers.is_empty() || u.servers.iter().any(|s| s.eq_ignore_ascii_case(&up.name));
-                if reachable && !up.accounts.iter().any(|a| &a.name == acct) {
-                    bad(
-                        key("upstream_account"),
-                        format!("upstream `{}` has no account `{acct}`", up.name),
-                    );
-                }
-            }
-        }
-    }
-    users
-}
-
 /// `[routing]`.
 fn routing(raw: &RawConfig, upstreams: &[UpstreamConfig], bad: Bad) -> RoutingConfig {
     if let Some(d) = &raw.routing.default_upstream {
@@ -500,29 +359,5 @@ fn log(raw: &RawConfig, bad: Bad) -> LogConfig {
     LogConfig {
         level: raw.log.level.clone(),
         json,
-    }
-}
-
-/// The functions and applications a user may be given: what needs `system` only to a
-/// user with `system` and no scope, what reaches other tenants only to an unscoped user.
-/// A config that promises more is refused, so the trust model holds whatever it says.
-fn check_dialplan_lists(u: &RawUser, write: Classes, scope: &Scope, bad: Bad) {
-    use crate::policy::dialplan::{application, function_reach, Reach};
-    let system = write.contains(Classes::named("system").unwrap_or(Classes::NONE));
-    let full = system && !scope.scoped();
-    let refuse = |reach: Reach| match reach {
-        Reach::System if !full => Some("needs system (and no channel or queue scope)"),
-        Reach::Shared if scope.scoped() => Some("reaches other tenants' objects; not for a scoped user"),
-        _ => None,
-    };
-    for (j, f) in u.functions.iter().enumerate() {
-        if let Some(why) = refuse(function_reach(&f.trim().to_ascii_uppercase())) {
-            bad(format!("functions[{j}]"), format!("`{f}` {why}"));
-        }
-    }
-    for (j, a) in u.applications.iter().flatten().enumerate() {
-        if let Some(why) = refuse(application(a.trim()).0) {
-            bad(format!("applications[{j}]"), format!("`{a}` {why}"));
-        }
     }
 }

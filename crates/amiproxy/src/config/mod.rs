@@ -4,6 +4,7 @@
 
 mod check;
 mod raw;
+mod users;
 
 use crate::perms::Classes;
 use crate::policy::Policy;

@@ -94,56 +94,74 @@ impl Upstream {
             {
                 return;
             }
-            let mut link = self.link();
-            if let Some(waiter) = link.pending.get_mut(aid) {
-                let aid = aid.to_owned();
-                if !matches!(waiter.waiting, Waiting::SyncOriginate { .. }) && waiter.list != ListFraming::None {
-                    if name.eq_ignore_ascii_case("CoreShowChannel") {
-                        ctx.owners.learn_listed(self.id, &msg);
-                    }
-                    let done = waiter.list.ends_with(&msg, name);
-                    let header = ctx.server_header();
-                    match &mut waiter.waiting {
-                        Waiting::Client {
-                            tx,
-                            client_aid,
-                            list_end,
-                            ..
-                        } => {
-                            if !done {
-                                list_end.items += 1;
-                            }
-                            tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
-                        }
-                        Waiting::Merge { merge, client_aid } => {
-                            let m = restore_aid(msg.clone(), client_aid.as_deref());
-                            if done && names_complete(name) {
-                                merge.complete(m);
-                            } else {
-                                merge.item(m.with_only(header, self.name()));
-                                if done {
-                                    merge.abandon("");
-                                }
-                            }
-                        }
-                        Waiting::Internal { tx } => {
-                            if done {
-                                if let Some(tx) = tx.take() {
-                                    let _ = tx.send(msg.clone());
-                                }
-                            }
-                        }
-                        Waiting::SyncOriginate { .. } => {}
-                    }
-                    if done {
-                        link.pending.remove(&aid);
-                    } else {
-                        link.pending.extend(&aid, ctx.action_timeout());
-                    }
-                    return;
-                }
+            if self.list_item(ctx, aid, name, &msg) {
+                return;
             }
         }
+        self.publish(ctx, msg);
+    }
+
+    /// An item (or the end) of a list an action in flight here is answered with: to its
+    /// waiter. False when the event is no list item of ours.
+    fn list_item(&self, ctx: &Context, aid: &str, name: &str, msg: &Message) -> bool {
+        let mut link = self.link();
+        let Some(waiter) = link.pending.get_mut(aid) else {
+            return false;
+        };
+        if matches!(waiter.waiting, Waiting::SyncOriginate { .. }) || waiter.list == ListFraming::None {
+            return false;
+        }
+        if name.eq_ignore_ascii_case("CoreShowChannel") {
+            ctx.owners.learn_listed(self.id, msg);
+        }
+        let done = waiter.list.ends_with(msg, name);
+        let header = ctx.server_header();
+        match &mut waiter.waiting {
+            Waiting::Client {
+                tx,
+                client_aid,
+                list_end,
+                ..
+            } => {
+                if !done {
+                    list_end.items += 1;
+                }
+                tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
+            }
+            Waiting::Merge { merge, client_aid } => {
+                let m = restore_aid(msg.clone(), client_aid.as_deref());
+                if done && names_complete(name) {
+                    merge.complete(m);
+                } else {
+                    merge.item(m.with_only(header, self.name()));
+                    if done {
+                        merge.abandon("");
+                    }
+                }
+            }
+            Waiting::Internal { tx } => {
+                if done {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(msg.clone());
+                    }
+                }
+            }
+            Waiting::SyncOriginate { .. } => {}
+        }
+        if done {
+            link.pending.remove(aid);
+        } else {
+            link.pending.extend(aid, ctx.action_timeout());
+        }
+        true
+    }
+
+    /// An event for every client: it teaches the ownership index, gets its client's
+    /// ActionID back when it follows from an action of ours, is tagged with this server, and
+    /// is published (held first while the action it follows from is unanswered on an
+    /// account link).
+    fn publish(&self, ctx: &Context, msg: Message) {
+        let name = msg.get("Event").unwrap_or("");
         if !self.is_main() {
             return;
         }

@@ -162,16 +162,67 @@ async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError
 
 /// One connection: connect, log in, serve until it fails. Ok(()) when it was up at all.
 async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Result<(), ProxyError> {
-    let err = |reason: String| ProxyError::Upstream {
-        server: up.name().to_owned(),
-        reason,
-    };
     let io = connect(up, address).await?;
     let (rd, wr) = tokio::io::split(io);
     let mut frames = FramedRead::with_capacity(rd, AmiDecoder::new(Role::Upstream), 64 * 1024);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let version = login(ctx, up, &mut frames, &mut wr).await?;
 
-    // Banner, then our login.
+    // Up: open the write queue, announce, relearn channel ownership.
+    let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let mut writer = tokio::spawn(async move {
+        while let Some(b) = wrx.recv().await {
+            wr.write_all(&b).await?;
+            if wrx.is_empty() {
+                wr.flush().await?;
+            }
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    {
+        let mut link = up.link();
+        link.writer = Some(wtx);
+        up.connected.store(true, Ordering::Release);
+    }
+    *lock(&up.version) = Some(version.clone());
+    up.reconnects.fetch_add(1, Ordering::Relaxed);
+    info!(%address, %version, "upstream connected");
+    if up.is_main() {
+        crate::metrics::upstream_connects(up.name());
+        crate::metrics::upstream_up(up.name(), true);
+        ctx.hub.publish_from(
+            hub::upstream_status(ctx.server_header(), up.name(), "Connected", None),
+            up.origin.clone(),
+        );
+        relearn(ctx, up);
+    }
+
+    let reason = serve(ctx, up, &mut frames, &mut writer).await;
+    writer.abort();
+    warn!(%reason, "upstream disconnected");
+    up.disconnected(ctx, &reason);
+    if up.is_main() {
+        crate::metrics::upstream_up(up.name(), false);
+        ctx.hub.publish_from(
+            hub::upstream_status(ctx.server_header(), up.name(), "Disconnected", Some(&reason)),
+            up.origin.clone(),
+        );
+    }
+    Ok(())
+}
+
+/// Reads the banner and logs in (events on for the main link, off for an account's).
+/// Returns the upstream's AMI version, from its banner.
+async fn login<W: tokio::io::AsyncWrite + Unpin>(
+    ctx: &Context,
+    up: &Upstream,
+    frames: &mut Frames,
+    wr: &mut W,
+) -> Result<String, ProxyError> {
+    let err = |reason: String| ProxyError::Upstream {
+        server: up.name().to_owned(),
+        reason,
+    };
     let banner = match tokio::time::timeout(CONNECT_TIMEOUT, frames.next()).await {
         Ok(Some(Ok(Decoded::Banner(b)))) => b,
         Ok(Some(Ok(_))) => return Err(err("no banner".into())),
@@ -215,48 +266,7 @@ async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Resul
             None => return Err(err("closed during login".into())),
         }
     }
-
-    // Up: open the write queue, announce, relearn channel ownership.
-    let (wtx, mut wrx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
-    let mut writer = tokio::spawn(async move {
-        while let Some(b) = wrx.recv().await {
-            wr.write_all(&b).await?;
-            if wrx.is_empty() {
-                wr.flush().await?;
-            }
-        }
-        Ok::<(), std::io::Error>(())
-    });
-    {
-        let mut link = up.link();
-        link.writer = Some(wtx);
-        up.connected.store(true, Ordering::Release);
-    }
-    *lock(&up.version) = Some(version.clone());
-    up.reconnects.fetch_add(1, Ordering::Relaxed);
-    info!(%address, %version, "upstream connected");
-    if up.is_main() {
-        crate::metrics::upstream_connects(up.name());
-        crate::metrics::upstream_up(up.name(), true);
-        ctx.hub.publish_from(
-            hub::upstream_status(ctx.server_header(), up.name(), "Connected", None),
-            up.origin.clone(),
-        );
-        relearn(ctx, up);
-    }
-
-    let reason = serve(ctx, up, &mut frames, &mut writer).await;
-    writer.abort();
-    warn!(%reason, "upstream disconnected");
-    up.disconnected(ctx, &reason);
-    if up.is_main() {
-        crate::metrics::upstream_up(up.name(), false);
-        ctx.hub.publish_from(
-            hub::upstream_status(ctx.server_header(), up.name(), "Disconnected", Some(&reason)),
-            up.origin.clone(),
-        );
-    }
-    Ok(())
+    Ok(version)
 }
 
 /// Asks for every channel, so ownership is learned again after a (re)connect.
