@@ -306,6 +306,13 @@ async fn metrics_and_health_after_real_traffic() {
     assert_eq!(m.get("amiproxy_actions_total", &dbput), 1.0);
     let denied = [("action", "originate"), ("server", ""), ("outcome", "refused")];
     assert_eq!(m.get("amiproxy_actions_total", &denied), 1.0);
+    // The one refusal, counted by why.
+    assert_eq!(m.get("amiproxy_refusals_total", &[]), 1.0);
+    // The refused login's session ends after its answer: counted soon after.
+    scrape_until(metrics, "the refused login's session end", |m| {
+        m.value("amiproxy_sessions_ended_total", &[("reason", "login-refused")]) == Some(1.0)
+    })
+    .await;
     let pings = [("action", "ping"), ("server", "pbx1"), ("outcome", "forwarded")];
     assert!(m.get("amiproxy_actions_total", &pings) >= 1.0);
     assert_eq!(m.get("amiproxy_upstream_up", &[("server", "pbx1")]), 1.0);
