@@ -27,7 +27,6 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 
 /// One listener that is never bound, one upstream that is never connected (port 9, discard),
 /// an admin and a restricted tenant. Failed logins never ban (`failed_logins = 0`): the ban

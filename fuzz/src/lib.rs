@@ -8,7 +8,6 @@
 
 use ami_proto::{AmiDecoder, Decoded, Limits, Message, Role, END_COMMAND};
 use bytes::BytesMut;
-use tokio_util::codec::Decoder;
 
 /// Everything decoded from one stream, and whether it ended in an error.
 #[derive(Debug, PartialEq, Eq)]

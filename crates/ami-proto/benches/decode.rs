@@ -8,7 +8,6 @@ use ami_proto::{AmiDecoder, Decoded, Kind, Role};
 use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::hint::black_box;
-use tokio_util::codec::Decoder;
 
 const TARGET_BYTES: usize = 2 << 20;
 

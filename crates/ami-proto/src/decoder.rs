@@ -2,7 +2,6 @@ use crate::error::{Error, Rejection};
 use crate::message::{Field, Message};
 use crate::END_COMMAND;
 use bytes::{Buf, BytesMut};
-use tokio_util::codec::Decoder;
 
 /// Which side of the conversation the decoder faces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,11 +180,9 @@ impl AmiDecoder {
     }
 }
 
-impl Decoder for AmiDecoder {
-    type Item = Decoded;
-    type Error = Error;
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+impl AmiDecoder {
+    /// Frames the next message from `buf`, consuming its bytes; None until one is whole.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
         loop {
             let nl = match memchr::memchr(b'\n', &buf[self.scan..]) {
                 Some(i) => self.scan + i,
@@ -339,7 +336,9 @@ impl Decoder for AmiDecoder {
         }
     }
 
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+    /// At the end of the stream: the last whole message, or nothing (a partial message is
+    /// dropped).
+    pub fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
         match self.decode(buf)? {
             Some(d) => Ok(Some(d)),
             None => {
@@ -349,6 +348,21 @@ impl Decoder for AmiDecoder {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The decoder as a `tokio_util` codec (feature `codec`, on by default), for `FramedRead`.
+#[cfg(feature = "codec")]
+impl tokio_util::codec::Decoder for AmiDecoder {
+    type Item = Decoded;
+    type Error = Error;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        AmiDecoder::decode(self, buf)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        AmiDecoder::decode_eof(self, buf)
     }
 }
 

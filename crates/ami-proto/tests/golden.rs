@@ -12,7 +12,6 @@ use bytes::{Bytes, BytesMut};
 use std::fmt;
 use std::fs;
 use std::path::{Path, PathBuf};
-use tokio_util::codec::Decoder;
 
 fn fixtures_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/transcripts"))

@@ -4,7 +4,6 @@
 use ami_proto::{AmiDecoder, Decoded, Kind, Limits, Message, MessageBuilder, Role};
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use tokio_util::codec::Decoder;
 
 /// Header names as clients and Asterisk write them (no colon, no blanks, no line breaks).
 fn key() -> impl Strategy<Value = String> {

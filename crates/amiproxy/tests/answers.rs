@@ -219,7 +219,6 @@ async fn signals_during_start_up_are_handled() {
 async fn shutdown_answers_every_action_already_sent_and_closes_cleanly() {
     use ami_proto::{AmiDecoder, Decoded, Role};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio_util::codec::Decoder;
     let sim = sim("pbx1").await;
     let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&sim])));
     let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;

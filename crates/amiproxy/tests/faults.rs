@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_util::codec::Decoder;
 
 fn is_status(m: &Message, server: &str, status: &str) -> bool {
     m.event_name() == Some("ProxyUpstreamStatus") && m.get("Server") == Some(server) && m.get("Status") == Some(status)

@@ -131,3 +131,19 @@ fn the_proxys_modules_import_in_one_direction() {
         }
     }
 }
+
+#[test]
+fn the_policy_engine_needs_no_runtime() {
+    let text = |p: &str| std::fs::read_to_string(workspace().join(p)).expect("readable");
+    let policy = text("crates/ami-policy/Cargo.toml");
+    assert!(!policy.contains("tokio"), "ami-policy depends on tokio");
+    // ami-proto's tokio-util codec is a feature the policy engine does not turn on.
+    let root = text("Cargo.toml");
+    assert!(
+        root.lines()
+            .any(|l| l.starts_with("ami-proto =") && l.contains("default-features = false")),
+        "the workspace's ami-proto turns on its default (tokio) features for every member"
+    );
+    let proto = text("crates/ami-proto/Cargo.toml");
+    assert!(proto.contains("tokio-util = { workspace = true, optional = true }"));
+}
