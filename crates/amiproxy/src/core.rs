@@ -1,5 +1,6 @@
 //! State shared by every session and upstream link.
 
+use crate::busy_poll::BusyPoll;
 use crate::config::Config;
 use crate::dialect::Generation;
 use crate::hub::Hub;
@@ -43,6 +44,8 @@ pub struct Core {
     pub owners: Arc<Owners>,
     pub hub: Hub,
     pub ids: Arc<ActionIds>,
+    /// Keeps a worker awake while actions are answered (`proxy.busy_poll_us`).
+    pub busy: Arc<BusyPoll>,
     /// What the upstream links see of the core (the same hub, index and ids).
     pub links: Arc<upstream::Context>,
     next_upstream_id: AtomicUsize,
@@ -75,10 +78,12 @@ impl Core {
         let limits = Limits::new(&config.limits, &config.users);
         let owners = Arc::new(Owners::default());
         let ids = Arc::new(ActionIds::default());
+        let busy = Arc::new(BusyPoll::new(config.proxy.busy_poll));
         let links = Arc::new(upstream::Context::new(
             hub.clone(),
             owners.clone(),
             ids.clone(),
+            busy.clone(),
             &config.proxy.server_header,
             config.proxy.action_timeout,
         ));
@@ -91,6 +96,7 @@ impl Core {
             owners,
             hub,
             ids,
+            busy,
             links,
             next_upstream_id: AtomicUsize::new(1),
             started: Instant::now(),
@@ -124,6 +130,7 @@ impl Core {
         let router = Router::new(&config, &ids);
         self.limits.update(&config.limits, &config.users);
         self.links.set_action_timeout(config.proxy.action_timeout);
+        self.busy.set_window(config.proxy.busy_poll);
         self.state.store(Arc::new(State {
             config: Arc::new(config),
             router,

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod busy_poll;
 pub mod client;
 pub mod client_tx;
 pub mod config;

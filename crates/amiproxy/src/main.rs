@@ -136,7 +136,11 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             init_logs(&config.log.level, cli.log_json || config.log.json);
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if let Some(n) = config.proxy.worker_threads {
+                builder.worker_threads(n);
+            }
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("cannot start the runtime: {e}");

@@ -34,6 +34,7 @@ struct Outgoing {
 impl<W: AsyncWrite + Unpin> Session<W> {
     /// One action from a logged-in client.
     pub(super) async fn action(&mut self, action: Action) -> Result<(), End> {
+        self.core.busy.touch();
         let Some(user) = self.user.clone() else {
             return Err(End::LoginRefused);
         };

@@ -101,6 +101,15 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
     if !(p.write_timeout_secs > 0.0 && p.write_timeout_secs <= 3600.0) {
         bad("proxy.write_timeout_secs".into(), "must be between 0 and 3600".into());
     }
+    if p.worker_threads > 1024 {
+        bad(
+            "proxy.worker_threads".into(),
+            "must be at most 1024 (0: one per CPU)".into(),
+        );
+    }
+    if p.busy_poll_us > 10_000 {
+        bad("proxy.busy_poll_us".into(), "must be at most 10000 (10 ms)".into());
+    }
     let proxy = ProxySettings {
         write_timeout: Duration::from_secs_f64(p.write_timeout_secs.clamp(0.001, 3600.0)),
         dialect,
@@ -118,6 +127,8 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
         slow_client,
         max_line: p.max_line,
         max_lines: p.max_lines,
+        busy_poll: Duration::from_micros(p.busy_poll_us.min(10_000)),
+        worker_threads: (p.worker_threads > 0).then_some(p.worker_threads.min(1024)),
     };
     if p.name.is_empty()
         || p.name.eq_ignore_ascii_case("all")

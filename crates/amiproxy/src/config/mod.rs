@@ -63,6 +63,10 @@ pub struct ProxySettings {
     pub slow_client: SlowClient,
     pub max_line: usize,
     pub max_lines: usize,
+    /// How long a worker stays awake after an action or its answer (`busy_poll`).
+    pub busy_poll: Duration,
+    /// Runtime worker threads (None: one per CPU). Read at start-up only.
+    pub worker_threads: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -141,6 +141,8 @@ pub(super) struct RawProxy {
     pub(super) watch_config: bool,
     pub(super) dialect: String,
     pub(super) write_timeout_secs: f64,
+    pub(super) busy_poll_us: u64,
+    pub(super) worker_threads: usize,
 }
 
 impl Default for RawProxy {
@@ -162,6 +164,8 @@ impl Default for RawProxy {
             watch_config: false,
             dialect: "auto".into(),
             write_timeout_secs: 30.0,
+            busy_poll_us: 200,
+            worker_threads: 0,
         }
     }
 }

@@ -42,6 +42,10 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         None => None,
     };
     let core = Core::new(config);
+    {
+        let busy = core.busy.clone();
+        tokio::spawn(async move { busy.run().await });
+    }
     for up in core.state().upstreams.iter() {
         upstream::spawn(&core.links, up);
     }

@@ -4,6 +4,7 @@
 //! each other.
 
 use super::action_ids::ActionIds;
+use crate::busy_poll::BusyPoll;
 use crate::hub::Hub;
 use crate::routing::Owners;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +15,8 @@ pub struct Context {
     pub hub: Hub,
     pub owners: Arc<Owners>,
     pub ids: Arc<ActionIds>,
+    /// Kept awake while actions are answered.
+    pub busy: Arc<BusyPoll>,
     /// The tag header name (fixed at start-up: clients and rules depend on it).
     server_header: Box<str>,
     /// `proxy.action_timeout` in milliseconds (reloadable).
@@ -25,6 +28,7 @@ impl Context {
         hub: Hub,
         owners: Arc<Owners>,
         ids: Arc<ActionIds>,
+        busy: Arc<BusyPoll>,
         server_header: &str,
         action_timeout: Duration,
     ) -> Context {
@@ -32,6 +36,7 @@ impl Context {
             hub,
             owners,
             ids,
+            busy,
             server_header: server_header.into(),
             action_timeout_ms: AtomicU64::new(0),
         };

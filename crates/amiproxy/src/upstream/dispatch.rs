@@ -24,6 +24,7 @@ impl Upstream {
     }
 
     fn on_response(&self, ctx: &Context, msg: Message) {
+        ctx.busy.touch();
         let Some(aid) = msg.action_id().map(str::to_owned) else {
             return;
         };
