@@ -123,16 +123,26 @@ pub async fn login_many(
     events: bool,
     parallel: usize,
 ) -> Result<Vec<AmiConn>> {
+    login_each(addr, vec![creds.clone(); n], events, parallel).await
+}
+
+/// As [`login_many`], one connection per credentials given (each tenant its own user).
+pub async fn login_each(
+    addr: SocketAddr,
+    creds: Vec<Credentials>,
+    events: bool,
+    parallel: usize,
+) -> Result<Vec<AmiConn>> {
     let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
-    let mut tasks = Vec::with_capacity(n);
-    for _ in 0..n {
-        let (gate, creds) = (gate.clone(), creds.clone());
+    let mut tasks = Vec::with_capacity(creds.len());
+    for creds in creds {
+        let gate = gate.clone();
         tasks.push(tokio::spawn(async move {
             let _permit = gate.acquire_owned().await.expect("semaphore never closed");
             AmiConn::login(addr, &creds, events).await
         }));
     }
-    let mut conns = Vec::with_capacity(n);
+    let mut conns = Vec::with_capacity(tasks.len());
     for t in tasks {
         conns.push(t.await.map_err(|e| LoadError::Protocol(format!("login task: {e}")))??);
     }

@@ -60,8 +60,13 @@ pub struct ProxyTuning {
     /// RUST_LOG for the proxy binary. Per-login and per-action audit lines at `info` would
     /// be measured too; `warn` measures the proxy's work, not its logging.
     pub log: String,
-    /// `eventfilter` rules for the benchmark user (see `--filters`).
+    /// `eventfilter` rules for the benchmark user (see `--filters`) and for every tenant.
     pub filters: Vec<String>,
+    /// An argon2 PHC string: the benchmark user gets it as `secret_hash` instead of its
+    /// plain `secret`, so that every login costs the proxy an argon2 verification.
+    pub secret_hash: Option<String>,
+    /// Tenant-scoped users to add (see `tenants`).
+    pub tenants: usize,
 }
 
 impl Default for ProxyTuning {
@@ -71,6 +76,8 @@ impl Default for ProxyTuning {
             auth_limit: 1000,
             log: "warn".into(),
             filters: Vec::new(),
+            secret_hash: None,
+            tenants: 0,
         }
     }
 }
@@ -150,7 +157,7 @@ impl Env {
                 let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
                 std::fs::create_dir_all(&dir)?;
                 let path = dir.join("proxy.toml");
-                std::fs::write(&path, proxy_toml(&env.sims, creds, tuning))?;
+                std::fs::write(&path, proxy_toml(&upstreams(&env.sims), creds, tuning))?;
                 env.dir = Some(dir);
                 let mut cmd = Command::new(&bin);
                 cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
@@ -161,7 +168,7 @@ impl Env {
                 env.through_proxy = true;
             }
             Via::InProcess => {
-                let text = proxy_toml(&env.sims, creds, tuning);
+                let text = proxy_toml(&upstreams(&env.sims), creds, tuning);
                 let config = amiproxy::Config::from_toml(&text, Path::new(".")).map_err(|problems| {
                     LoadError::Proxy(problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
                 })?;
@@ -226,24 +233,33 @@ fn unique() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Each simulator's name and address, as the proxy configuration names its upstreams.
+fn upstreams(sims: &[SimHandle]) -> Vec<(String, SocketAddr)> {
+    sims.iter().map(|s| (s.name().to_owned(), s.addr())).collect()
+}
+
 /// The proxy configuration: one `asterisk` upstream per simulator (a real TCP link, as in
-/// production), one plain listener on a free port, and the benchmark user.
-pub fn proxy_toml(sims: &[SimHandle], creds: &Credentials, tuning: &ProxyTuning) -> String {
+/// production), one plain listener on a free port, the benchmark user (its secret plain or
+/// as an argon2 hash) and any tenants.
+pub fn proxy_toml(upstreams: &[(String, SocketAddr)], creds: &Credentials, tuning: &ProxyTuning) -> String {
     let mut s = format!(
         "[proxy]\nauth_limit = {}\nevent_buffer = {}\naction_timeout_secs = 10\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n",
         tuning.auth_limit, tuning.event_buffer
     );
-    for sim in sims {
+    for (name, addr) in upstreams {
         s.push_str(&format!(
-            "[[upstream]]\nname = \"{}\"\nkind = \"asterisk\"\naddress = \"{}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\n\n",
-            sim.name(),
-            sim.addr()
+            "[[upstream]]\nname = \"{name}\"\nkind = \"asterisk\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\n\n",
         ));
     }
+    let secret = match &tuning.secret_hash {
+        Some(h) => format!("secret_hash = {h:?}"),
+        None => format!("secret = {:?}", creds.secret),
+    };
     s.push_str(&format!(
-        "[[user]]\nname = {:?}\nsecret = {:?}\nread = \"all\"\nwrite = \"all\"\neventfilter = {:?}\n",
-        creds.user, creds.secret, tuning.filters
+        "[[user]]\nname = {:?}\n{secret}\nread = \"all\"\nwrite = \"all\"\neventfilter = {:?}\n",
+        creds.user, tuning.filters
     ));
+    s.push_str(&crate::tenants::proxy_users(tuning.tenants, &tuning.filters));
     s
 }
 
@@ -311,4 +327,76 @@ async fn ping_all(addr: SocketAddr, names: &[String], creds: &Credentials) -> Re
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use amiproxy::auth::{check_plain, hash_secret};
+
+    struct NoChannels;
+    impl amiproxy::policy::Channels for NoChannels {
+        fn channel_of(&self, _: &str) -> Option<String> {
+            None
+        }
+        fn is_live(&self, _: &str) -> bool {
+            false
+        }
+    }
+
+    fn config(tuning: &ProxyTuning) -> amiproxy::Config {
+        let ups = vec![("sim1".to_owned(), "127.0.0.1:5038".parse().unwrap())];
+        let creds = Credentials {
+            user: "admin".into(),
+            secret: "admin-secret".into(),
+        };
+        let text = proxy_toml(&ups, &creds, tuning);
+        amiproxy::Config::from_toml(&text, Path::new(".")).unwrap_or_else(|p| {
+            panic!(
+                "{text}\nrefused: {}",
+                p.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            )
+        })
+    }
+
+    #[test]
+    fn argon2_user_needs_its_secret() {
+        let tuning = ProxyTuning {
+            secret_hash: Some(hash_secret("admin-secret").unwrap()),
+            ..ProxyTuning::default()
+        };
+        let c = config(&tuning);
+        let admin = &c.users[0];
+        assert!(matches!(admin.secret, amiproxy::config::Secret::Argon2(_)));
+        assert!(check_plain(admin, "admin-secret"));
+        assert!(!check_plain(admin, "admin-secreT"));
+    }
+
+    #[test]
+    fn tenants_are_scoped_filtered_and_see_the_tenant_firehose() {
+        let tuning = ProxyTuning {
+            tenants: 100,
+            filters: crate::FILTER_RULES.iter().map(|s| s.to_string()).collect(),
+            ..ProxyTuning::default()
+        };
+        let c = config(&tuning);
+        assert_eq!(c.users.len(), 101);
+        let ev = crate::tenants::sample_event(7);
+        for (i, u) in c.users[1..].iter().enumerate() {
+            assert_eq!(u.name, crate::tenants::creds(i).user);
+            assert!(check_plain(u, &crate::tenants::creds(i).secret));
+            assert!(u.policy.scope.scoped());
+            assert_eq!(u.policy.filters.len(), 10);
+            // Zero loss means something only if every event is one the tenant should get.
+            assert!(u.policy.event_in_scope(&ev, Some("sim1"), &NoChannels), "{}", u.name);
+            assert!(u.policy.filters.allows(&ev), "{}", u.name);
+        }
+        // The simulator's own firehose names nothing, so a tenant would get none of it.
+        let plain = ami_proto::MessageBuilder::event("UserEvent")
+            .header("Privilege", "user,all")
+            .header("UserEvent", "SimFirehose")
+            .header("SimSeq", "1")
+            .build();
+        assert!(!c.users[1].policy.event_in_scope(&plain, Some("sim1"), &NoChannels));
+    }
 }

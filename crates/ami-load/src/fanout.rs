@@ -2,14 +2,17 @@
 //! delivery rate and loss. Loss is read from the simulator's gapless `SimSeq` per stream, so
 //! it counts every event dropped anywhere: in the simulator, the proxy or the socket.
 
-use crate::client::{login_many, Credentials, SETUP_PARALLEL};
+use crate::client::{login_each, Credentials, SETUP_PARALLEL};
 use crate::counter::{self, ConnSeen, Phase, PhaseCtl};
 use crate::env::Env;
 use crate::error::{LoadError, Result};
 use crate::procstat::{self, ProcSample};
+use crate::tenants;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::task::JoinHandle;
 
 /// Longest wait for in-flight events after the firehose stops.
 const DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -26,6 +29,9 @@ pub struct FanoutSpec {
     /// endpoint's firehose is someone else's.
     pub rate: Option<u64>,
     pub creds: Credentials,
+    /// Through a proxy, client i logs in as tenant i (see `tenants`); in every via the
+    /// events are the tenants' firehose instead of the simulator's.
+    pub scoped: bool,
 }
 
 /// One row of results.
@@ -65,68 +71,139 @@ pub struct FanoutRow {
 /// Runs one fan-out measurement on a started environment. Each of the `clients` logical
 /// clients holds one connection per target (a direct cluster run reads every simulator).
 pub async fn run(env: &Env, spec: &FanoutSpec) -> Result<FanoutRow> {
-    let per_target = env.targets.len();
-    let mut readers = Vec::new();
-    let phase = PhaseCtl::new();
-    let progress = Arc::new(AtomicU64::new(0));
-    for &addr in &env.targets {
-        for conn in login_many(addr, spec.clients, &spec.creds, true, SETUP_PARALLEL).await? {
-            let (rd, wr, buf) = conn.into_raw();
-            readers.push((
-                wr,
-                tokio::spawn(counter::count(rd, buf, phase.clone(), progress.clone())),
-            ));
-        }
-    }
-    if let Some(rate) = spec.rate {
-        env.set_firehose(Some(rate));
-    }
-    tokio::time::sleep(spec.warmup).await;
-    let before = sample(env.pid);
-    phase.set(Phase::Measure);
-    let t0 = Instant::now();
+    let mut readers = Readers::start(env, spec).await?;
+    readers.measure();
     tokio::time::sleep(spec.duration).await;
-    phase.set(Phase::Drain);
-    let window = t0.elapsed().as_secs_f64();
-    let after = sample(env.pid);
-    if spec.rate.is_some() {
-        env.set_firehose(None);
-    }
-    wait_quiet(&progress).await;
-    phase.set(Phase::Stop);
-    let mut seen = Vec::with_capacity(readers.len());
-    for (wr, task) in readers {
-        seen.push(
-            task.await
-                .map_err(|e| LoadError::Protocol(format!("reader task: {e}")))?,
-        );
-        drop(wr);
-    }
-    // Connection k of target t belongs to client k.
-    let mut per_client: Vec<Vec<ConnSeen>> = vec![Vec::new(); spec.clients];
-    for (i, mut s) in seen.into_iter().enumerate() {
-        // Untagged streams (straight from a simulator) are told apart by the target.
-        for st in s.streams.iter_mut().filter(|st| st.key.is_empty()) {
-            st.key = format!("target{}", i / spec.clients);
+    readers.finish().await
+}
+
+/// Clients with events on counting a firehose: started before some measurement (a fan-out
+/// window, a round-trip run, a login storm) and summarised after it, so any scenario can
+/// say what its background load received and lost meanwhile.
+pub struct Readers<'e> {
+    env: &'e Env,
+    clients: usize,
+    rate: Option<u64>,
+    conns: Vec<(OwnedWriteHalf, JoinHandle<ConnSeen>)>,
+    phase: PhaseCtl,
+    progress: Arc<AtomicU64>,
+    emitter: Option<tenants::Emitter>,
+    window: Option<(Instant, Option<ProcSample>)>,
+}
+
+impl<'e> Readers<'e> {
+    /// Logs the clients in (events on), starts the firehose and waits out the warm-up.
+    /// `spec.duration` is not used here: the caller decides how long the window lasts.
+    pub async fn start(env: &'e Env, spec: &FanoutSpec) -> Result<Readers<'e>> {
+        let phase = PhaseCtl::new();
+        let progress = Arc::new(AtomicU64::new(0));
+        let mut conns = Vec::new();
+        for &addr in &env.targets {
+            let creds = (0..spec.clients)
+                .map(|i| match spec.scoped && env.through_proxy {
+                    true => tenants::creds(i),
+                    false => spec.creds.clone(),
+                })
+                .collect();
+            for conn in login_each(addr, creds, true, SETUP_PARALLEL).await? {
+                let (rd, wr, buf) = conn.into_raw();
+                conns.push((
+                    wr,
+                    tokio::spawn(counter::count(rd, buf, phase.clone(), progress.clone())),
+                ));
+            }
         }
-        per_client[i % spec.clients].push(s);
+        let emitter = match (spec.rate, spec.scoped) {
+            (Some(rate), true) => Some(tenants::Emitter::start(env.sims.clone(), rate)),
+            (Some(rate), false) => {
+                env.set_firehose(Some(rate));
+                None
+            }
+            (None, _) => None,
+        };
+        tokio::time::sleep(spec.warmup).await;
+        Ok(Readers {
+            env,
+            clients: spec.clients,
+            rate: spec.rate,
+            conns,
+            phase,
+            progress,
+            emitter,
+            window: None,
+        })
     }
-    let mut row = summarize(&per_client, window, spec.rate.is_some());
-    row.via = env.via.label().to_owned();
-    row.sims = env.sims.len().max(per_target);
-    row.rate = match spec.rate {
-        Some(0) => "max".into(),
-        Some(r) => r.to_string(),
-        None => "external".into(),
-    };
-    row.sim_lagged = env.sim_lagged();
-    if let (Some(b), Some(a)) = (before, after) {
-        let cpu = a.cpu_secs - b.cpu_secs;
-        row.cpu_secs = Some(cpu);
-        row.cpu_pct = Some(100.0 * cpu / window);
-        row.peak_rss_mib = Some(a.hwm_kib as f64 / 1024.0);
+
+    /// Opens the measurement window (rates count from here; CPU is read now).
+    pub fn measure(&mut self) {
+        let before = sample(self.env.pid);
+        self.phase.set(Phase::Measure);
+        self.window = Some((Instant::now(), before));
     }
-    Ok(row)
+
+    /// Closes the window, stops the firehose, waits for the tail and sums up.
+    pub async fn finish(mut self) -> Result<FanoutRow> {
+        let env = self.env;
+        self.phase.set(Phase::Drain);
+        let (window, before) = match self.window {
+            Some((t0, before)) => (t0.elapsed().as_secs_f64(), before),
+            None => (0.0, None),
+        };
+        let after = sample(env.pid);
+        if let Some(e) = self.emitter.take() {
+            e.stop().await;
+        } else if self.rate.is_some() {
+            env.set_firehose(None);
+        }
+        wait_quiet(&self.progress).await;
+        self.phase.set(Phase::Stop);
+        let mut seen = Vec::with_capacity(self.conns.len());
+        for (wr, task) in std::mem::take(&mut self.conns) {
+            seen.push(
+                task.await
+                    .map_err(|e| LoadError::Protocol(format!("reader task: {e}")))?,
+            );
+            drop(wr);
+        }
+        // Connection k of target t belongs to client k.
+        let clients = self.clients;
+        let mut per_client: Vec<Vec<ConnSeen>> = vec![Vec::new(); clients];
+        for (i, mut s) in seen.into_iter().enumerate() {
+            // Untagged streams (straight from a simulator) are told apart by the target.
+            for st in s.streams.iter_mut().filter(|st| st.key.is_empty()) {
+                st.key = format!("target{}", i / clients);
+            }
+            per_client[i % clients].push(s);
+        }
+        let mut row = summarize(&per_client, window.max(f64::MIN_POSITIVE), self.rate.is_some());
+        row.via = env.via.label().to_owned();
+        row.sims = env.sims.len().max(env.targets.len());
+        row.rate = match self.rate {
+            Some(0) => "max".into(),
+            Some(r) => r.to_string(),
+            None => "external".into(),
+        };
+        row.sim_lagged = env.sim_lagged();
+        if let (Some(b), Some(a)) = (before, after) {
+            let cpu = a.cpu_secs - b.cpu_secs;
+            row.cpu_secs = Some(cpu);
+            row.cpu_pct = Some(100.0 * cpu / window.max(f64::MIN_POSITIVE));
+            row.peak_rss_mib = Some(a.hwm_kib as f64 / 1024.0);
+        }
+        Ok(row)
+    }
+}
+
+impl Drop for Readers<'_> {
+    /// A scenario that failed half-way must not leave readers or an emitter running.
+    fn drop(&mut self) {
+        for (_, task) in &self.conns {
+            task.abort();
+        }
+        if let Some(e) = &self.emitter {
+            e.abort();
+        }
+    }
 }
 
 fn sample(pid: Option<u32>) -> Option<ProcSample> {

@@ -160,6 +160,37 @@ impl Row for crate::scale::ScaleRow {
     }
 }
 
+impl Row for crate::logins::LoginsRow {
+    fn columns() -> Vec<&'static str> {
+        vec![
+            "via",
+            "secret",
+            "flood",
+            "readers",
+            "storm",
+            "all in ms",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "failed",
+        ]
+    }
+    fn cells(&self) -> Vec<String> {
+        vec![
+            self.via.clone(),
+            self.secret.clone(),
+            self.flood.clone(),
+            self.readers.to_string(),
+            self.storm.to_string(),
+            opt(self.all_in_ms, 1),
+            opt(self.p50_ms, 1),
+            opt(self.p99_ms, 1),
+            opt(self.max_ms, 1),
+            self.failed.to_string(),
+        ]
+    }
+}
+
 impl Row for crate::cluster::ListCheck {
     fn columns() -> Vec<&'static str> {
         vec![

@@ -161,3 +161,83 @@ fn scale_small_storm_logs_everyone_in() {
     assert_eq!(r["storm_failed"], 0, "{r}");
     assert!(r["kib_per_client"].as_f64().is_some(), "{r}");
 }
+
+#[test]
+fn rtt_under_event_load_loses_nothing() {
+    let bin = proxy_bin();
+    let out = ami_load(&[
+        "rtt",
+        "--spawn-sim",
+        "--compare",
+        "--proxy-bin",
+        bin.to_str().unwrap(),
+        "--requests",
+        "100",
+        "--load-clients",
+        "3",
+        "--load-rate",
+        "2000",
+    ]);
+    for r in rows(&out[0]) {
+        assert_eq!(r["answered"], 100, "{r}");
+    }
+    assert_eq!(out[1]["scenario"], "rtt background load");
+    let load = rows(&out[1]);
+    assert_eq!(load.len(), 2);
+    for r in load {
+        assert_eq!(r["clients"], 3, "{r}");
+        assert_eq!(r["lost"], 0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+    }
+}
+
+#[test]
+fn scoped_tenants_get_every_event() {
+    let out = ami_load(&[
+        "fanout",
+        "--spawn-sim",
+        "2000",
+        "--compare",
+        "--in-process",
+        "--scoped",
+        "--clients",
+        "3",
+        "--duration",
+        "1",
+    ]);
+    let rows = rows(&out[0]);
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        assert_eq!(r["lost"], 0, "{r}");
+        assert_eq!(r["disorder"], 0, "{r}");
+        // Out of scope, a tenant would count nothing and lose nothing: it must count.
+        assert!(r["eps_min"].as_f64().unwrap() > 1000.0, "{r}");
+    }
+}
+
+#[test]
+fn argon2_login_storm_under_flood() {
+    let out = ami_load(&[
+        "logins",
+        "--spawn-sim",
+        "--compare",
+        "--in-process",
+        "--argon2",
+        "--storm",
+        "3",
+        "--clients",
+        "2",
+        "--flood",
+        "1000",
+    ]);
+    let rows = rows(&out[0]);
+    assert_eq!(
+        (rows[0]["secret"].as_str(), rows[1]["secret"].as_str()),
+        (Some("plain"), Some("argon2"))
+    );
+    for r in rows {
+        assert_eq!(r["failed"], 0, "{r}");
+        assert_eq!(r["storm"], 3, "{r}");
+    }
+    assert_eq!(out[1]["scenario"], "logins background load");
+}
