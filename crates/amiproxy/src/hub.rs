@@ -41,7 +41,7 @@ impl Hub {
     }
 
     fn send(&self, msg: Message, server: Option<Arc<str>>) {
-        let classes = Classes::parse_lenient(msg.get("Privilege").unwrap_or(""));
+        let classes = privilege_classes(msg.get("Privilege").unwrap_or(""));
         // No receiver is not an error: nobody is logged in.
         let _ = self.tx.send(Arc::new(Event { msg, classes, server }));
     }
@@ -53,6 +53,27 @@ impl Hub {
     pub fn receivers(&self) -> usize {
         self.tx.receiver_count()
     }
+}
+
+/// The classes of a `Privilege:` value. An upstream uses a few dozen distinct values for
+/// millions of events, so each reading thread remembers what it parsed (bounded).
+fn privilege_classes(privilege: &str) -> Classes {
+    const REMEMBERED: usize = 256;
+    thread_local! {
+        static SEEN: std::cell::RefCell<std::collections::HashMap<Box<str>, Classes>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    SEEN.with(|seen| {
+        let mut seen = seen.borrow_mut();
+        if let Some(c) = seen.get(privilege) {
+            return *c;
+        }
+        let c = Classes::parse_lenient(privilege);
+        if seen.len() < REMEMBERED {
+            seen.insert(privilege.into(), c);
+        }
+        c
+    })
 }
 
 /// `Event: ProxyUpstreamStatus`: an upstream connected or went away.

@@ -300,6 +300,19 @@ fn relearn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
 
 type Frames = FramedRead<tokio::io::ReadHalf<Box<dyn Io>>, AmiDecoder>;
 
+/// Frames a link handles in one turn before it lets other tasks run.
+const DISPATCH_BATCH: usize = 256;
+
+/// One frame from the upstream; Err ends the connection, saying why.
+fn handle(ctx: &Context, up: &Upstream, frame: Option<Result<Decoded, ami_proto::Error>>) -> Result<(), String> {
+    match frame {
+        Some(Ok(Decoded::Message(m))) => up.dispatch(ctx, m),
+        Some(Ok(_)) => Ok(()),
+        Some(Err(e)) => Err(format!("read error: {e}")),
+        None => Err("connection closed by upstream".into()),
+    }
+}
+
 /// Reads until the connection fails; returns why.
 async fn serve(
     ctx: &Arc<Context>,
@@ -317,15 +330,18 @@ async fn serve(
         tokio::select! {
             frame = frames.next() => {
                 last_seen = Instant::now();
-                match frame {
-                    Some(Ok(Decoded::Message(m))) => {
-                        if let Err(reason) = up.dispatch(ctx, m) {
-                            return reason;
-                        }
+                // Every frame already read goes in this turn (a bounded batch): one wake-up
+                // and one clock read per read chunk, not per event.
+                let mut next = Some(frame);
+                let mut handled = 0;
+                while let Some(frame) = next.take() {
+                    if let Err(reason) = handle(ctx, up, frame) {
+                        return reason;
                     }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return format!("read error: {e}"),
-                    None => return "connection closed by upstream".into(),
+                    handled += 1;
+                    if handled < DISPATCH_BATCH {
+                        next = futures::FutureExt::now_or_never(frames.next());
+                    }
                 }
             }
             _ = ping.tick() => {

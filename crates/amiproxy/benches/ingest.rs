@@ -1,0 +1,84 @@
+//! How many events one upstream link ingests per second: decode (upstream role), the
+//! ownership index, the Server tag, classes, and the publish into the hub, with one client
+//! subscribed. The events are an Asterisk 22 queue call's, byte for byte
+//! (`fixtures/transcripts/05_queue_call_events.s2c.raw`), repeated.
+//!
+//! `cargo bench -p amiproxy --bench ingest`
+
+use ami_proto::{AmiDecoder, Decoded, Role};
+use amiproxy::core::Core;
+use amiproxy::Config;
+use bytes::BytesMut;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use std::path::Path;
+
+const CONFIG: &str = r#"
+[[listener]]
+address = "127.0.0.1:0"
+[[upstream]]
+name = "pbx1"
+kind = "simulated"
+[[user]]
+name = "admin"
+secret = "x"
+read = "all"
+write = "all"
+"#;
+
+/// The transcript's events only (no responses), as one upstream stream, and their count.
+fn events() -> (Vec<u8>, usize) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/transcripts/05_queue_call_events.s2c.raw");
+    let raw = std::fs::read(&path).expect("the transcript fixture");
+    let mut d = AmiDecoder::new(Role::Upstream);
+    let mut buf = BytesMut::from(&raw[..]);
+    let mut out = Vec::new();
+    let mut n = 0;
+    while let Ok(Some(f)) = d.decode(&mut buf) {
+        if let Decoded::Message(m) = f {
+            if m.get("Event").is_some() && m.action_id().is_none() {
+                out.extend_from_slice(m.as_bytes());
+                n += 1;
+            }
+        }
+    }
+    assert!(n > 10, "only {n} events in the fixture");
+    // About 10,000 events per iteration.
+    let copies = 10_000 / n + 1;
+    (out.repeat(copies), n * copies)
+}
+
+fn ingest(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a runtime");
+    let _guard = rt.enter();
+    let config = Config::from_toml(CONFIG, Path::new(".")).expect("the bench config");
+    let core = Core::new(config);
+    let up = core.state().upstreams[0].clone();
+    let mut client = core.hub.subscribe();
+    let (stream, n) = events();
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Elements(n as u64));
+    g.bench_function("queue-call events, one subscriber", |b| {
+        // The bytes arrive in a buffer made outside the measurement, as a socket read fills
+        // the link's read buffer.
+        b.iter_batched(
+            || BytesMut::from(&stream[..]),
+            |mut buf| {
+                let mut d = AmiDecoder::new(Role::Upstream).skip_banner();
+                while let Ok(Some(f)) = d.decode(&mut buf) {
+                    if let Decoded::Message(m) = f {
+                        let _ = up.dispatch(&core.links, m);
+                    }
+                }
+                // The subscriber keeps up, as a client taking every event would.
+                while client.try_recv().is_ok() {}
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, ingest);
+criterion_main!(benches);
