@@ -52,6 +52,8 @@ pub struct Core {
     pub started: Instant,
     /// Unauthenticated connections (Asterisk's `authlimit`; fixed at start-up).
     pub unauth: Arc<Semaphore>,
+    /// Secret verifications running at once: one per CPU.
+    pub verifications: Semaphore,
     pub limits: Limits,
     /// Bumped on every reload; sessions re-read their user when it changes.
     generation: watch::Sender<u64>,
@@ -101,6 +103,7 @@ impl Core {
             next_upstream_id: AtomicUsize::new(1),
             started: Instant::now(),
             unauth,
+            verifications: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
             limits,
             generation: watch::channel(0).0,
             phase: watch::channel(Phase::Running).0,

@@ -205,6 +205,42 @@ async fn async_originate_response_carries_the_originators_action_id() {
     assert_eq!(ev.action_id(), Some("ue-1"));
 }
 
+/// `control_link = true`: clients' actions go on a second login with events off (their
+/// answers never queue behind the event stream); the broadcast event that echoes an action
+/// still reaches its client after the answer, with the client's ActionID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actions_on_the_control_link_are_answered_in_order() {
+    let sim = sim("pbx1").await;
+    let config = one_sim_config(&sim).replace(
+        "reconnect_max_ms = 300\n",
+        "reconnect_max_ms = 300\ncontrol_link = true\n",
+    );
+    assert!(config.contains("control_link = true"));
+    let proxy = start_proxy(&config);
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    eventually("both logins up", || sim.connection_count() == 2).await;
+    for i in 0..20 {
+        a.send(&format!("Action: CoreSettings\r\nActionID: cs-{i}\r\n\r\n"))
+            .await;
+    }
+    for i in 0..20 {
+        let r = a.response(&format!("cs-{i}")).await;
+        assert_eq!(r.get("Response"), Some("Success"), "{r:?}");
+        assert_eq!(r.get("Server"), Some("pbx1"));
+    }
+    a.send("Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: orig-c\r\n\r\n").await;
+    let r = a.response("orig-c").await;
+    assert_eq!(r.get("Message"), Some("Originate successfully queued"));
+    let ev = a.event("OriginateResponse").await;
+    assert_eq!(ev.action_id(), Some("orig-c"));
+    // The control link goes away: actions fall back to the main login.
+    sim.drop_connections();
+    wait_upstream(&mut a, "pbx1").await;
+    a.send("Action: CoreSettings\r\nActionID: after\r\n\r\n").await;
+    assert_eq!(a.response("after").await.get("Response"), Some("Success"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn same_action_id_from_two_clients_never_crosses() {
     let sim = sim("pbx1").await;

@@ -6,6 +6,7 @@ use super::local::events_mask;
 use super::{Connection, Session};
 use crate::auth;
 use crate::config::UserConfig;
+use crate::core::Core;
 use crate::dialect::Generation;
 use crate::perms::Classes;
 use ami_proto::{Decoded, Message, MessageBuilder};
@@ -18,6 +19,16 @@ use tracing::warn;
 
 /// Delay before answering a failed login, as Asterisk does, to slow down guessing.
 const LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
+
+/// Runs a secret verification off the async threads, at most one per CPU at a time: an
+/// argon2 verification takes about 19 MiB and a CPU for milliseconds, and a storm of logins
+/// must neither take gigabytes nor the cores the event delivery needs.
+async fn verify(core: &Core, check: impl FnOnce() -> bool + Send + 'static) -> bool {
+    let Ok(_slot) = core.verifications.acquire().await else {
+        return false;
+    };
+    tokio::task::spawn_blocking(check).await.unwrap_or(false)
+}
 
 /// Asterisk's `SuccessfulAuth` security event for a login (as transcript 01 shows it).
 pub(super) fn successful_auth(user: &str, conn: &Connection, origin: &str) -> Message {
@@ -154,6 +165,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     /// address): the proxy's load tells nothing either. Banned addresses are spared the
     /// work, and answered the same.
     async fn authenticate(&mut self, m: &Message) -> Result<UserConfig, LoginRefusal> {
+        let core = self.core.clone();
         let ip = self.peer.ip();
         let user = self.core.config().user(m.get("Username").unwrap_or("")).cloned();
         let md5 = m.get("AuthType").is_some_and(|t| t.eq_ignore_ascii_case("MD5"));
@@ -173,9 +185,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             },
             Some(u) => {
                 let (checked, secret) = (u.clone(), secret.clone());
-                let ok = tokio::task::spawn_blocking(move || auth::check_plain(&checked, &secret))
-                    .await
-                    .unwrap_or(false);
+                let ok = verify(&core, move || auth::check_plain(&checked, &secret)).await;
                 if ok {
                     return Ok(u);
                 }
@@ -183,7 +193,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
         };
         if outcome.is_err() && !md5 {
-            let _ = tokio::task::spawn_blocking(move || auth::check_dummy(&secret)).await;
+            verify(&core, move || auth::check_dummy(&secret)).await;
         }
         outcome
     }

@@ -294,6 +294,7 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
                 queue_prefixes: u.queue_prefixes.clone(),
                 max_in_flight: u.max_in_flight.max(1),
                 ownership_refresh: Duration::from_secs_f64(u.ownership_refresh_secs.max(0.1)),
+                control_link: u.control_link,
                 accounts: u
                     .accounts
                     .iter()

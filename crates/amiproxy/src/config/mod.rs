@@ -134,6 +134,9 @@ pub struct UpstreamConfig {
     pub max_in_flight: usize,
     /// How often the channel ownership index is relearned from the upstream.
     pub ownership_refresh: Duration,
+    /// Clients' actions go on a second login with events off, so their answers never wait
+    /// behind the event stream.
+    pub control_link: bool,
 }
 
 /// How a user's secret is kept. A plain secret is needed for MD5 challenge login (the key is

@@ -223,6 +223,13 @@ pub(super) struct RawUpstream {
     pub(super) max_in_flight: usize,
     #[serde(default = "default_ownership_refresh")]
     pub(super) ownership_refresh_secs: f64,
+    /// A second login, events off, that carries clients' actions.
+    #[serde(default = "default_control_link")]
+    pub(super) control_link: bool,
+}
+
+pub(super) fn default_control_link() -> bool {
+    false
 }
 
 pub(super) fn default_ownership_refresh() -> f64 {

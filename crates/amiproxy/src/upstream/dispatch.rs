@@ -88,10 +88,10 @@ impl Upstream {
         let name = msg.get("Event").unwrap_or("");
         if let Some(aid) = msg.action_id() {
             // Broadcast events reach the main link only (account links have events off): the
-            // Originate it answers may wait on one of the accounts' links.
+            // Originate it answers may wait on one of the extra links (control, accounts).
             if name.eq_ignore_ascii_case("OriginateResponse")
                 && (self.finish_sync_originate(ctx, aid, &msg)
-                    || self.accounts.iter().any(|a| a.finish_sync_originate(ctx, aid, &msg)))
+                    || self.extra.iter().any(|a| a.finish_sync_originate(ctx, aid, &msg)))
             {
                 return;
             }
@@ -190,7 +190,7 @@ impl Upstream {
         };
         let mut event = Some(msg.into_with_only(ctx.server_header(), self.name()));
         if let Some(aid) = raw_aid.as_deref() {
-            for account in &self.accounts {
+            for account in &self.extra {
                 event = event.and_then(|e| account.hold(aid, e, &ctx.hub));
             }
         }

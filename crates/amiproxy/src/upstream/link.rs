@@ -3,7 +3,7 @@
 //! A Ping each interval finds a dead peer; ownership is relearned on every (re)connect.
 
 use super::waiter::{Waiter, Waiting};
-use super::{simulated, Context, Io, Upstream};
+use super::{simulated, Context, Io, LinkRole, Upstream};
 use crate::config::UpstreamTarget;
 use crate::error::ProxyError;
 use crate::hub;
@@ -25,20 +25,21 @@ use tracing::{debug, info, warn, Instrument};
 const WRITE_QUEUE: usize = 65_536;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Starts the link of `up` and those of its accounts, each reconnecting on its own until
+/// Starts the link of `up` and its extra links (control, accounts), each reconnecting on its own until
 /// `up.stop` is cancelled.
 pub fn spawn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
     tokio::spawn(run(ctx.clone(), up.clone()));
-    for account in &up.accounts {
+    for account in &up.extra {
         tokio::spawn(run(ctx.clone(), account.clone()));
     }
 }
 
 /// Runs one upstream link until a reload removes it.
 async fn run(ctx: Arc<Context>, up: Arc<Upstream>) {
-    let span = match &up.account {
-        None => tracing::info_span!("upstream", server = %up.name()),
-        Some(a) => tracing::info_span!("upstream", server = %up.name(), account = %a),
+    let span = match &up.role {
+        LinkRole::Main => tracing::info_span!("upstream", server = %up.name()),
+        LinkRole::Control => tracing::info_span!("upstream", server = %up.name(), link = "control"),
+        LinkRole::Account(a) => tracing::info_span!("upstream", server = %up.name(), account = %a),
     };
     async move {
         let address = match resolve_target(&up).await {
@@ -211,7 +212,7 @@ async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Resul
     Ok(())
 }
 
-/// Reads the banner and logs in (events on for the main link, off for an account's).
+/// Reads the banner and logs in (events on for the main link, off for the extra links).
 /// Returns the upstream's AMI version, from its banner.
 async fn login<W: tokio::io::AsyncWrite + Unpin>(
     ctx: &Context,

@@ -64,11 +64,24 @@ pub struct Upstream {
     pub sim: Mutex<Option<simulated::Handle>>,
     /// The name events from this link are tagged with, shared by every event.
     origin: Arc<str>,
-    /// Set on the extra login of an upstream account (`[[upstream]] accounts`): it carries
-    /// the actions of the users mapped to it, with events off; the main link does the rest.
-    pub account: Option<String>,
-    /// The extra logins of this upstream's accounts (empty on an account link).
-    pub accounts: Vec<Arc<Upstream>>,
+    /// What this login is for.
+    pub role: LinkRole,
+    /// The extra logins of this upstream, events off: the control link and one per account
+    /// (empty on an extra login itself).
+    pub extra: Vec<Arc<Upstream>>,
+}
+
+/// What one login to an upstream is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRole {
+    /// Events on: publishes events, learns ownership, keeps the link alive, reports state.
+    Main,
+    /// The same account, events off: carries the actions of users without an account of
+    /// their own, so an answer never queues behind the event stream on the main login.
+    Control,
+    /// An account with fewer classes (`[[upstream]] accounts`), events off, for the users
+    /// mapped to it.
+    Account(String),
 }
 
 impl Upstream {
@@ -84,28 +97,35 @@ impl Upstream {
             sim: Mutex::new(None),
             origin: Arc::from(config.name.as_str()),
             config,
-            account: None,
-            accounts: Vec::new(),
+            role: LinkRole::Main,
+            extra: Vec::new(),
         }
     }
 
-    /// The main link of `config`, with one extra link per account of its `accounts`
-    /// (ids from `next_id`), stopped with it.
+    /// The main link of `config`, with its control link (unless turned off) and one extra
+    /// link per account of its `accounts` (ids from `next_id`), all stopped with it.
     pub fn with_accounts(config: UpstreamConfig, mut next_id: impl FnMut() -> UpstreamId) -> Upstream {
         let mut up = Upstream::new(next_id(), config);
-        up.accounts = up
-            .config
-            .accounts
-            .iter()
-            .map(|a| {
+        let main = (up.config.username.clone(), up.config.secret.clone());
+        let control = up.config.control_link.then_some((LinkRole::Control, main));
+        let accounts = up.config.accounts.iter().map(|a| {
+            (
+                LinkRole::Account(a.name.clone()),
+                (a.username.clone(), a.secret.clone()),
+            )
+        });
+        up.extra = control
+            .into_iter()
+            .chain(accounts)
+            .map(|(role, (username, secret))| {
                 let cfg = UpstreamConfig {
-                    username: a.username.clone(),
-                    secret: a.secret.clone(),
+                    username,
+                    secret,
                     accounts: Vec::new(),
                     ..up.config.clone()
                 };
                 let mut link = Upstream::new(next_id(), cfg);
-                link.account = Some(a.name.clone());
+                link.role = role;
                 link.stop = up.stop.child_token();
                 Arc::new(link)
             })
@@ -113,22 +133,29 @@ impl Upstream {
         up
     }
 
-    /// The link that carries the actions of a user mapped to `account` (None: this one).
-    /// None when this upstream has no such account: never the all-class login instead.
+    /// The link that carries the actions of a user mapped to `account`; None (no account):
+    /// the control link while it is up, else this one. None when this upstream has no such
+    /// account: never the all-class login instead.
     pub fn for_account(self: &Arc<Self>, account: Option<&str>) -> Option<Arc<Upstream>> {
         match account {
-            None => Some(self.clone()),
+            None => Some(
+                self.extra
+                    .iter()
+                    .find(|l| l.role == LinkRole::Control && l.is_connected())
+                    .unwrap_or(self)
+                    .clone(),
+            ),
             Some(name) => self
-                .accounts
+                .extra
                 .iter()
-                .find(|a| a.account.as_deref() == Some(name))
+                .find(|l| matches!(&l.role, LinkRole::Account(a) if a == name))
                 .cloned(),
         }
     }
 
     /// The main link: publishes events, learns ownership, reports its state.
     fn is_main(&self) -> bool {
-        self.account.is_none()
+        self.role == LinkRole::Main
     }
 
     pub fn name(&self) -> &str {
@@ -185,7 +212,7 @@ impl Upstream {
 
     /// Actions sent and not yet fully answered.
     pub fn in_flight(&self) -> usize {
-        self.link().pending.len() + self.accounts.iter().map(|a| a.in_flight()).sum::<usize>()
+        self.link().pending.len() + self.extra.iter().map(|a| a.in_flight()).sum::<usize>()
     }
 
     /// Answers everything in flight with an error (shutdown), keeping the link; clients'
@@ -198,7 +225,7 @@ impl Upstream {
             link.pending.take_all()
         };
         fail_each(ctx, self.name(), pending, message);
-        for a in &self.accounts {
+        for a in &self.extra {
             a.fail_all(ctx, message);
         }
     }
