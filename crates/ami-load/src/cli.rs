@@ -76,6 +76,10 @@ pub(crate) struct Front {
     /// tenant gets them, default 10].
     #[arg(long, value_parser = clap::value_parser!(u8).range(0..=10))]
     pub(crate) filters: Option<u8>,
+    /// `KEY=VALUE` (a TOML value) added to every upstream of the proxy's config, e.g.
+    /// `--upstream-set control_link=true`. Repeatable.
+    #[arg(long = "upstream-set", value_name = "KEY=VALUE", value_parser = upstream_setting)]
+    pub(crate) upstream_set: Vec<(String, String)>,
 }
 
 /// Realistic event filters, advanced and legacy, includes and excludes; the last one lets the
@@ -116,6 +120,7 @@ impl Front {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            upstream_set: self.upstream_set.clone(),
             ..ProxyTuning::default()
         }
     }
@@ -275,4 +280,36 @@ pub(crate) struct LoginsArgs {
     /// Start an in-process simulator (its firehose is switched through its handle).
     #[arg(long)]
     pub(crate) spawn_sim: bool,
+}
+
+/// One `--upstream-set KEY=VALUE`: a plain key, and a value TOML reads.
+fn upstream_setting(s: &str) -> std::result::Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    let (k, v) = (k.trim(), v.trim());
+    if k.is_empty()
+        || !k
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+    {
+        return Err(format!("`{k}` is not a config key"));
+    }
+    let parsed: std::result::Result<toml::Table, _> = format!("{k} = {v}").parse();
+    parsed.map_err(|e| format!("`{v}` is not a TOML value: {e}"))?;
+    Ok((k.to_owned(), v.to_owned()))
+}
+
+#[cfg(test)]
+mod upstream_set_tests {
+    use super::upstream_setting;
+
+    #[test]
+    fn upstream_settings_are_checked() {
+        assert_eq!(
+            upstream_setting("control_link=true"),
+            Ok(("control_link".to_owned(), "true".to_owned()))
+        );
+        assert!(upstream_setting("control_link").is_err());
+        assert!(upstream_setting("bad key=1").is_err());
+        assert!(upstream_setting("x=not toml").is_err());
+    }
 }

@@ -67,6 +67,9 @@ pub struct ProxyTuning {
     pub secret_hash: Option<String>,
     /// Tenant-scoped users to add (see `tenants`).
     pub tenants: usize,
+    /// `key = value` lines added to every `[[upstream]]` of the proxy's config
+    /// (`--upstream-set`).
+    pub upstream_set: Vec<(String, String)>,
 }
 
 impl Default for ProxyTuning {
@@ -78,6 +81,7 @@ impl Default for ProxyTuning {
             filters: Vec::new(),
             secret_hash: None,
             tenants: 0,
+            upstream_set: Vec::new(),
         }
     }
 }
@@ -248,7 +252,8 @@ pub fn proxy_toml(upstreams: &[(String, SocketAddr)], creds: &Credentials, tunin
     );
     for (name, addr) in upstreams {
         s.push_str(&format!(
-            "[[upstream]]\nname = \"{name}\"\nkind = \"asterisk\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\n\n",
+            "[[upstream]]\nname = \"{name}\"\nkind = \"asterisk\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"admin-secret\"\n{}\n",
+            tuning.upstream_set.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>(),
         ));
     }
     let secret = match &tuning.secret_hash {
