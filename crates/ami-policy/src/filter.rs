@@ -113,10 +113,11 @@ impl EventFilter {
     }
 
     /// Matches on the raw bytes: no copy, no UTF-8 check per event and client.
-    fn matches(&self, ev: &Message) -> bool {
+    /// `event` is the event's `Event:` value, read once for every filter.
+    fn matches(&self, ev: &Message, event: Option<&[u8]>) -> bool {
         if let Some(n) = &self.name {
             // Event names are matched exactly (case-sensitive), as Asterisk does.
-            if ev.get_bytes("Event") != Some(n.as_bytes()) {
+            if event != Some(n.as_bytes()) {
                 return false;
             }
         }
@@ -193,8 +194,9 @@ impl FilterSet {
         if self.is_empty() {
             return true;
         }
-        (self.include.is_empty() || self.include.iter().any(|f| f.matches(ev)))
-            && !self.exclude.iter().any(|f| f.matches(ev))
+        let event = ev.get_bytes("Event");
+        (self.include.is_empty() || self.include.iter().any(|f| f.matches(ev, event)))
+            && !self.exclude.iter().any(|f| f.matches(ev, event))
     }
 }
 

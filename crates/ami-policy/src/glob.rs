@@ -148,6 +148,14 @@ impl GlobSet {
         &self.globs
     }
 
+    /// [`GlobSet::is_match`] on text as read from the wire.
+    pub fn is_match_bytes(&self, text: &[u8]) -> bool {
+        match &self.set {
+            Some(set) => set.is_match(text),
+            None => std::str::from_utf8(text).is_ok_and(|t| self.globs.iter().any(|g| g.matches(t))),
+        }
+    }
+
     /// True when any glob of the list matches.
     pub fn is_match(&self, text: &str) -> bool {
         match &self.set {

@@ -25,7 +25,7 @@ pub mod table;
 pub use denial::{Denial, DenialKind};
 pub use judge::DEFAULT_COMMANDS;
 pub use policy::{ArgRule, Policy};
-pub use scope::Scope;
+pub use scope::{EventNames, Scope};
 
 /// What the policy needs to know of live channels: the proxy's ownership index, learned
 /// from the upstreams' events. A trait, so the engine stays free of the proxy's state.

@@ -3,8 +3,9 @@
 
 use crate::glob::GlobSet;
 use crate::{Channels, Policy};
-use ami_proto::facts::{header_names, Names};
+use ami_proto::facts::{header_names_bytes, Names};
 use ami_proto::Message;
+use std::ops::Range;
 
 /// Events a tenant-scoped user still sees although they name no channel or queue.
 const GLOBAL_EVENTS: &[&str] = &[
@@ -62,6 +63,18 @@ impl Policy {
     /// Whether an event (or list item) is within the user's scope. `server` is the upstream
     /// it came from, as the proxy knows it (None: the proxy's own).
     pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &dyn Channels) -> bool {
+        self.named_in_scope(ev, &EventNames::of(ev), server, owners)
+    }
+
+    /// [`Policy::event_in_scope`] with what the event names read once (at publish, for
+    /// every client).
+    pub fn named_in_scope(
+        &self,
+        ev: &Message,
+        names: &EventNames,
+        server: Option<&str>,
+        owners: &dyn Channels,
+    ) -> bool {
         let s = &self.scope;
         if let Some(server) = server {
             if !s.server_ok(server) {
@@ -71,40 +84,35 @@ impl Policy {
         if !s.scoped() {
             return true;
         }
+        let raw = ev.as_bytes();
         let (mut named, mut ok) = (false, false);
         let mut uniqueids = false;
-        let user_event = ev.event_name().is_some_and(|n| n.eq_ignore_ascii_case("UserEvent"));
-        for (k, v) in ev.headers() {
-            if v.is_empty() {
-                continue;
-            }
-            let this = match header_names(k) {
-                Some(Names::Channel) => s.channels.is_match(v),
-                Some(Names::Queue) => s.queues.is_match(v),
+        for (kind, span) in &names.named {
+            let v = &raw[span.clone()];
+            let this = match kind {
+                Names::Channel => s.channels.is_match_bytes(v),
+                Names::Queue => s.queues.is_match_bytes(v),
                 // Resolved only when needed: most events name their channel too.
-                Some(Names::Uniqueid) => {
+                Names::Uniqueid => {
                     uniqueids = true;
                     continue;
                 }
-                None => continue,
             };
             named = true;
             ok |= this;
             // A UserEvent carries what a client wrote: every object it names must be the
             // tenant's; an upstream's own event is the tenant's when any object is.
-            if user_event && !this {
+            if names.user_event && !this {
                 return false;
             }
         }
-        if uniqueids && (user_event || !ok) {
-            for (k, v) in ev.headers() {
-                if v.is_empty() || !matches!(header_names(k), Some(Names::Uniqueid)) {
-                    continue;
-                }
+        if uniqueids && (names.user_event || !ok) {
+            for (_, span) in names.named.iter().filter(|(k, _)| *k == Names::Uniqueid) {
+                let v = std::str::from_utf8(&raw[span.clone()]).unwrap_or("");
                 let this = owners.channel_of(v).is_some_and(|name| s.channels.is_match(&name));
                 named = true;
                 ok |= this;
-                if user_event && !this {
+                if names.user_event && !this {
                     return false;
                 }
             }
@@ -112,7 +120,36 @@ impl Policy {
         if named {
             return ok;
         }
-        ev.event_name()
-            .is_some_and(|n| GLOBAL_EVENTS.iter().any(|g| g.eq_ignore_ascii_case(n)))
+        names.global
+    }
+}
+
+/// What an event names (channels, uniqueids, queues), and whether it is a UserEvent or one
+/// every tenant sees: read once per event, then checked against each client's scope.
+#[derive(Debug, Clone, Default)]
+pub struct EventNames {
+    /// Every non-empty, valid UTF-8 value of a header that names something, in order.
+    named: Vec<(Names, Range<usize>)>,
+    user_event: bool,
+    global: bool,
+}
+
+impl EventNames {
+    pub fn of(ev: &Message) -> EventNames {
+        let raw = ev.as_bytes();
+        let named = ev
+            .header_spans()
+            .filter_map(|(k, span)| {
+                let kind = header_names_bytes(k)?;
+                let v = &raw[span.clone()];
+                (!v.is_empty() && std::str::from_utf8(v).is_ok()).then_some((kind, span))
+            })
+            .collect();
+        let name = ev.event_name();
+        EventNames {
+            named,
+            user_event: name.is_some_and(|n| n.eq_ignore_ascii_case("UserEvent")),
+            global: name.is_some_and(|n| GLOBAL_EVENTS.iter().any(|g| g.eq_ignore_ascii_case(n))),
+        }
     }
 }

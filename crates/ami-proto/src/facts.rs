@@ -76,11 +76,15 @@ pub enum Names {
 /// (`DestChannel`, `TransfererChannel`, ...), `Channel1`/`Channel2`, interfaces, every
 /// `...Uniqueid`/`...Linkedid` but a bridge's, and every `...Queue`.
 pub fn header_names(key: &str) -> Option<Names> {
-    let k = key.as_bytes();
+    header_names_bytes(key.as_bytes())
+}
+
+/// [`header_names`] of a key as read from the wire.
+pub fn header_names_bytes(k: &[u8]) -> Option<Names> {
     let ends = |suffix: &[u8]| k.len() >= suffix.len() && k[k.len() - suffix.len()..].eq_ignore_ascii_case(suffix);
     if ends(b"Channel")
-        || key.eq_ignore_ascii_case("Channel1")
-        || key.eq_ignore_ascii_case("Channel2")
+        || k.eq_ignore_ascii_case(b"Channel1")
+        || k.eq_ignore_ascii_case(b"Channel2")
         || ends(b"Interface")
     {
         Some(Names::Channel)

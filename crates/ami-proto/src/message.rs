@@ -183,6 +183,14 @@ impl Message {
         })
     }
 
+    /// Every header line as (key, where its value is in [`Message::as_bytes`]), with no UTF-8
+    /// check: for the hot paths that look at a few headers of every event.
+    pub fn header_spans(&self) -> impl Iterator<Item = (&[u8], std::ops::Range<usize>)> + '_ {
+        self.fields
+            .iter()
+            .map(|f| (self.key_of(f), f.value_start as usize..f.end as usize))
+    }
+
     /// Whether any line is not valid UTF-8 (Asterisk takes bytes; checks on `&str` cannot
     /// see such values, so policy refuses them).
     pub fn has_invalid_utf8(&self) -> bool {

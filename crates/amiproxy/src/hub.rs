@@ -4,6 +4,7 @@
 //! upstream readers or any other client.
 
 use crate::perms::Classes;
+use crate::policy::EventNames;
 use ami_proto::{Message, MessageBuilder};
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -17,6 +18,9 @@ pub struct Event {
     /// The upstream it came from, as the proxy knows it (None: the proxy's own event).
     /// Scope checks read this, never a header a peer could have written.
     pub server: Option<Arc<str>>,
+    /// What it names (channels, uniqueids, queues), read once here rather than by each of
+    /// the clients whose scope it is checked against.
+    pub names: EventNames,
 }
 
 #[derive(Debug, Clone)]
@@ -43,7 +47,13 @@ impl Hub {
     fn send(&self, msg: Message, server: Option<Arc<str>>) {
         let classes = privilege_classes(msg.get("Privilege").unwrap_or(""));
         // No receiver is not an error: nobody is logged in.
-        let _ = self.tx.send(Arc::new(Event { msg, classes, server }));
+        let names = EventNames::of(&msg);
+        let _ = self.tx.send(Arc::new(Event {
+            msg,
+            classes,
+            server,
+            names,
+        }));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
