@@ -11,8 +11,9 @@
 //! yielding (every `yield_now` polls the I/O driver), and the next packet is picked up
 //! without a wake-up. Only control traffic opens the window, never events: the fan-out
 //! path does not need it and must not pay for it. An idle proxy spins not at all; a client
-//! in a closed loop keeps one worker busy while it runs. `proxy.busy_poll_us = 0` turns it
-//! off.
+//! in a closed loop keeps one worker busy while it runs; a runtime busy with other work (a
+//! flood of events to deliver) ends the window early, since its workers do not sleep anyway
+//! and the spinner would only take turns from them. `proxy.busy_poll_us = 0` turns it off.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,6 +21,11 @@ use tokio::sync::Notify;
 
 /// `last` before any control traffic.
 const NEVER: u64 = u64::MAX;
+/// A yield that takes longer than this ran other tasks in between.
+const BUSY_TURN: Duration = Duration::from_micros(20);
+/// Busy yields in a row after which the window closes early: the runtime has work enough to
+/// stay awake without the spinner.
+const BUSY_TURNS: u32 = 4;
 
 pub struct BusyPoll {
     /// The window in nanoseconds (0: off); reloadable.
@@ -76,6 +82,11 @@ impl BusyPoll {
         window > 0 && last != NEVER && self.now_ns().saturating_sub(last) <= window
     }
 
+    /// Ends the current window (the next touch opens another).
+    fn close(&self) {
+        self.last.store(NEVER, Ordering::SeqCst);
+    }
+
     /// Windows spun through so far.
     pub fn windows(&self) -> u64 {
         self.windows.load(Ordering::Relaxed)
@@ -93,8 +104,21 @@ impl BusyPoll {
             }
             self.idle.store(false, Ordering::SeqCst);
             self.windows.fetch_add(1, Ordering::Relaxed);
+            let mut busy_turns = 0;
             while self.open() {
+                let before = Instant::now();
                 tokio::task::yield_now().await;
+                // A yield that took long means other tasks ran in between: the worker is
+                // busy, will not sleep, and spinning would only take turns from them.
+                if before.elapsed() > BUSY_TURN {
+                    busy_turns += 1;
+                    if busy_turns >= BUSY_TURNS {
+                        self.close();
+                        break;
+                    }
+                } else {
+                    busy_turns = 0;
+                }
             }
         }
     }
