@@ -63,15 +63,16 @@ impl Policy {
     /// Whether an event (or list item) is within the user's scope. `server` is the upstream
     /// it came from, as the proxy knows it (None: the proxy's own).
     pub fn event_in_scope(&self, ev: &Message, server: Option<&str>, owners: &dyn Channels) -> bool {
-        self.named_in_scope(ev, &EventNames::of(ev), server, owners)
+        let names = std::cell::OnceCell::new();
+        self.named_in_scope(ev, || names.get_or_init(|| EventNames::of(ev)), server, owners)
     }
 
-    /// [`Policy::event_in_scope`] with what the event names read once (at publish, for
-    /// every client).
-    pub fn named_in_scope(
+    /// [`Policy::event_in_scope`] with what the event names read once for every client
+    /// (asked for only when this user has a scope).
+    pub fn named_in_scope<'a>(
         &self,
         ev: &Message,
-        names: &EventNames,
+        names: impl FnOnce() -> &'a EventNames,
         server: Option<&str>,
         owners: &dyn Channels,
     ) -> bool {
@@ -84,6 +85,7 @@ impl Policy {
         if !s.scoped() {
             return true;
         }
+        let names = names();
         let raw = ev.as_bytes();
         let (mut named, mut ok) = (false, false);
         let mut uniqueids = false;

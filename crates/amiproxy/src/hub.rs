@@ -6,7 +6,7 @@
 use crate::perms::Classes;
 use crate::policy::EventNames;
 use ami_proto::{Message, MessageBuilder};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use tokio::sync::broadcast;
 
 /// One event as every client sees it (before per-client ActionID handling).
@@ -18,9 +18,15 @@ pub struct Event {
     /// The upstream it came from, as the proxy knows it (None: the proxy's own event).
     /// Scope checks read this, never a header a peer could have written.
     pub server: Option<Arc<str>>,
-    /// What it names (channels, uniqueids, queues), read once here rather than by each of
-    /// the clients whose scope it is checked against.
-    pub names: EventNames,
+    /// What it names (channels, uniqueids, queues): read by the first client with a scope,
+    /// then by every other from here, never when no client has a scope.
+    names: OnceLock<EventNames>,
+}
+
+impl Event {
+    pub fn names(&self) -> &EventNames {
+        self.names.get_or_init(|| EventNames::of(&self.msg))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -47,12 +53,11 @@ impl Hub {
     fn send(&self, msg: Message, server: Option<Arc<str>>) {
         let classes = privilege_classes(msg.get("Privilege").unwrap_or(""));
         // No receiver is not an error: nobody is logged in.
-        let names = EventNames::of(&msg);
         let _ = self.tx.send(Arc::new(Event {
             msg,
             classes,
             server,
-            names,
+            names: OnceLock::new(),
         }));
     }
 

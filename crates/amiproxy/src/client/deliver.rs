@@ -122,7 +122,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             && self.mask.contains(ev.classes)
             && user
                 .policy
-                .named_in_scope(&ev.msg, &ev.names, ev.server.as_deref(), self.core.owners.as_ref())
+                .named_in_scope(&ev.msg, || ev.names(), ev.server.as_deref(), self.core.owners.as_ref())
             && self.filters.allows(&ev.msg)
     }
 }
