@@ -377,38 +377,6 @@ impl Message {
         self.without_all(key).with_appended(key, value)
     }
 
-    /// [`Message::with_only`] for a message the caller owns: when the message has no header
-    /// of that name (the usual case: an upstream's event before the proxy tags it), one copy
-    /// of the bytes and no copy of the index.
-    pub fn into_with_only(mut self, key: &str, value: &str) -> Message {
-        let named =
-            |m: &Message, f: &Field| f.has_colon() && m.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes());
-        if self.fields.iter().any(|f| named(&self, f)) {
-            return self.with_only(key, value);
-        }
-        let at = self.header_end();
-        let (line, nf) = Self::line_for(at, key, value);
-        let mut out = BytesMut::with_capacity(self.raw.len() + line.len());
-        out.put_slice(&self.raw[..at]);
-        out.put_slice(&line);
-        out.put_slice(&self.raw[at..]);
-        let delta = line.len() as i64;
-        let pos = self
-            .fields
-            .iter()
-            .position(|f| f.start as usize >= at)
-            .unwrap_or(self.fields.len());
-        for f in &mut self.fields[pos..] {
-            *f = f.shifted(delta);
-        }
-        self.fields.insert(pos, nf);
-        self.body = self
-            .body
-            .map(|(s, e)| ((s as i64 + delta) as u32, (e as i64 + delta) as u32));
-        self.raw = out.freeze();
-        self
-    }
-
     /// Removes the first header named `key`, if any.
     pub fn without_header(&self, key: &str) -> Message {
         match self.find(key) {
@@ -430,28 +398,6 @@ mod tests {
 
     fn msg(s: &str) -> Message {
         Message::parse(Bytes::copy_from_slice(s.as_bytes()))
-    }
-
-    #[test]
-    fn into_with_only_is_with_only() {
-        for text in [
-            "Event: A\r\nPrivilege: call,all\r\n\r\n",
-            "Event: A\r\nServer: forged\r\nX: 1\r\n\r\n",
-            "Event: A\r\n Server : forged\r\n\r\n",
-            "Response: Follows\r\nPrivilege: Command\r\nline one\nline two\n--END COMMAND--\r\n\r\n",
-        ] {
-            let m = msg(text);
-            let a = m.with_only("Server", "pbx1");
-            let b = m.clone().into_with_only("Server", "pbx1");
-            assert_eq!(a.as_bytes(), b.as_bytes(), "{text:?}");
-            assert_eq!(
-                a.headers().collect::<Vec<_>>(),
-                b.headers().collect::<Vec<_>>(),
-                "{text:?}"
-            );
-            assert_eq!(b.get("Server"), Some("pbx1"));
-            assert_eq!(b.count("Server"), 1);
-        }
     }
 
     #[test]

@@ -41,11 +41,11 @@ impl Upstream {
                 tx, client_aid, sent, ..
             } => {
                 crate::metrics::upstream_latency(self.name(), sent.elapsed().as_secs_f64());
-                tx.try_send(restore_aid(msg, client_aid.as_deref()).into_with_only(header, self.name()));
+                tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
                 list != ListFraming::None
             }
             Waiting::Merge { merge, client_aid } => {
-                let m = restore_aid(msg, client_aid.as_deref()).into_with_only(header, self.name());
+                let m = restore_aid(msg, client_aid.as_deref()).with_only(header, self.name());
                 merge.response(m, list != ListFraming::None)
             }
             Waiting::SyncOriginate { tx, client_aid } => {
@@ -53,7 +53,7 @@ impl Upstream {
                     // Queued: the answer comes with the OriginateResponse.
                     true
                 } else {
-                    tx.try_send(restore_aid(msg, client_aid.as_deref()).into_with_only(header, self.name()));
+                    tx.try_send(restore_aid(msg, client_aid.as_deref()).with_only(header, self.name()));
                     false
                 }
             }
@@ -127,14 +127,14 @@ impl Upstream {
                 if !done {
                     list_end.items += 1;
                 }
-                tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).into_with_only(header, self.name()));
+                tx.try_send(restore_aid(msg.clone(), client_aid.as_deref()).with_only(header, self.name()));
             }
             Waiting::Merge { merge, client_aid } => {
                 let m = restore_aid(msg.clone(), client_aid.as_deref());
                 if done && names_complete(name) {
                     merge.complete(m);
                 } else {
-                    merge.item(m.into_with_only(header, self.name()));
+                    merge.item(m.with_only(header, self.name()));
                     if done {
                         merge.abandon("");
                     }
@@ -188,7 +188,7 @@ impl Upstream {
             }
             _ => msg,
         };
-        let mut event = Some(msg.into_with_only(ctx.server_header(), self.name()));
+        let mut event = Some(msg.with_only(ctx.server_header(), self.name()));
         if let Some(aid) = raw_aid.as_deref() {
             for account in &self.extra {
                 event = event.and_then(|e| account.hold(aid, e, &ctx.hub));
@@ -212,7 +212,7 @@ impl Upstream {
         } else {
             MessageBuilder::error(client_aid.as_deref(), "Originate failed")
         };
-        tx.try_send(answer.into_with_only(ctx.server_header(), self.name()));
+        tx.try_send(answer.with_only(ctx.server_header(), self.name()));
         link.pending.remove(aid);
         // A synchronous Originate has no OriginateResponse event in Asterisk.
         true

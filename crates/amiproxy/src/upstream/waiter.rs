@@ -128,11 +128,11 @@ impl Waiter {
                 tx.try_send(
                     list_end
                         .cut_short(client_aid.as_deref(), message)
-                        .into_with_only(header, server),
+                        .with_only(header, server),
                 );
             }
             Waiting::Client { tx, client_aid, .. } | Waiting::SyncOriginate { tx, client_aid } => {
-                tx.try_send(MessageBuilder::error(client_aid.as_deref(), message).into_with_only(header, server));
+                tx.try_send(MessageBuilder::error(client_aid.as_deref(), message).with_only(header, server));
             }
             Waiting::Merge { merge, .. } => merge.abandon(message),
             Waiting::Internal { .. } => {}
