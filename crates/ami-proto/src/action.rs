@@ -120,10 +120,6 @@ impl Action {
     pub fn message(&self) -> &Message {
         &self.msg
     }
-
-    pub fn into_message(self) -> Message {
-        self.msg
-    }
 }
 
 #[cfg(test)]

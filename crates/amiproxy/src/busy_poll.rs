@@ -82,9 +82,12 @@ impl BusyPoll {
         window > 0 && last != NEVER && self.now_ns().saturating_sub(last) <= window
     }
 
-    /// Ends the current window (the next touch opens another).
-    fn close(&self) {
-        self.last.store(NEVER, Ordering::SeqCst);
+    /// Ends the window opened at `opened`, unless a touch has opened a newer one since (that
+    /// one is kept: control traffic just came).
+    fn close(&self, opened: u64) {
+        let _ = self
+            .last
+            .compare_exchange(opened, NEVER, Ordering::SeqCst, Ordering::SeqCst);
     }
 
     /// Windows spun through so far.
@@ -107,13 +110,14 @@ impl BusyPoll {
             let mut busy_turns = 0;
             while self.open() {
                 let before = Instant::now();
+                let opened = self.last.load(Ordering::SeqCst);
                 tokio::task::yield_now().await;
                 // A yield that took long means other tasks ran in between: the worker is
                 // busy, will not sleep, and spinning would only take turns from them.
                 if before.elapsed() > BUSY_TURN {
                     busy_turns += 1;
                     if busy_turns >= BUSY_TURNS {
-                        self.close();
+                        self.close(opened);
                         break;
                     }
                 } else {

@@ -173,7 +173,8 @@ default_upstream = "pbx2"
         Action::parse(b.build()).expect("an action")
     }
 
-    fn action(headers: &[(&str, &str)]) -> Message {
+    /// A message of these headers, in order (for the ownership index's tests too).
+    pub(super) fn action(headers: &[(&str, &str)]) -> Message {
         headers
             .iter()
             .fold(MessageBuilder::new(), |b, (k, v)| b.header(k, v))

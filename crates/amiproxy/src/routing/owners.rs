@@ -245,14 +245,7 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ami_proto::MessageBuilder;
-
-    fn action(headers: &[(&str, &str)]) -> Message {
-        headers
-            .iter()
-            .fold(MessageBuilder::new(), |b, (k, v)| b.header(k, v))
-            .build()
-    }
+    use crate::routing::tests::action;
 
     #[test]
     fn relearn_converges_to_the_upstreams_truth() {
