@@ -3,6 +3,8 @@
 //! line on stdout, a message on a socket) with a deadline.
 #![allow(dead_code)]
 
+pub mod servers;
+
 use ami_proto::{AmiDecoder, Decoded, Message, Role};
 use bytes::BytesMut;
 use std::io::{BufRead, BufReader};
