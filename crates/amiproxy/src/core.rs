@@ -9,7 +9,7 @@ use crate::limits::Limits;
 use crate::routing::{Owners, Router};
 use crate::upstream::{self, ActionIds, Upstream};
 use arc_swap::ArcSwap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{watch, Semaphore};
@@ -58,6 +58,9 @@ pub struct Core {
     /// Bumped on every reload; sessions re-read their user when it changes.
     generation: watch::Sender<u64>,
     phase: watch::Sender<Phase>,
+    /// Set when a shutdown begins: `/health` turns 503 (`draining`) at once, so a load
+    /// balancer stops sending clients here while the ones already here are still served.
+    leaving: AtomicBool,
 
     server_header: String,
     /// Client connections open now (for shutdown to wait on).
@@ -107,6 +110,7 @@ impl Core {
             limits,
             generation: watch::channel(0).0,
             phase: watch::channel(Phase::Running).0,
+            leaving: AtomicBool::new(false),
 
             server_header: config.proxy.server_header.clone(),
             sessions: Arc::new(AtomicUsize::new(0)),
@@ -161,6 +165,15 @@ impl Core {
 
     pub fn set_phase(&self, p: Phase) {
         self.phase.send_replace(p);
+    }
+
+    /// Marks the proxy as on its way out (see `leaving`); there is no way back.
+    pub fn set_leaving(&self) {
+        self.leaving.store(true, Ordering::Release);
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
     }
 
     /// The tag header name (fixed at start-up: clients and rules depend on it).

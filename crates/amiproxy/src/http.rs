@@ -1,5 +1,5 @@
 //! The operators' HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /health` (200 when
-//! at least one upstream is connected, 503 otherwise, with the state of each upstream as JSON).
+//! at least one upstream is connected and no shutdown has begun, 503 otherwise, with the state of each upstream as JSON).
 //!
 //! Served with hyper (HTTP/1.1) rather than by hand: request parsing, framing, `HEAD`,
 //! malformed requests and the header read timeout are hyper's, well tried against what real
@@ -128,11 +128,14 @@ fn health(core: &Core) -> Response<Body> {
             connected: u.is_connected(),
         })
         .collect();
-    let ready = upstreams.iter().any(|u| u.connected);
-    let health = Health {
-        status: if ready { "ready" } else { "not ready" },
-        upstreams,
+    let leaving = core.is_leaving();
+    let ready = upstreams.iter().any(|u| u.connected) && !leaving;
+    let status = match (leaving, ready) {
+        (true, _) => "draining",
+        (false, true) => "ready",
+        (false, false) => "not ready",
     };
+    let health = Health { status, upstreams };
     let mut body = serde_json::to_string(&health).unwrap_or_default();
     body.push('\n');
     let status = if ready {

@@ -88,6 +88,9 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
             "must be between 0 and 3600".into(),
         );
     }
+    if !(p.drain_grace_secs >= 0.0 && p.drain_grace_secs <= 600.0) {
+        bad("proxy.drain_grace_secs".into(), "must be between 0 and 600".into());
+    }
     let dialect = match p.dialect.as_str() {
         "auto" => None,
         other => match other.parse() {
@@ -114,6 +117,7 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
         write_timeout: Duration::from_secs_f64(p.write_timeout_secs.clamp(0.001, 3600.0)),
         dialect,
         shutdown_timeout: Duration::from_secs_f64(p.shutdown_timeout_secs.clamp(0.01, 3600.0)),
+        drain_grace: Duration::from_secs_f64(p.drain_grace_secs.clamp(0.0, 600.0)),
         watch_config: p.watch_config,
         banner_version: p.banner_version.clone(),
         server_header: p.server_header.clone(),

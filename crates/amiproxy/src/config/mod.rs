@@ -46,6 +46,9 @@ pub struct ProxySettings {
     pub dialect: Option<crate::dialect::Generation>,
     /// How long a graceful shutdown may take.
     pub shutdown_timeout: Duration,
+    /// Before a shutdown starts: how long `/health` answers 503 while everything else goes on
+    /// as before, so that a load balancer checking it sends no new clients here first.
+    pub drain_grace: Duration,
     /// Reload when the config file changes (polled), as well as on SIGHUP.
     pub watch_config: bool,
     pub banner_version: Option<String>,

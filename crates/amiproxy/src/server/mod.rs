@@ -197,9 +197,21 @@ impl Running {
         Ok(())
     }
 
-    /// Graceful shutdown: stop accepting; let answers in flight arrive (half the deadline at
-    /// most), fail the rest; send every client `Event: Shutdown`; close; all within `deadline`.
+    /// Graceful shutdown. First, for `proxy.drain_grace_secs`, only `/health` changes (503,
+    /// `draining`): a load balancer in front stops sending clients here while every client
+    /// here is served as before. Then: stop accepting; let answers in flight arrive (half the
+    /// deadline at most), fail the rest; send every client `Event: Shutdown`; close; all
+    /// within `deadline` (the grace comes before it).
     pub async fn shutdown(&self, deadline: Duration) {
+        self.core.set_leaving();
+        let grace = self.core.config().proxy.drain_grace;
+        if !grace.is_zero() {
+            info!(
+                grace_ms = grace.as_millis() as u64,
+                "draining: /health answers 503 before the listeners close"
+            );
+            tokio::time::sleep(grace).await;
+        }
         let start = Instant::now();
         for l in self.lock().iter() {
             l.stop.cancel();

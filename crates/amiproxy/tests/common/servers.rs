@@ -86,7 +86,16 @@ impl Redis {
         let p = port.to_string();
         let d = dir.to_string_lossy().into_owned();
         let args = [
-            "--bind", "127.0.0.1", "--port", &p, "--dir", &d, "--save", "", "--appendonly", "no",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &p,
+            "--dir",
+            &d,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ];
         let proc = spawn(&bin, &args, &dir.join("redis.log"));
         let r = Redis { proc, port, dir };
@@ -236,6 +245,29 @@ impl Haproxy {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// Sends a command to the admin socket (the config must have
+    /// `stats socket {dir}/admin.sock level admin`) and returns the answer.
+    pub fn command(&self, cmd: &str) -> String {
+        use std::os::unix::net::UnixStream;
+        let Ok(mut s) = UnixStream::connect(self.dir.join("admin.sock")) else {
+            return String::new();
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = s.write_all(format!("{cmd}\n").as_bytes());
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    /// The operational state HAProxy holds for `backend/server` (`UP`, `DOWN`, ...), from
+    /// `show stat` (CSV: column 1 the server name, column 17 its status).
+    pub fn server_status(&self, backend: &str, server: &str) -> Option<String> {
+        self.command("show stat").lines().find_map(|l| {
+            let cols: Vec<&str> = l.split(',').collect();
+            (cols.len() > 17 && cols[0] == backend && cols[1] == server).then(|| cols[17].to_owned())
+        })
     }
 }
 
