@@ -333,3 +333,25 @@ async fn every_message_has_an_origin_and_logins_are_announced() {
         .await;
     assert_eq!(auth.get("Server"), Some("amiproxy"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logoff_comes_after_the_answers_to_the_actions_sent_before_it() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&sim])));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    // One write, as a script piping into the socket sends it: Asterisk answers in order.
+    c.send("Action: CoreSettings\r\nActionID: cs\r\n\r\nAction: Command\r\nCommand: core show uptime\r\nActionID: cmd\r\n\r\nAction: Logoff\r\nActionID: bye\r\n\r\n")
+        .await;
+    let mut order = Vec::new();
+    while let Some(m) = c.next().await {
+        if m.response().is_some() {
+            order.push(m.action_id().unwrap_or_default().to_owned());
+        }
+    }
+    assert_eq!(
+        order,
+        ["cs", "cmd", "bye"],
+        "every answer, the goodbye last, then the close"
+    );
+}

@@ -21,7 +21,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 };
                 self.send(&MessageBuilder::success(aid, text)).await
             }
-            ActionName::Logoff => self.goodbye(aid).await,
+            ActionName::Logoff => {
+                self.logoff = Some(aid.map(str::to_owned));
+                Ok(())
+            }
             ActionName::Challenge => self.challenge(m).await,
             ActionName::Ping => self.pong(aid).await,
             ActionName::Events => self.events(m, aid).await,

@@ -90,6 +90,11 @@ struct Session<W> {
     /// Slots for actions in flight upstream (`proxy.max_in_flight_per_session`): one client
     /// cannot fill the upstream session every client shares.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The size of `in_flight` (all slots back: nothing is in flight).
+    in_flight_max: usize,
+    /// The client sent `Logoff` (its ActionID): answered once the actions it sent before
+    /// are answered, as Asterisk, which reads a session's actions one by one, would.
+    logoff: Option<Option<String>>,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -189,6 +194,12 @@ async fn run(
         if let Err(end) = res {
             return end;
         }
+        if let Some(aid) = s.logoff.take() {
+            return match s.logoff_after_answers(aid, &mut rx).await {
+                Ok(()) => End::Logoff,
+                Err(end) => end,
+            };
+        }
         if let Err(end) = s.flush().await {
             return end;
         }
@@ -212,6 +223,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             hidden_items: HashMap::new(),
             draining: false,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
+            in_flight_max: config.proxy.max_in_flight_per_session,
+            logoff: None,
             gen,
             write_timeout: config.proxy.write_timeout,
             batches: 0,
@@ -229,6 +242,28 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             self.answer(m).await?;
         }
         Ok(())
+    }
+
+    /// `Logoff` after actions still upstream: their answers first (each bounded by the
+    /// action timeout, after which the upstream side answers it with an error), then the
+    /// goodbye. Nothing more is read from the client, as Asterisk reads nothing after it.
+    async fn logoff_after_answers(&mut self, aid: Option<String>, rx: &mut ClientRx) -> Result<(), End> {
+        let deadline = tokio::time::Instant::now() + self.core.config().proxy.action_timeout + Duration::from_secs(1);
+        // A slot is freed after its last answer was queued, so once every slot is back
+        // every answer is in `rx`.
+        while self.in_flight.available_permits() < self.in_flight_max {
+            tokio::select! {
+                Some(m) = rx.recv() => self.answers(m, rx).await?,
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        while let Ok(m) = rx.try_recv() {
+            self.answer(m).await?;
+        }
+        match self.goodbye(aid.as_deref()).await {
+            Err(End::Logoff) => Ok(()),
+            other => other,
+        }
     }
 
     /// Shutting down: new actions are answered `Proxy is shutting down` while answers still
