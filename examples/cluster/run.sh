@@ -5,6 +5,8 @@
 #   examples/cluster/run.sh            start, print the addresses, run until Ctrl-C
 #   examples/cluster/run.sh --smoke    start, log in through HAProxy, run one action, stop
 #
+# AMI_PORT (5038) and BASE_PORT (15100) move the ports; BIN_DIR skips the release build.
+#
 # Needs Debian's haproxy (apt-get install haproxy). A replica that exits is started again
 # (as systemd's Restart=always would), so a rolling restart is `kill -TERM <pid>` of one
 # replica at a time: its /health turns 503, HAProxy stops sending it clients, it answers
@@ -24,8 +26,12 @@ for bin in haproxy; do
 done
 HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 
-cargo build --release -q -p amiproxy -p ami-sim
-BIN=${CARGO_TARGET_DIR:-target}/release
+# BIN_DIR: where amiproxy and ami-sim are already built (the tests use their own build).
+if [ -z "${BIN_DIR:-}" ]; then
+  cargo build --release -q -p amiproxy -p ami-sim
+  BIN_DIR=${CARGO_TARGET_DIR:-target}/release
+fi
+BIN=$BIN_DIR
 
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/amiproxy-cluster.XXXXXX")
 export RUN_DIR

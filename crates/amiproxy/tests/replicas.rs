@@ -390,3 +390,45 @@ async fn replica_killed_under_load_its_clients_come_back_through_the_others() {
         "SIGKILL: {victims} clients of r2 logged in again through haproxy; all back {all_back:?} after the kill; slowest single reconnect {worst:?}; actions lost in flight {lost}"
     );
 }
+
+/// `examples/cluster/run.sh --smoke`, as the README gives it: 2 simulated Asterisks, 3
+/// replicas and HAProxy from one command, a login and an action through HAProxy.
+#[test]
+fn the_example_cluster_starts_with_one_command() {
+    if common::servers::server_binary("haproxy", "haproxy").is_none() {
+        return;
+    }
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .parent()
+        .unwrap()
+        .to_owned();
+    if !bin_dir.join("ami-sim").exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "-q", "-p", "ami-sim"])
+            .status()
+            .unwrap();
+        assert!(built.success());
+    }
+    // 23 ports from a base where every one of them is free now.
+    let base = (0..20)
+        .map(|_| free_port().saturating_sub(30).max(1024))
+        .find(|b| (1..=22).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
+        .expect("a free run of ports");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let out = std::process::Command::new("bash")
+        .arg(root.join("examples/cluster/run.sh"))
+        .arg("--smoke")
+        .env("BIN_DIR", &bin_dir)
+        .env("AMI_PORT", free_port().to_string())
+        .env("BASE_PORT", base.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("Authentication accepted") && text.contains("AsteriskVersion"),
+        "{text}"
+    );
+    assert!(text.contains("Server: pbx1"), "the action went to an upstream: {text}");
+}
