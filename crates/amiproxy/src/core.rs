@@ -65,6 +65,10 @@ pub struct Core {
     server_header: String,
     /// Client connections open now (for shutdown to wait on).
     pub sessions: Arc<AtomicUsize>,
+    /// Logged-in sessions, for the operator console.
+    pub registry: Arc<crate::sessions::Registry>,
+    /// The last refused actions, for the operator console.
+    pub refusals: crate::sessions::RecentRefusals,
 }
 
 /// Counts one open client connection while alive.
@@ -114,6 +118,8 @@ impl Core {
 
             server_header: config.proxy.server_header.clone(),
             sessions: Arc::new(AtomicUsize::new(0)),
+            registry: Arc::default(),
+            refusals: Default::default(),
         });
         let upstreams: Vec<Arc<Upstream>> = config.upstreams.iter().map(|u| core.new_upstream(u.clone())).collect();
         core.install(config, upstreams);

@@ -15,16 +15,17 @@ pub mod config;
 pub mod core;
 pub mod dialect;
 pub mod error;
-pub mod http;
 pub mod hub;
 pub mod ids;
 pub mod limits;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod sessions;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
+pub mod web;
 
 /// The policy engine, its own crate (no I/O): re-exported under the names the proxy uses.
 pub use ami_policy as policy;

@@ -6,6 +6,7 @@ use crate::client_tx::ClientRx;
 use crate::config::SlowClient;
 use crate::hub::{self, Event};
 use ami_proto::Message;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::io::AsyncWrite;
 use tokio::sync::broadcast;
@@ -58,6 +59,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.batches = self.batches.wrapping_add(1);
         if self.batches % 64 == 1 {
             crate::metrics::queue_depth(events.len());
+            if let Some(r) = &self.registered {
+                r.info.queued_events.store(events.len(), Ordering::Relaxed);
+            }
         }
         let (mut sent, mut skipped) = (0u64, 0u64);
         let mut result = Ok(());
@@ -97,12 +101,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             };
         }
         self.events_out.increment(sent);
+        if let Some(r) = &self.registered {
+            r.info.delivered.fetch_add(sent, Ordering::Relaxed);
+        }
         self.dropped_policy.increment(skipped);
         result
     }
 
     async fn lagged(&mut self, n: u64) -> Result<(), End> {
         crate::metrics::events_dropped("lag").increment(n);
+        if let Some(r) = &self.registered {
+            r.info.dropped.fetch_add(n, Ordering::Relaxed);
+        }
         match self.core.config().proxy.slow_client {
             SlowClient::DropOldest => {
                 debug!(dropped = n, "client fell behind; oldest events dropped");

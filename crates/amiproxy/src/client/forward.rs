@@ -87,6 +87,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             &refusal.detail(),
         );
         crate::metrics::refusal(refusal.label());
+        self.core.refusals.push(crate::sessions::RefusalView {
+            at_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
+            user: user.name.clone(),
+            peer: self.peer.to_string(),
+            action: action.written().to_owned(),
+            server: server.to_owned(),
+            reason: refusal.detail().into_owned(),
+        });
         self.error(action.id(), &refusal.client_message()).await
     }
 

@@ -55,6 +55,8 @@ pub struct Connection {
     pub tls: bool,
     /// When it was accepted (`SessionTV`).
     pub since: std::time::SystemTime,
+    /// How it reaches the proxy (for the console).
+    pub transport: crate::sessions::Transport,
 }
 
 struct Session<W> {
@@ -95,6 +97,8 @@ struct Session<W> {
     /// The client sent `Logoff` (its ActionID): answered once the actions it sent before
     /// are answered, as Asterisk, which reads a session's actions one by one, would.
     logoff: Option<Option<String>>,
+    /// This session's entry in the console's registry, once logged in.
+    registered: Option<crate::sessions::Registered>,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -152,6 +156,10 @@ async fn run(
     tracing::Span::current().record("user", user.name.as_str());
     info!("logged in");
     let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
+    s.registered = Some(
+        core.registry
+            .register(&user.name, conn.peer, listener.clone(), conn.transport, conn.since),
+    );
     let mut events = core.hub.subscribe();
     // Asterisk announces every login to the sessions that read `security`: this one
     // included, so after the subscription.
@@ -225,6 +233,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
             in_flight_max: config.proxy.max_in_flight_per_session,
             logoff: None,
+            registered: None,
             gen,
             write_timeout: config.proxy.write_timeout,
             batches: 0,

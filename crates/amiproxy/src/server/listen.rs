@@ -122,6 +122,11 @@ pub(super) async fn accept_loop(
                 local,
                 tls: is_tls,
                 since: std::time::SystemTime::now(),
+                transport: if is_tls {
+                    crate::sessions::Transport::Tls
+                } else {
+                    crate::sessions::Transport::Tcp
+                },
             };
             client::serve(core.clone(), io, conn, permit, label).await;
             drop(conn_slot);

@@ -64,7 +64,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         Some(l) => {
             let addr = l.local_addr()?;
             info!(%addr, "metrics and health endpoint listening");
-            tokio::spawn(crate::http::serve(core.clone(), l));
+            tokio::spawn(crate::web::serve(core.clone(), l));
             Some(addr)
         }
         None => None,

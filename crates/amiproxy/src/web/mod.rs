@@ -15,6 +15,8 @@
 //!   one-request clients of this endpoint expect; HTTP/1.1 keep-alive is one builder flag
 //!   away, but then a client that reads to end of stream waits for the idle timeout.
 
+pub mod json;
+
 use crate::core::Core;
 use bytes::Bytes;
 use http_body_util::Full;
