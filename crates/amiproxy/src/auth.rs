@@ -86,6 +86,7 @@ mod tests {
             burst: 0,
             max_connections: 0,
             upstream_account: None,
+            console: false,
         }
     }
 

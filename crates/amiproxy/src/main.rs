@@ -178,6 +178,9 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
     if let Some(a) = running.metrics_addr {
         println!("metrics on {a}");
     }
+    if let Some(a) = running.web_addr {
+        println!("web on {a}");
+    }
     let mut last_modified = modified(&path);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {

@@ -30,6 +30,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
     let routing = routing(&raw, &upstreams, &mut bad);
     let limits = limits(&raw);
     let metrics = metrics(&raw, &mut bad);
+    let web = web(&raw, base, &mut bad);
     let log = log(&raw, &mut bad);
     if problems.is_empty() {
         Ok(Config {
@@ -40,6 +41,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
             routing,
             limits,
             metrics,
+            web,
             log,
         })
     } else {
@@ -152,7 +154,6 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
 
 /// `[[listener]]`.
 fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
-    let resolve = |p: &Path| resolve(base, p);
     let mut listeners = Vec::new();
     if raw.listeners.is_empty() {
         bad("listener".into(), "at least one [[listener]] is needed".into());
@@ -168,33 +169,7 @@ fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
                 continue;
             }
         };
-        let tls = match &l.tls {
-            None => None,
-            Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
-            Some(RawListenerTls {
-                cert: Some(c),
-                key: Some(k),
-                ..
-            }) => {
-                let (cert, key) = (resolve(c), resolve(k));
-                for (what, path) in [("cert", &cert), ("key", &key)] {
-                    if !path.exists() {
-                        bad(
-                            format!("listener[{i}].tls.{what}"),
-                            format!("{} does not exist", path.display()),
-                        );
-                    }
-                }
-                Some(ListenerTls::Files { cert, key })
-            }
-            Some(_) => {
-                bad(
-                    format!("listener[{i}].tls"),
-                    "give both cert and key, or self_signed = true".into(),
-                );
-                None
-            }
-        };
+        let tls = listener_tls(l.tls.as_ref(), &format!("listener[{i}].tls"), base, bad);
         listeners.push(ListenerConfig { address, tls });
     }
     listeners
@@ -340,6 +315,58 @@ fn limits(raw: &RawConfig) -> LimitsConfig {
         failed_logins: l.failed_logins,
         failed_login_window: Duration::from_secs(l.failed_login_window_secs.max(1)),
         ban: Duration::from_secs(l.ban_secs),
+    }
+}
+
+/// A listener's `tls` (also `[web] tls`), its problems under `key`.
+fn listener_tls(t: Option<&RawListenerTls>, key: &str, base: &Path, bad: Bad) -> Option<ListenerTls> {
+    match t {
+        None => None,
+        Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
+        Some(RawListenerTls {
+            cert: Some(c),
+            key: Some(k),
+            ..
+        }) => {
+            let (cert, key_path) = (resolve(base, c), resolve(base, k));
+            for (what, path) in [("cert", &cert), ("key", &key_path)] {
+                if !path.exists() {
+                    bad(format!("{key}.{what}"), format!("{} does not exist", path.display()));
+                }
+            }
+            Some(ListenerTls::Files { cert, key: key_path })
+        }
+        Some(_) => {
+            bad(key.to_owned(), "give both cert and key, or self_signed = true".into());
+            None
+        }
+    }
+}
+
+/// `[web]`.
+fn web(raw: &RawConfig, base: &Path, bad: Bad) -> WebConfig {
+    let w = &raw.web;
+    let address = w.address.as_deref().and_then(|a| match a.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(e) => {
+            bad("web.address".into(), format!("`{a}` is not an address: {e}"));
+            None
+        }
+    });
+    if !(1..=7 * 24 * 60).contains(&w.console_session_mins) {
+        bad(
+            "web.console_session_mins".into(),
+            "must be between 1 and 10080 (a week)".into(),
+        );
+    }
+    WebConfig {
+        address,
+        tls: listener_tls(w.tls.as_ref(), "web.tls", base, bad),
+        console: w.console,
+        api: w.api,
+        websocket: w.websocket,
+        ops: w.ops,
+        console_session: Duration::from_secs(w.console_session_mins.clamp(1, 7 * 24 * 60) * 60),
     }
 }
 

@@ -175,6 +175,8 @@ pub struct UserConfig {
     /// The upstream account (of each upstream's `accounts`) this user's actions go through;
     /// None: the proxy's main login.
     pub upstream_account: Option<String>,
+    /// May log in to the operator console (`[web] console`).
+    pub console: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -202,7 +204,27 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
+    pub web: WebConfig,
     pub log: LogConfig,
+}
+
+/// `[web]`: AMI as JSON over WebSocket and HTTP, the operator console, and (again) the
+/// metrics and health routes, on one HTTP listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Off when absent.
+    pub address: Option<SocketAddr>,
+    pub tls: Option<ListenerTls>,
+    /// `/console`: the operator console (for users with `console = true`).
+    pub console: bool,
+    /// `POST /ami/action/{Name}`.
+    pub api: bool,
+    /// `/ami/ws`.
+    pub websocket: bool,
+    /// `/metrics` and `/health` here too.
+    pub ops: bool,
+    /// How long a console login lasts.
+    pub console_session: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -73,6 +73,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) metrics: RawMetrics,
     #[serde(default)]
+    pub(super) web: RawWeb,
+    #[serde(default)]
     pub(super) log: RawLog,
 }
 
@@ -80,6 +82,32 @@ pub(super) struct RawConfig {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawMetrics {
     pub(super) address: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawWeb {
+    pub(super) address: Option<String>,
+    pub(super) tls: Option<RawListenerTls>,
+    pub(super) console: bool,
+    pub(super) api: bool,
+    pub(super) websocket: bool,
+    pub(super) ops: bool,
+    pub(super) console_session_mins: u64,
+}
+
+impl Default for RawWeb {
+    fn default() -> Self {
+        RawWeb {
+            address: None,
+            tls: None,
+            console: true,
+            api: true,
+            websocket: true,
+            ops: true,
+            console_session_mins: 480,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,6 +312,8 @@ pub(super) struct RawUser {
     pub(super) read: String,
     #[serde(default)]
     pub(super) write: String,
+    #[serde(default)]
+    pub(super) console: bool,
     #[serde(default)]
     pub(super) allow_md5: Option<bool>,
     #[serde(default)]

@@ -43,6 +43,7 @@ pub(super) fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
             burst: u.burst.max(u.actions_per_sec),
             max_connections: u.max_connections,
             upstream_account: u.upstream_account.clone(),
+            console: u.console,
         });
         if let Some(acct) = &u.upstream_account {
             // Every upstream the user may reach must have the account: an action must never

@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::core::{Core, Phase};
 use crate::error::ProxyError;
 use crate::upstream::{self, Upstream};
+use crate::web::{Parts, Site};
 use listen::{accept_loop, bind, Bound, ListenerHandle};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,8 @@ pub struct Running {
     listeners: Mutex<Vec<ListenerHandle>>,
     /// Where the metrics and health endpoint listens, if configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where `[web]` listens, if configured.
+    pub web_addr: Option<SocketAddr>,
 }
 
 /// Binds every listener and starts every upstream link; returns once all are bound.
@@ -30,15 +33,28 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     for l in &config.listeners {
         bound.push(bind(l).await?);
     }
-    let metrics_listener = match config.metrics.address {
+    let web_listener = match config.web.address {
         Some(addr) => {
-            crate::metrics::Metrics::install();
-            Some(
-                TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| ProxyError::Bind { addr, source })?,
-            )
+            let acceptor = match &config.web.tls {
+                Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(t)?)),
+                None => None,
+            };
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { addr, source })?;
+            Some((l, acceptor))
         }
+        None => None,
+    };
+    if config.metrics.address.is_some() || (config.web.address.is_some() && config.web.ops) {
+        crate::metrics::Metrics::install();
+    }
+    let metrics_listener = match config.metrics.address {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ProxyError::Bind { addr, source })?,
+        ),
         None => None,
     };
     let core = Core::new(config);
@@ -64,7 +80,37 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         Some(l) => {
             let addr = l.local_addr()?;
             info!(%addr, "metrics and health endpoint listening");
-            tokio::spawn(crate::web::serve(core.clone(), l));
+            let site = Site {
+                core: core.clone(),
+                parts: Parts::OPS,
+                tls: false,
+                consoles: Default::default(),
+                local: addr,
+            };
+            tokio::spawn(crate::web::serve(Arc::new(site), l, None));
+            Some(addr)
+        }
+        None => None,
+    };
+    let web_addr = match web_listener {
+        Some((l, acceptor)) => {
+            let addr = l.local_addr()?;
+            let w = &core.config().web;
+            let parts = Parts {
+                ops: w.ops,
+                api: w.api,
+                websocket: w.websocket,
+                console: w.console,
+            };
+            info!(%addr, tls = acceptor.is_some(), ?parts, "web endpoint listening");
+            let site = Site {
+                core: core.clone(),
+                parts,
+                tls: acceptor.is_some(),
+                consoles: Default::default(),
+                local: addr,
+            };
+            tokio::spawn(crate::web::serve(Arc::new(site), l, acceptor));
             Some(addr)
         }
         None => None,
@@ -73,6 +119,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         core,
         listeners: Mutex::new(Vec::new()),
         metrics_addr,
+        web_addr,
     };
     for b in bound {
         running.accept(b)?;
@@ -123,6 +170,7 @@ impl Running {
             ("proxy.auth_limit", old.proxy.auth_limit != new.proxy.auth_limit),
             ("proxy.event_buffer", old.proxy.event_buffer != new.proxy.event_buffer),
             ("metrics.address", old.metrics.address != new.metrics.address),
+            ("web", old.web != new.web),
             (
                 "limits.max_connections",
                 old.limits.max_connections != new.limits.max_connections,

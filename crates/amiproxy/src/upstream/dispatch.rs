@@ -167,6 +167,7 @@ impl Upstream {
             return;
         }
         self.events_in.increment(1);
+        self.events_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         ctx.owners.learn(self.id, name, &msg);
         // The proxy's ActionID, when the event follows from an action of ours.
         let raw_aid = msg.action_id().filter(|a| ProxyActionId::is_ours(a)).map(str::to_owned);

@@ -351,9 +351,18 @@ async fn serve(
                 }
                 let aid = ctx.ids.next();
                 let bytes = MessageBuilder::action("Ping").header("ActionID", aid.as_str()).into_bytes();
-                if up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: None }, up.config.ping_timeout)).is_err() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: Some(tx) }, up.config.ping_timeout)).is_err() {
                     return "write queue full".into();
                 }
+                // The round trip, for the console (a task per Ping interval is nothing).
+                let (sent, up2) = (Instant::now(), up.clone());
+                tokio::spawn(async move {
+                    if rx.await.is_ok() {
+                        let us = sent.elapsed().as_micros().clamp(1, u64::MAX as u128) as u64;
+                        up2.rtt_us.store(us, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
             }
             res = &mut *writer => return match res {
                 Ok(Ok(())) => "writer closed".into(),

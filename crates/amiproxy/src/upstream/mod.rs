@@ -61,6 +61,11 @@ pub struct Upstream {
     connected: AtomicBool,
     version: Mutex<Option<String>>,
     pub reconnects: AtomicU64,
+    /// Events published from this link (for the console's rates; the metric counter cannot
+    /// be read back).
+    pub events_total: AtomicU64,
+    /// The last keepalive Ping's round trip, in microseconds (0: none yet).
+    pub rtt_us: AtomicU64,
     pub sim: Mutex<Option<simulated::Handle>>,
     /// The name events from this link are tagged with, shared by every event.
     origin: Arc<str>,
@@ -94,6 +99,8 @@ impl Upstream {
             connected: AtomicBool::new(false),
             version: Mutex::new(None),
             reconnects: AtomicU64::new(0),
+            events_total: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
             sim: Mutex::new(None),
             origin: Arc::from(config.name.as_str()),
             config,

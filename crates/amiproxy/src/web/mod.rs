@@ -1,21 +1,31 @@
-//! The operators' HTTP endpoint: `GET /metrics` (Prometheus text) and `GET /health` (200 when
-//! at least one upstream is connected and no shutdown has begun, 503 otherwise, with the state of each upstream as JSON).
+//! The proxy's HTTP side, on hyper (HTTP/1.1): the operators' `GET /metrics` (Prometheus
+//! text) and `GET /health` (200 when at least one upstream is connected and no shutdown has
+//! begun, 503 otherwise, with the state of each upstream as JSON) on `[metrics] address`;
+//! and on `[web] address`, optionally over TLS, the same plus AMI as JSON over a WebSocket
+//! ([`ws`]) and over HTTP ([`api`]), and the operator console ([`console`]).
 //!
-//! Served with hyper (HTTP/1.1) rather than by hand: request parsing, framing, `HEAD`,
-//! malformed requests and the header read timeout are hyper's, well tried against what real
-//! clients send, and the same stack can later carry more routes (a WebSocket upgrade is one
-//! arm in [`route`] plus `serve_connection(..).with_upgrades()`). What is left here is the
-//! routes and the bounds:
+//! The JSON front ends are AMI clients of the proxy's own session code ([`bridge`]): a
+//! WebSocket or HTTP client gets the same users, secrets, address rules, policy, scope,
+//! filters, rate limits, audit, metrics and slow-client bounds as a TCP client, because it
+//! goes through the very same session, over an in-memory pipe.
+//!
+//! Request parsing, framing, `HEAD`, malformed requests and the header read timeout are
+//! hyper's. What is left here is the routes and the bounds:
 //!
 //! - the request head must arrive within [`HEADER_TIMEOUT`] and fit in [`MAX_HEAD`] bytes;
-//! - a route must answer within [`HANDLER_TIMEOUT`] (else 503);
-//! - one connection lives at most [`CONNECTION_TIMEOUT`] (a client that does not read its
-//!   answer is dropped);
+//! - a route must answer within [`HANDLER_TIMEOUT`] (else 503), an AMI action within the
+//!   action timeout;
+//! - one connection lives at most [`CONNECTION_TIMEOUT`] (a WebSocket, once upgraded, is on
+//!   its own and bounded like an AMI client);
 //! - every answer closes its connection (`Connection: close`), as Prometheus and the
-//!   one-request clients of this endpoint expect; HTTP/1.1 keep-alive is one builder flag
-//!   away, but then a client that reads to end of stream waits for the idle timeout.
+//!   one-request clients of this endpoint expect.
 
+pub mod api;
+pub mod bridge;
+pub mod console;
 pub mod json;
+mod ops;
+pub mod ws;
 
 use crate::core::Core;
 use bytes::Bytes;
@@ -26,133 +36,161 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use serde::Serialize;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 /// The request head (request line and headers) must arrive within this.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
-/// A route must have its answer ready within this.
+/// A route must have its answer ready within this (AMI actions: the action timeout).
 pub const HANDLER_TIMEOUT: Duration = Duration::from_secs(5);
-/// A whole connection, from accept to the last byte written.
+/// A whole connection, from accept to the last byte written (or to a WebSocket upgrade).
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest request head read (hyper's smallest allowed buffer).
 pub const MAX_HEAD: usize = 8192;
+/// The largest request body read (a JSON action; Asterisk's own limit is 128 lines of 1 KiB).
+pub const MAX_BODY: usize = 192 * 1024;
 /// How long the accept loop waits after an accept error (e.g. out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-type Body = Full<Bytes>;
+pub type Body = Full<Bytes>;
 
-/// Serves the endpoint on `listener` until the task is dropped; an accept error never ends it.
-pub async fn serve(core: Arc<Core>, listener: TcpListener) {
+/// What one HTTP listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    pub ops: bool,
+    pub api: bool,
+    pub websocket: bool,
+    pub console: bool,
+}
+
+impl Parts {
+    /// `[metrics] address`: metrics and health only.
+    pub const OPS: Parts = Parts {
+        ops: true,
+        api: false,
+        websocket: false,
+        console: false,
+    };
+}
+
+/// One HTTP listener's routes and the state they share.
+pub struct Site {
+    pub core: Arc<Core>,
+    pub parts: Parts,
+    pub tls: bool,
+    pub consoles: console::Logins,
+    /// The listener's address (the local end of the bridge sessions).
+    pub local: SocketAddr,
+}
+
+/// A request with where it came from.
+pub struct Req {
+    pub req: Request<Incoming>,
+    pub peer: SocketAddr,
+}
+
+/// Serves `site` on `listener` until the task is dropped; an accept error never ends it.
+pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
         .keep_alive(false);
+    let http = Arc::new(http);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                debug!(error = %e, "metrics endpoint accept failed");
+                debug!(error = %e, "http accept failed");
                 tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
-        let core = core.clone();
-        let conn = http.serve_connection(
-            TokioIo::new(stream),
-            service_fn(move |req| {
-                let core = core.clone();
-                async move { Ok::<_, Infallible>(answer(&core, req).await) }
-            }),
-        );
+        let _ = stream.set_nodelay(true);
+        let (site, http, tls) = (site.clone(), http.clone(), tls.clone());
         tokio::spawn(async move {
-            match tokio::time::timeout(CONNECTION_TIMEOUT, conn).await {
+            let service = service_fn(move |req| {
+                let site = site.clone();
+                async move { Ok::<_, Infallible>(answer(&site, Req { req, peer }).await) }
+            });
+            let served = async {
+                match tls {
+                    None => {
+                        http.serve_connection(TokioIo::new(stream), service)
+                            .with_upgrades()
+                            .await
+                    }
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(s) => http.serve_connection(TokioIo::new(s), service).with_upgrades().await,
+                        Err(e) => {
+                            debug!(%peer, error = %e, "http tls handshake failed");
+                            Ok(())
+                        }
+                    },
+                }
+            };
+            match tokio::time::timeout(CONNECTION_TIMEOUT, served).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(%peer, error = %e, "metrics request failed"),
-                Err(_) => debug!(%peer, "metrics request timed out"),
+                Ok(Err(e)) => debug!(%peer, error = %e, "http request failed"),
+                Err(_) => debug!(%peer, "http request timed out"),
             }
         });
     }
 }
 
-async fn answer(core: &Core, req: Request<Incoming>) -> Response<Body> {
-    tokio::time::timeout(HANDLER_TIMEOUT, route(core, req))
+async fn answer(site: &Site, r: Req) -> Response<Body> {
+    // AMI actions have their own bound (the action timeout), the rest HANDLER_TIMEOUT.
+    let limit = if r.req.uri().path().starts_with("/ami/") {
+        site.core.config().proxy.action_timeout + HANDLER_TIMEOUT
+    } else {
+        HANDLER_TIMEOUT
+    };
+    tokio::time::timeout(limit, route(site, r))
         .await
         .unwrap_or_else(|_| text(StatusCode::SERVICE_UNAVAILABLE, "request timed out\n"))
 }
 
-/// The routes. Each takes GET and HEAD (hyper leaves the body out for HEAD); a route that
-/// takes other methods checks them in its own arm.
-async fn route(core: &Core, req: Request<Incoming>) -> Response<Body> {
-    if !matches!(*req.method(), Method::GET | Method::HEAD) {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+/// The routes, each behind its part's switch.
+async fn route(site: &Site, r: Req) -> Response<Body> {
+    let path = r.req.uri().path().to_owned();
+    let method = r.req.method().clone();
+    let p = site.parts;
+    match path.as_str() {
+        "/metrics" | "/health" | "/ready" if p.ops => {
+            if !matches!(method, Method::GET | Method::HEAD) {
+                return not_allowed("GET, HEAD");
+            }
+            if path == "/metrics" {
+                ops::metrics(&site.core)
+            } else {
+                ops::health(&site.core)
+            }
+        }
+        "/ami/ws" if p.websocket => ws::upgrade(site, r).await,
+        _ if p.api && path.starts_with("/ami/action/") => api::action(site, r).await,
+        _ if p.console && (path == "/" || path == "/console" || path.starts_with("/console/")) => {
+            console::route(site, r).await
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n"),
     }
-    match req.uri().path() {
-        "/metrics" => metrics(core),
-        "/health" | "/ready" => health(core),
-        _ => text(StatusCode::NOT_FOUND, "not found: try /metrics or /health\n"),
-    }
 }
 
-fn metrics(core: &Core) -> Response<Body> {
-    match crate::metrics::render_with_state(state_sizes(core)) {
-        Some(body) => with_type(StatusCode::OK, "text/plain; version=0.0.4", body),
-        None => text(StatusCode::SERVICE_UNAVAILABLE, "metrics recorder unavailable\n"),
-    }
+pub(crate) fn not_allowed(allow: &'static str) -> Response<Body> {
+    let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    r.headers_mut().insert(ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
-#[derive(Serialize)]
-struct Health<'a> {
-    status: &'static str,
-    upstreams: Vec<UpstreamHealth<'a>>,
-}
-
-#[derive(Serialize)]
-struct UpstreamHealth<'a> {
-    name: &'a str,
-    connected: bool,
-}
-
-fn health(core: &Core) -> Response<Body> {
-    let st = core.state();
-    let upstreams: Vec<UpstreamHealth> = st
-        .upstreams
-        .iter()
-        .map(|u| UpstreamHealth {
-            name: u.name(),
-            connected: u.is_connected(),
-        })
-        .collect();
-    let leaving = core.is_leaving();
-    let ready = upstreams.iter().any(|u| u.connected) && !leaving;
-    let status = match (leaving, ready) {
-        (true, _) => "draining",
-        (false, true) => "ready",
-        (false, false) => "not ready",
-    };
-    let health = Health { status, upstreams };
-    let mut body = serde_json::to_string(&health).unwrap_or_default();
-    body.push('\n');
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    with_type(status, "application/json", body)
-}
-
-fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     with_type(status, "text/plain", body)
 }
 
-fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+pub(crate) fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -160,16 +198,26 @@ fn with_type(status: StatusCode, content_type: &'static str, body: impl Into<Byt
     r
 }
 
-/// The sizes of the state clients and upstreams control, read now.
-fn state_sizes(core: &Core) -> crate::metrics::StateSizes {
-    crate::metrics::StateSizes {
-        broadcast_actionids: core.ids.broadcast_len(),
-        owned_channels: core.owners.len(),
-        in_flight: core
-            .state()
-            .upstreams
-            .iter()
-            .map(|u| (u.name().to_owned(), u.in_flight()))
-            .collect(),
+/// The user and secret of an `Authorization: Basic` header.
+pub(crate) fn basic_auth(h: &hyper::HeaderMap) -> Option<(String, String)> {
+    use base64::Engine;
+    let v = h.get(hyper::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
     }
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
+    let text = String::from_utf8(raw).ok()?;
+    let (user, secret) = text.split_once(':')?;
+    Some((user.to_owned(), secret.to_owned()))
+}
+
+/// A JSON answer.
+pub(crate) fn json_response(status: StatusCode, body: String) -> Response<Body> {
+    with_type(status, "application/json", body)
+}
+
+/// `{"error": "..."}` with a status.
+pub(crate) fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json_response(status, serde_json::json!({ "error": message }).to_string())
 }

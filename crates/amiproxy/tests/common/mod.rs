@@ -41,6 +41,8 @@ pub struct Proxy {
     pub dir: PathBuf,
     /// The metrics/health address, when the config has `[metrics]`.
     pub metrics: Option<SocketAddr>,
+    /// The `[web]` address, when the config has one.
+    pub web: Option<SocketAddr>,
 }
 
 impl Drop for Proxy {
@@ -166,19 +168,23 @@ pub fn start_proxy_env(config: &str, env: &[(&str, &str)], log_to_file: bool) ->
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if let Some(a) = line.strip_prefix("listening on ") {
-                let _ = tx.send((false, a.parse::<SocketAddr>().unwrap()));
+                let _ = tx.send((0, a.parse::<SocketAddr>().unwrap()));
             } else if let Some(a) = line.strip_prefix("metrics on ") {
-                let _ = tx.send((true, a.parse::<SocketAddr>().unwrap()));
+                let _ = tx.send((1, a.parse::<SocketAddr>().unwrap()));
+            } else if let Some(a) = line.strip_prefix("web on ") {
+                let _ = tx.send((2, a.parse::<SocketAddr>().unwrap()));
             }
         }
     });
     let mut addrs = Vec::new();
-    let mut metrics = None;
+    let (mut metrics, mut web) = (None, None);
     let want_metrics = config.contains("[metrics]");
-    while addrs.len() < n_listeners || (want_metrics && metrics.is_none()) {
+    let want_web = config.contains("[web]");
+    while addrs.len() < n_listeners || (want_metrics && metrics.is_none()) || (want_web && web.is_none()) {
         match rx.recv_timeout(DEADLINE).expect("proxy prints its addresses") {
-            (false, a) => addrs.push(a),
-            (true, a) => metrics = Some(a),
+            (0, a) => addrs.push(a),
+            (1, a) => metrics = Some(a),
+            (_, a) => web = Some(a),
         }
     }
     Proxy {
@@ -186,6 +192,7 @@ pub fn start_proxy_env(config: &str, env: &[(&str, &str)], log_to_file: bool) ->
         addrs,
         dir,
         metrics,
+        web,
     }
 }
 

@@ -1,0 +1,73 @@
+//! The web side through the real binary: AMI as JSON over a WebSocket and over HTTP with
+//! real client libraries (Python's `websockets` and `httpx`), and the operator console in a
+//! real browser (Debian's Chromium driven by `playwright-core`).
+
+mod common;
+
+use common::*;
+use std::process::Command;
+
+fn web_config(sims: &[&ami_sim::SimHandle], extra_proxy: &str) -> String {
+    format!(
+        "[proxy]\n{extra_proxy}\n[web]\naddress = \"127.0.0.1:0\"\n\n{}{USERS}\n[[user]]\nname = \"operator\"\nsecret = \"operator-secret\"\nread = \"all\"\nwrite = \"all\"\nconsole = true\n",
+        upstreams_toml(sims)
+    )
+}
+
+fn python_web_clients() -> bool {
+    let mut check = Command::new("python3");
+    check.args(["-c", "import websockets, httpx"]);
+    client_library(
+        "python websockets and httpx",
+        "python3 -m pip install -r tests/python/requirements.txt",
+        check,
+    )
+}
+
+async fn run_python(web: std::net::SocketAddr, mode: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/python/web_clients.py");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("python3")
+            .arg(script)
+            .arg(web.to_string())
+            .arg(mode)
+            .output(),
+    )
+    .await
+    .expect("the python clients finish")
+    .expect("python3 runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{mode}: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_and_http_clients_get_ami_as_json_under_the_same_policy() {
+    if !python_web_clients() {
+        return;
+    }
+    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
+    let proxy = start_proxy(&web_config(&[&s1, &s2], ""));
+    let web = proxy.web.expect("web address");
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    run_python(web, "api").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_websocket_client_is_cut_off_and_slows_nobody() {
+    if !python_web_clients() {
+        return;
+    }
+    let s1 = sim("pbx1").await;
+    let proxy = start_proxy(&web_config(&[&s1], "write_timeout_secs = 1\nevent_buffer = 4096\n"));
+    let web = proxy.web.expect("web address");
+    let mut tcp = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut tcp, "pbx1").await;
+    s1.set_firehose(Some(20_000));
+    let out = run_python(web, "slow").await;
+    s1.set_firehose(None);
+    eprintln!("{out}");
+}
