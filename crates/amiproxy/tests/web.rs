@@ -71,3 +71,52 @@ async fn a_slow_websocket_client_is_cut_off_and_slows_nobody() {
     s1.set_firehose(None);
     eprintln!("{out}");
 }
+
+fn browser_tools() -> bool {
+    let mut check = Command::new("node");
+    check
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/node"))
+        .args([
+            "-e",
+            "require('playwright-core'); require('fs').accessSync('/usr/bin/chromium')",
+        ]);
+    client_library(
+        "playwright-core and Debian's chromium",
+        "npm ci --prefix tests/node; apt-get install chromium",
+        check,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_in_a_real_browser() {
+    if !browser_tools() {
+        return;
+    }
+    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
+    let proxy = start_proxy(&web_config(&[&s1, &s2], ""));
+    let web = proxy.web.expect("web address");
+    // A TCP client that stays, so the sessions table has someone in it.
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    let shot = std::env::temp_dir().join(format!("amiproxy-console-{}.png", std::process::id()));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/node/console_browser.js");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(90),
+        tokio::process::Command::new("node")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/node"))
+            .arg(script)
+            .arg(format!("http://{web}"))
+            .arg(&shot)
+            .output(),
+    )
+    .await
+    .expect("the browser test finishes")
+    .expect("node runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}\n(screenshot: {})", shot.display());
+    if std::env::var_os("KEEP_SCREENSHOT").is_none() {
+        let _ = std::fs::remove_file(&shot);
+    }
+    eprintln!("{text}");
+}
