@@ -188,6 +188,10 @@ pub(crate) struct FanoutArgs {
     /// Needs --spawn-sim.
     #[arg(long)]
     pub(crate) scoped: bool,
+    /// Through the proxy, measure again on the same proxy with the clients reading AMI as
+    /// JSON over its WebSocket (`[web]`, `/ami/ws`): TCP and WebSocket in one run.
+    #[arg(long)]
+    pub(crate) ws: bool,
 }
 
 #[derive(Args)]

@@ -41,12 +41,16 @@ impl PhaseCtl {
         }
     }
 
+    pub fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.tx.subscribe()
+    }
+
     pub fn set(&self, p: Phase) {
         self.now.store(p as u8, Ordering::Release);
         self.tx.send_replace(p);
     }
 
-    fn get(&self) -> Phase {
+    pub fn get(&self) -> Phase {
         match self.now.load(Ordering::Acquire) {
             0 => Phase::Warmup,
             1 => Phase::Measure,
@@ -117,6 +121,32 @@ impl Scanner {
                 Some(j) => value(&msg[j + 10..]),
                 None => b"",
             };
+            seen.record(key, seq, measuring);
+        } else if msg.starts_with(b"Event: ProxyEventsDropped\r\n") {
+            if let Some(i) = memchr::memmem::find(msg, b"\r\nCount: ") {
+                seen.proxy_dropped += number(&msg[i + 9..]);
+            }
+        }
+    }
+}
+
+impl ConnSeen {
+    /// Snapshots where each stream is when the run moves from `cur` to `now`.
+    pub fn phase_changed(&mut self, cur: Phase, now: Phase) {
+        for s in &mut self.streams {
+            if cur < Phase::Measure && now >= Phase::Measure {
+                s.at_start = s.last;
+            }
+            if cur < Phase::Drain && now >= Phase::Drain {
+                s.at_end = s.last;
+            }
+        }
+    }
+
+    /// One firehose event of stream `key` numbered `seq`.
+    fn record(&mut self, key: &[u8], seq: u64, measuring: bool) {
+        let seen = self;
+        {
             let s = match seen.streams.iter().position(|s| s.key.as_bytes() == key) {
                 Some(p) => &mut seen.streams[p],
                 None => {
@@ -138,8 +168,42 @@ impl Scanner {
             if measuring {
                 seen.in_window += 1;
             }
-        } else if msg.starts_with(b"Event: ProxyEventsDropped\r\n") {
-            if let Some(i) = memchr::memmem::find(msg, b"\r\nCount: ") {
+        }
+    }
+}
+
+/// The same count for AMI as JSON over a WebSocket (`fanout --ws`): one event per text
+/// frame, `"SimSeq":"N"` and `"Server":"x"` looked up in the JSON text.
+pub struct JsonScanner {
+    seq: Finder<'static>,
+    server: Finder<'static>,
+    dropped: Finder<'static>,
+    count: Finder<'static>,
+}
+
+impl JsonScanner {
+    pub fn new() -> JsonScanner {
+        JsonScanner {
+            seq: Finder::new(b"\"SimSeq\":\"").into_owned(),
+            server: Finder::new(b"\"Server\":\"").into_owned(),
+            dropped: Finder::new(b"\"Event\":\"ProxyEventsDropped\"").into_owned(),
+            count: Finder::new(b"\"Count\":\"").into_owned(),
+        }
+    }
+
+    pub fn frame(&self, msg: &[u8], seen: &mut ConnSeen, measuring: bool) {
+        if let Some(i) = self.seq.find(msg) {
+            let seq = number(&msg[i + 10..]);
+            let key = match self.server.find(msg) {
+                Some(j) => {
+                    let v = &msg[j + 10..];
+                    &v[..memchr::memchr(b'"', v).unwrap_or(v.len())]
+                }
+                None => b"",
+            };
+            seen.record(key, seq, measuring);
+        } else if self.dropped.find(msg).is_some() {
+            if let Some(i) = self.count.find(msg) {
                 seen.proxy_dropped += number(&msg[i + 9..]);
             }
         }
@@ -167,14 +231,7 @@ pub async fn count(mut rd: OwnedReadHalf, mut buf: BytesMut, phase: PhaseCtl, pr
     loop {
         let now = phase.get();
         if now != cur {
-            for s in &mut seen.streams {
-                if cur < Phase::Measure && now >= Phase::Measure {
-                    s.at_start = s.last;
-                }
-                if cur < Phase::Drain && now >= Phase::Drain {
-                    s.at_end = s.last;
-                }
-            }
+            seen.phase_changed(cur, now);
             cur = now;
         }
         let used = scanner.scan(&buf, &mut seen, cur == Phase::Measure);

@@ -70,6 +70,8 @@ pub struct ProxyTuning {
     /// `key = value` lines added to every `[[upstream]]` of the proxy's config
     /// (`--upstream-set`).
     pub upstream_set: Vec<(String, String)>,
+    /// Serve `[web]` too (AMI over a WebSocket), for `fanout --ws`.
+    pub web: bool,
 }
 
 impl Default for ProxyTuning {
@@ -82,6 +84,7 @@ impl Default for ProxyTuning {
             secret_hash: None,
             tenants: 0,
             upstream_set: Vec::new(),
+            web: false,
         }
     }
 }
@@ -96,6 +99,8 @@ pub struct Env {
     pub pid: Option<u32>,
     /// Whether events arrive tagged `Server:` (through a proxy).
     pub through_proxy: bool,
+    /// The proxy's `[web]` address, when started with one.
+    pub web: Option<SocketAddr>,
     child: Option<(Child, ChildStdout)>,
     /// The in-process proxy, held so that it keeps serving for the life of the run.
     in_process: Option<amiproxy::server::Running>,
@@ -111,6 +116,7 @@ impl Env {
                 targets: vec![*addr],
                 pid: *pid,
                 through_proxy: *is_proxy,
+                web: None,
                 via,
                 sims: Vec::new(),
                 child: None,
@@ -124,11 +130,12 @@ impl Env {
             cmd.args(["--listen", "127.0.0.1:0", "--name", "sim1"])
                 .env("RUST_LOG", "error")
                 .stderr(Stdio::null());
-            let (child, stdout, addr) = spawn_listening(cmd).await?;
+            let (child, stdout, addr, _) = spawn_listening(cmd, false).await?;
             return Ok(Env {
                 targets: vec![addr],
                 pid: child.id(),
                 through_proxy: false,
+                web: None,
                 via,
                 sims: Vec::new(),
                 child: Some((child, stdout)),
@@ -149,6 +156,7 @@ impl Env {
             targets: sims.iter().map(SimHandle::addr).collect(),
             pid: None,
             through_proxy: false,
+            web: None,
             via: via.clone(),
             sims,
             child: None,
@@ -165,10 +173,11 @@ impl Env {
                 env.dir = Some(dir);
                 let mut cmd = Command::new(&bin);
                 cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
-                let (child, stdout, addr) = spawn_listening(cmd).await?;
+                let (child, stdout, addr, web) = spawn_listening(cmd, tuning.web).await?;
                 env.pid = child.id();
                 env.child = Some((child, stdout));
                 env.targets = vec![addr];
+                env.web = web;
                 env.through_proxy = true;
             }
             Via::InProcess => {
@@ -183,6 +192,7 @@ impl Env {
                     .listener_addrs()
                     .first()
                     .ok_or_else(|| LoadError::Proxy("no listener".into()))?];
+                env.web = running.web_addr;
                 env.in_process = Some(running);
                 env.through_proxy = true;
             }
@@ -265,11 +275,15 @@ pub fn proxy_toml(upstreams: &[(String, SocketAddr)], creds: &Credentials, tunin
         creds.user, tuning.filters
     ));
     s.push_str(&crate::tenants::proxy_users(tuning.tenants, &tuning.filters));
+    if tuning.web {
+        s.push_str("\n[web]\naddress = \"127.0.0.1:0\"\nconsole = false\n");
+    }
     s
 }
 
-/// Spawns a binary that prints `listening on ADDR` on stdout, and waits for that line.
-async fn spawn_listening(mut cmd: Command) -> Result<(Child, ChildStdout, SocketAddr)> {
+/// Spawns a binary that prints `listening on ADDR` on stdout, and waits for that line (and,
+/// with `web`, for `web on ADDR`).
+async fn spawn_listening(mut cmd: Command, web: bool) -> Result<(Child, ChildStdout, SocketAddr, Option<SocketAddr>)> {
     cmd.stdout(Stdio::piped()).stdin(Stdio::null()).kill_on_drop(true);
     let mut child = cmd
         .spawn()
@@ -279,13 +293,23 @@ async fn spawn_listening(mut cmd: Command) -> Result<(Child, ChildStdout, Socket
         .take()
         .ok_or_else(|| LoadError::Proxy("no stdout".into()))?;
     let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(READY_TIMEOUT, async {
+    let parse = |a: &str| {
+        a.trim()
+            .parse::<SocketAddr>()
+            .map_err(|e| LoadError::Proxy(format!("bad address {a:?}: {e}")))
+    };
+    let (addr, web_addr) = tokio::time::timeout(READY_TIMEOUT, async {
+        let (mut addr, mut web_addr) = (None, None);
         while let Some(line) = lines.next_line().await? {
             if let Some(a) = line.strip_prefix("listening on ") {
-                return a
-                    .trim()
-                    .parse::<SocketAddr>()
-                    .map_err(|e| LoadError::Proxy(format!("bad address {a:?}: {e}")));
+                addr = addr.or(Some(parse(a)?));
+            } else if let Some(a) = line.strip_prefix("web on ") {
+                web_addr = Some(parse(a)?);
+            }
+            if let Some(a) = addr {
+                if !web || web_addr.is_some() {
+                    return Ok((a, web_addr));
+                }
             }
         }
         Err(LoadError::Proxy("exited before listening".into()))
@@ -294,7 +318,7 @@ async fn spawn_listening(mut cmd: Command) -> Result<(Child, ChildStdout, Socket
     .map_err(|_| LoadError::Timeout("waiting for `listening on`".into()))??;
     // Keep the pipe open (a closed stdout would fail the child's later prints).
     let stdout = lines.into_inner().into_inner();
-    Ok((child, stdout, addr))
+    Ok((child, stdout, addr, web_addr))
 }
 
 /// Waits until the proxy answers a forwarded `Ping` for every upstream: only then are its

@@ -32,6 +32,8 @@ pub struct FanoutSpec {
     /// Through a proxy, client i logs in as tenant i (see `tenants`); in every via the
     /// events are the tenants' firehose instead of the simulator's.
     pub scoped: bool,
+    /// Read AMI as JSON over the proxy's WebSocket instead of AMI over TCP.
+    pub ws: bool,
 }
 
 /// One row of results.
@@ -84,7 +86,10 @@ pub struct Readers<'e> {
     env: &'e Env,
     clients: usize,
     rate: Option<u64>,
-    conns: Vec<(OwnedWriteHalf, JoinHandle<ConnSeen>)>,
+    /// Each reader's task, with the write half a TCP reader keeps open (a WebSocket reader
+    /// owns its whole stream).
+    conns: Vec<(Option<OwnedWriteHalf>, JoinHandle<ConnSeen>)>,
+    ws: bool,
     phase: PhaseCtl,
     progress: Arc<AtomicU64>,
     emitter: Option<tenants::Emitter>,
@@ -98,7 +103,19 @@ impl<'e> Readers<'e> {
         let phase = PhaseCtl::new();
         let progress = Arc::new(AtomicU64::new(0));
         let mut conns = Vec::new();
-        for &addr in &env.targets {
+        if spec.ws {
+            let web = env
+                .web
+                .ok_or_else(|| LoadError::Usage("--ws needs a proxy started with [web]".into()))?;
+            for _ in 0..spec.clients {
+                let ws = crate::ws::connect(web, &spec.creds).await?;
+                conns.push((
+                    None,
+                    tokio::spawn(crate::ws::count(ws, phase.clone(), progress.clone())),
+                ));
+            }
+        }
+        for &addr in env.targets.iter().filter(|_| !spec.ws) {
             let creds = (0..spec.clients)
                 .map(|i| match spec.scoped && env.through_proxy {
                     true => tenants::creds(i),
@@ -108,7 +125,7 @@ impl<'e> Readers<'e> {
             for conn in login_each(addr, creds, true, SETUP_PARALLEL).await? {
                 let (rd, wr, buf) = conn.into_raw();
                 conns.push((
-                    wr,
+                    Some(wr),
                     tokio::spawn(counter::count(rd, buf, phase.clone(), progress.clone())),
                 ));
             }
@@ -127,6 +144,7 @@ impl<'e> Readers<'e> {
             clients: spec.clients,
             rate: spec.rate,
             conns,
+            ws: spec.ws,
             phase,
             progress,
             emitter,
@@ -175,8 +193,14 @@ impl<'e> Readers<'e> {
             }
             per_client[i % clients].push(s);
         }
-        let mut row = summarize(&per_client, window.max(f64::MIN_POSITIVE), self.rate.is_some());
-        row.via = env.via.label().to_owned();
+        // A second run on the same simulator (`--ws`) starts mid-sequence: its loss counts
+        // from the first number each reader saw.
+        let from_one = self.rate.is_some() && !self.ws;
+        let mut row = summarize(&per_client, window.max(f64::MIN_POSITIVE), from_one);
+        row.via = match self.ws {
+            true => format!("{}(ws)", env.via.label()),
+            false => env.via.label().to_owned(),
+        };
         row.sims = env.sims.len().max(env.targets.len());
         row.rate = match self.rate {
             Some(0) => "max".into(),

@@ -19,6 +19,7 @@ mod report;
 mod rtt;
 mod scale;
 mod tenants;
+mod ws;
 
 use clap::Parser;
 use cli::*;
@@ -99,6 +100,7 @@ async fn fanout_cmd(json: bool, a: FanoutArgs) -> Result<()> {
         rate: a.spawn_sim,
         creds: a.front.creds(),
         scoped: a.scoped,
+        ws: false,
     };
     let tuning = match a.scoped {
         true => ProxyTuning {
@@ -108,17 +110,44 @@ async fn fanout_cmd(json: bool, a: FanoutArgs) -> Result<()> {
         },
         false => a.front.tuning(1000),
     };
+    let tuning = ProxyTuning { web: a.ws, ..tuning };
     let mut rows = Vec::new();
     for via in a.front.vias(a.spawn_sim.is_some(), None)? {
         let env = Env::start(via, 1, &spec.creds, &tuning).await?;
         let r = fanout::run(&env, &spec).await;
+        // The same proxy process, WebSocket readers next: TCP and WebSocket in one run.
+        let ws = match (a.ws && env.web.is_some(), &r) {
+            (true, Ok(_)) => Some(
+                fanout::run(
+                    &env,
+                    &fanout::FanoutSpec {
+                        ws: true,
+                        ..spec.clone()
+                    },
+                )
+                .await,
+            ),
+            _ => None,
+        };
         env.shutdown().await;
         rows.push(r?);
+        if let Some(w) = ws {
+            rows.push(w?);
+        }
     }
     let mut notes = Vec::new();
-    if let [d, p] = rows.as_slice() {
+    if let [d, p, ..] = rows.as_slice() {
         notes.push(("ev/s/client proxy÷direct".to_owned(), ratio(p.eps_mean, d.eps_mean)));
         notes.push(("total ev/s proxy÷direct".to_owned(), ratio(p.total_eps, d.total_eps)));
+    }
+    if let Some(w) = rows.iter().find(|r| r.via.ends_with("(ws)")) {
+        if let Some(t) = rows.iter().find(|r| r.via == "proxy" || r.via == "proxy(in-proc)") {
+            notes.push(("total ev/s websocket÷tcp".to_owned(), ratio(w.total_eps, t.total_eps)));
+            notes.push((
+                "proxy CPU websocket÷tcp".to_owned(),
+                ratio(w.cpu_secs.unwrap_or(0.0), t.cpu_secs.unwrap_or(0.0)),
+            ));
+        }
     }
     if a.scoped {
         notes.push((
@@ -160,6 +189,7 @@ async fn rtt_cmd(json: bool, a: RttArgs) -> Result<()> {
         rate: Some(a.load_rate),
         creds: creds.clone(),
         scoped: false,
+        ws: false,
     };
     let tuning = a.front.tuning(1000 + a.load_clients);
     for via in a.front.vias(a.spawn_sim || a.sim_bin.is_some(), a.sim_bin.clone())? {
@@ -271,6 +301,7 @@ async fn logins_cmd(json: bool, a: LoginsArgs) -> Result<()> {
         rate: Some(a.flood),
         creds: creds.clone(),
         scoped: false,
+        ws: false,
     };
     let hash = match a.argon2 {
         true => Some(amiproxy::auth::hash_secret(&creds.secret).map_err(LoadError::Proxy)?),
@@ -345,6 +376,7 @@ async fn cluster_cmd(json: bool, a: ClusterArgs) -> Result<()> {
         rate: Some(a.rate),
         creds: a.front.creds(),
         scoped: false,
+        ws: false,
     };
     let mut rows = Vec::new();
     let mut lists = Vec::new();

@@ -17,8 +17,8 @@
 //!   action timeout;
 //! - one connection lives at most [`CONNECTION_TIMEOUT`] (a WebSocket, once upgraded, is on
 //!   its own and bounded like an AMI client);
-//! - every answer closes its connection (`Connection: close`), as Prometheus and the
-//!   one-request clients of this endpoint expect.
+//! - on `[metrics] address` every answer closes its connection (`Connection: close`), as
+//!   Prometheus and the one-request clients of that endpoint expect; `[web]` keeps them.
 
 pub mod api;
 pub mod bridge;
@@ -97,10 +97,13 @@ pub struct Req {
 /// Serves `site` on `listener` until the task is dropped; an accept error never ends it.
 pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let mut http = http1::Builder::new();
+    // The metrics endpoint closes after each answer (its clients read to the end); the web
+    // side keeps connections (browsers), and must: with keep-alive off hyper would add
+    // `close` to a WebSocket's `Connection: Upgrade`, which strict clients refuse.
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .max_buf_size(MAX_HEAD)
-        .keep_alive(false);
+        .keep_alive(site.parts != Parts::OPS);
     let http = Arc::new(http);
     loop {
         let (stream, peer) = match listener.accept().await {
