@@ -120,3 +120,64 @@ async fn the_console_in_a_real_browser() {
     }
     eprintln!("{text}");
 }
+
+/// A strict WebSocket client (tungstenite) over TLS (`[web] tls`): the upgrade answers
+/// exactly `Connection: Upgrade`, Basic auth logs in, and AMI flows both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strict_websocket_client_over_tls() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    let s1 = sim("pbx1").await;
+    let dir = tempdir("webcerts");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .args(["gen-cert", "--cert"])
+        .arg(&cert)
+        .arg("--key")
+        .arg(&key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = web_config(&[&s1], "").replace(
+        "[web]\naddress = \"127.0.0.1:0\"\n",
+        &format!(
+            "[web]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let proxy = start_proxy(&config);
+    let web = proxy.web.expect("web address");
+    let tls = tls_client_config(&cert, &[&rustls::version::TLS13]);
+    let tcp = tokio::net::TcpStream::connect(web).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(tls).connect(name, tcp).await.unwrap();
+    let mut req = "wss://localhost/ami/ws".into_client_request().unwrap();
+    req.headers_mut().insert(
+        "authorization",
+        "Basic YWRtaW46YWRtaW4tc2VjcmV0".parse().unwrap(), // admin:admin-secret
+    );
+    let (mut ws, resp) = tokio_tungstenite::client_async(req, stream)
+        .await
+        .expect("a strict handshake");
+    assert_eq!(resp.status(), 101);
+    ws.send(Ws::text(r#"{"Action":"Ping","ActionID":"tls-1"}"#))
+        .await
+        .unwrap();
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let m = tokio::time::timeout_at(end, ws.next())
+            .await
+            .expect("an answer")
+            .unwrap()
+            .unwrap();
+        let Ws::Text(t) = m else { continue };
+        let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["ActionID"] == "tls-1" {
+            assert_eq!(v["Ping"], "Pong", "{v}");
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
