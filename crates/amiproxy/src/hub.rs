@@ -21,11 +21,19 @@ pub struct Event {
     /// What it names (channels, uniqueids, queues): read by the first client with a scope,
     /// then by every other from here, never when no client has a scope.
     names: OnceLock<EventNames>,
+    /// The event as JSON for WebSocket clients: encoded by the first such client, shared by
+    /// every other (never when no client reads JSON).
+    json: OnceLock<bytes::Bytes>,
 }
 
 impl Event {
     pub fn names(&self) -> &EventNames {
         self.names.get_or_init(|| EventNames::of(&self.msg))
+    }
+
+    /// See [`crate::json::pre_encoded`].
+    pub fn pre_encoded(&self) -> &[u8] {
+        self.json.get_or_init(|| crate::json::pre_encoded(&self.msg))
     }
 }
 
@@ -58,6 +66,7 @@ impl Hub {
             classes,
             server,
             names: OnceLock::new(),
+            json: OnceLock::new(),
         }));
     }
 

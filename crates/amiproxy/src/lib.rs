@@ -17,6 +17,7 @@ pub mod dialect;
 pub mod error;
 pub mod hub;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod routing;

@@ -80,7 +80,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             }
             if self.wants(&ev) {
                 // Hub events carry their origin already (tagged at publish).
-                if let Err(e) = self.write_raw(ev.msg.as_bytes()).await {
+                let bytes = match self.json_events {
+                    true => ev.pre_encoded(),
+                    false => ev.msg.as_bytes(),
+                };
+                if let Err(e) = self.write_raw(bytes).await {
                     result = Err(e);
                     break;
                 }

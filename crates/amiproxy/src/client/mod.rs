@@ -99,6 +99,9 @@ struct Session<W> {
     logoff: Option<Option<String>>,
     /// This session's entry in the console's registry, once logged in.
     registered: Option<crate::sessions::Registered>,
+    /// A WebSocket session: events go to its front end pre-encoded as JSON, encoded once
+    /// for every such session (`hub::Event::pre_encoded`).
+    json_events: bool,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -139,6 +142,7 @@ async fn run(
     drop(config);
     let (gen, version) = core.dialect();
     let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
+    s.json_events = conn.transport == crate::sessions::Transport::WebSocket;
     let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
     let mut phase = core.phase();
     let logged_in = async {
@@ -234,6 +238,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             in_flight_max: config.proxy.max_in_flight_per_session,
             logoff: None,
             registered: None,
+            json_events: false,
             gen,
             write_timeout: config.proxy.write_timeout,
             batches: 0,

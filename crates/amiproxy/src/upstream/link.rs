@@ -307,6 +307,11 @@ const DISPATCH_BATCH: usize = 256;
 /// One frame from the upstream; Err ends the connection, saying why.
 fn handle(ctx: &Context, up: &Upstream, frame: Option<Result<Decoded, ami_proto::Error>>) -> Result<(), String> {
     match frame {
+        // Asterisk writes C strings: a message that starts with NUL is not AMI, and would
+        // read as a pre-encoded event on a WebSocket session's pipe (`json::PRE_ENCODED`).
+        Some(Ok(Decoded::Message(m))) if m.as_bytes().first() == Some(&crate::json::PRE_ENCODED) => {
+            Err("a message starting with NUL (not AMI)".into())
+        }
         Some(Ok(Decoded::Message(m))) => up.dispatch(ctx, m),
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) => Err(format!("read error: {e}")),

@@ -10,8 +10,8 @@
 //! cannot answer in time.
 
 use super::bridge::{Bridge, BridgeError};
-use super::json::{self, Bounds};
 use super::{basic_auth, json_error, json_response, not_allowed, Body, Req, Site, MAX_BODY};
+use crate::json::{self, Bounds};
 use crate::sessions::Transport;
 use ami_proto::ActionName;
 use http_body_util::{BodyExt, Limited};

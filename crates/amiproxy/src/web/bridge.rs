@@ -4,9 +4,9 @@
 //! limits, audit, metrics, the bounds on a client that does not read) applies unchanged,
 //! because it is the same code; the front end only turns JSON into AMI and back.
 
-use super::json::AsJson;
 use crate::client::{self, Connection};
 use crate::core::Core;
+use crate::json::AsJson;
 use crate::sessions::Transport;
 use ami_proto::facts::ListFraming;
 use ami_proto::{AmiDecoder, Decoded, Message, MessageBuilder, Role};
@@ -36,7 +36,43 @@ pub enum BridgeError {
 
 pub struct Bridge {
     wr: WriteHalf<DuplexStream>,
-    frames: FramedRead<ReadHalf<DuplexStream>, AmiDecoder>,
+    frames: FramedRead<ReadHalf<DuplexStream>, PipeDecoder>,
+}
+
+/// What the session sends its front end.
+#[derive(Debug)]
+pub enum Frame {
+    /// The AMI banner: the session is up.
+    Banner,
+    /// An AMI message (a response, a list item, one of the proxy's own messages).
+    Ami(Message),
+    /// A hub event already encoded as JSON, shared with every other WebSocket session.
+    Json(bytes::Bytes),
+}
+
+/// The pipe's framing: AMI messages, and pre-encoded events (`json::PRE_ENCODED`).
+struct PipeDecoder(AmiDecoder);
+
+impl tokio_util::codec::Decoder for PipeDecoder {
+    type Item = Frame;
+    type Error = ami_proto::Error;
+
+    fn decode(&mut self, buf: &mut bytes::BytesMut) -> Result<Option<Frame>, Self::Error> {
+        loop {
+            if buf.first() == Some(&crate::json::PRE_ENCODED) {
+                return Ok(memchr::memchr(b'\n', buf).map(|end| {
+                    let line = buf.split_to(end + 1);
+                    Frame::Json(line.freeze().slice(1..end))
+                }));
+            }
+            match self.0.decode(buf)? {
+                Some(Decoded::Message(m)) => return Ok(Some(Frame::Ami(m))),
+                Some(Decoded::Banner(_)) => return Ok(Some(Frame::Banner)),
+                Some(_) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
 }
 
 impl Bridge {
@@ -76,10 +112,10 @@ impl Bridge {
         let (rd, wr) = tokio::io::split(ours);
         let mut b = Bridge {
             wr,
-            frames: FramedRead::new(rd, AmiDecoder::new(Role::Upstream)),
+            frames: FramedRead::new(rd, PipeDecoder(AmiDecoder::new(Role::Upstream))),
         };
         match tokio::time::timeout(Duration::from_secs(5), b.frames.next()).await {
-            Ok(Some(Ok(Decoded::Banner(_)))) => Ok(b),
+            Ok(Some(Ok(Frame::Banner))) => Ok(b),
             Ok(_) => Err(BridgeError::Closed),
             Err(_) => Err(BridgeError::Timeout),
         }
@@ -89,13 +125,22 @@ impl Bridge {
         self.wr.write_all(m.as_bytes()).await.map_err(|_| BridgeError::Closed)
     }
 
-    /// The next message the session sends; None when it has closed.
-    pub async fn next(&mut self) -> Option<Message> {
+    /// The next thing the session sends; None when it has closed.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
         loop {
             match self.frames.next().await? {
-                Ok(Decoded::Message(m)) => return Some(m),
-                Ok(_) => continue,
+                Ok(Frame::Banner) => continue,
+                Ok(f) => return Some(f),
                 Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next AMI message, events pre-encoded as JSON passed over; None when closed.
+    pub async fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Frame::Ami(m) = self.next_frame().await? {
+                return Some(m);
             }
         }
     }

@@ -9,10 +9,10 @@
 //! another site can neither read it nor drive it.
 
 use super::bridge::{Bridge, BridgeError};
-use super::json::AsJson;
 use super::ws::{accept_key, switching, ws_config};
 use super::{json_error, json_response, not_allowed, text, Body, Req, Site, MAX_BODY};
 use crate::core::Core;
+use crate::json::AsJson;
 use crate::perms::Classes;
 use crate::sessions::Transport;
 use bytes::Bytes;

@@ -23,7 +23,7 @@
 pub mod api;
 pub mod bridge;
 pub mod console;
-pub mod json;
+
 mod ops;
 pub mod ws;
 

@@ -8,12 +8,12 @@
 //! `ProxyEventsDropped`, or the session closed by `slow_client = "disconnect"` or the write
 //! timeout), as for a TCP client.
 
-use super::bridge::{Bridge, Collector, Offer};
-use super::json::{self, Bounds};
+use super::bridge::{Bridge, Collector, Frame, Offer};
 use super::{basic_auth, json_error, not_allowed, Body, Req, Site};
+use crate::json::{self, Bounds};
 use crate::sessions::Transport;
 use ami_proto::MessageBuilder;
-use futures::{SinkExt, StreamExt};
+use futures::{FutureExt, SinkExt, StreamExt};
 use hyper::header::{HeaderValue, CONNECTION, UPGRADE};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Message as WsMessage, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
@@ -134,6 +134,63 @@ fn refusal(text: &str, why: &str) -> String {
     json::to_json(&m)
 }
 
+/// Frames written to the socket per flush, at most (one write for a burst of events rather
+/// than one per event; the session's own batching feeds it).
+const WRITE_BATCH: usize = 256;
+
+/// What the client gets for one frame of its session, collecting lists it asked to have
+/// collected.
+fn outgoing(frame: Frame, collecting: &mut Vec<Collector>) -> Option<WsMessage> {
+    let text = match frame {
+        Frame::Banner => return None,
+        Frame::Json(bytes) => return Utf8Bytes::try_from(bytes).ok().map(WsMessage::Text),
+        Frame::Ami(m) => match collecting.iter().position(|c| Some(c.action_id()) == m.action_id()) {
+            Some(i) => match collecting[i].offer(m) {
+                Offer::NotMine(m) => json::to_json(&m),
+                Offer::Taken => return None,
+                Offer::Done(done) => {
+                    collecting.swap_remove(i);
+                    done.to_json()
+                }
+            },
+            None => json::to_json(&m),
+        },
+    };
+    Some(WsMessage::text(text))
+}
+
+/// One action frame from the client: forwarded to the session, or an error answer.
+async fn incoming(
+    text: &str,
+    bridge: &mut Bridge,
+    bounds: &Bounds,
+    collecting: &mut Vec<Collector>,
+    assigned: &mut u64,
+) -> Result<Option<String>, ()> {
+    let a = match json::action_from_json(text, None, bounds) {
+        Ok(a) => a,
+        Err(e) => return Ok(Some(refusal(text, &e.to_string()))),
+    };
+    let mut msg = a.msg;
+    if a.collect {
+        if collecting.len() >= MAX_COLLECTING {
+            return Ok(Some(refusal(text, "Too many lists being collected")));
+        }
+        let aid = match msg.action_id() {
+            Some(aid) => aid.to_owned(),
+            None => {
+                *assigned += 1;
+                let aid = format!("ws-{assigned}");
+                msg = msg.with_header("ActionID", &aid);
+                aid
+            }
+        };
+        collecting.push(Collector::new(aid));
+    }
+    bridge.send(&msg).await.map_err(|_| ())?;
+    Ok(None)
+}
+
 async fn run<S>(ws: WebSocketStream<S>, mut bridge: Bridge, bounds: Bounds, write_timeout: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -142,62 +199,58 @@ where
     let mut collecting: Vec<Collector> = Vec::new();
     let mut assigned = 0u64;
     loop {
-        let out = tokio::select! {
-            incoming = stream.next() => match incoming {
-                Some(Ok(WsMessage::Text(t))) => match json::action_from_json(t.as_str(), None, &bounds) {
-                    Ok(a) => {
-                        let mut msg = a.msg;
-                        if a.collect {
-                            if collecting.len() >= MAX_COLLECTING {
-                                Some(refusal(t.as_str(), "Too many lists being collected"))
-                            } else {
-                                let aid = match msg.action_id() {
-                                    Some(aid) => aid.to_owned(),
-                                    None => {
-                                        assigned += 1;
-                                        let aid = format!("ws-{assigned}");
-                                        msg = msg.with_header("ActionID", &aid);
-                                        aid
-                                    }
-                                };
-                                collecting.push(Collector::new(aid));
-                                if bridge.send(&msg).await.is_err() { break; }
-                                None
-                            }
-                        } else {
-                            if bridge.send(&msg).await.is_err() { break; }
-                            None
+        let written = tokio::select! {
+            frame = stream.next() => {
+                let answer = match frame {
+                    Some(Ok(WsMessage::Text(t))) => {
+                        match incoming(t.as_str(), &mut bridge, &bounds, &mut collecting, &mut assigned).await {
+                            Ok(a) => a,
+                            Err(()) => break,
                         }
                     }
-                    Err(e) => Some(refusal(t.as_str(), &e.to_string())),
-                },
-                Some(Ok(WsMessage::Binary(_))) => Some(refusal("", "Send actions as JSON text frames")),
-                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
-                Some(Ok(_)) => None,
-            },
-            m = bridge.next() => match m {
-                None => {
+                    Some(Ok(WsMessage::Binary(_))) => Some(refusal("", "Send actions as JSON text frames")),
+                    Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => None,
+                };
+                match answer {
+                    Some(text) => tokio::time::timeout(write_timeout, sink.send(WsMessage::text(text))).await,
+                    None => Ok(Ok(())),
+                }
+            }
+            frame = bridge.next_frame() => {
+                let Some(first) = frame else {
                     let _ = tokio::time::timeout(write_timeout, sink.send(WsMessage::Close(None))).await;
                     break;
-                }
-                Some(m) => match collecting.iter().position(|c| Some(c.action_id()) == m.action_id()) {
-                    Some(i) => match collecting[i].offer(m) {
-                        Offer::NotMine(m) => Some(json::to_json(&m)),
-                        Offer::Taken => None,
-                        Offer::Done(done) => {
-                            collecting.swap_remove(i);
-                            Some(done.to_json())
+                };
+                // This frame and every other already in the pipe, then one flush.
+                let mut next = Some(first);
+                let mut fed = Ok(Ok(()));
+                for _ in 0..WRITE_BATCH {
+                    let Some(f) = next.take() else { break };
+                    if let Some(m) = outgoing(f, &mut collecting) {
+                        fed = tokio::time::timeout(write_timeout, sink.feed(m)).await;
+                        if !matches!(fed, Ok(Ok(()))) {
+                            break;
                         }
-                    },
-                    None => Some(json::to_json(&m)),
-                },
-            },
-        };
-        if let Some(text) = out {
-            match tokio::time::timeout(write_timeout, sink.send(WsMessage::text(text))).await {
-                Ok(Ok(())) => {}
-                _ => break,
+                    }
+                    next = bridge.next_frame().now_or_never().flatten();
+                }
+                if let Some(f) = next {
+                    // The batch is full: this one goes first next turn's way, in order.
+                    if let Some(m) = outgoing(f, &mut collecting) {
+                        if matches!(fed, Ok(Ok(()))) {
+                            fed = tokio::time::timeout(write_timeout, sink.feed(m)).await;
+                        }
+                    }
+                }
+                match fed {
+                    Ok(Ok(())) => tokio::time::timeout(write_timeout, sink.flush()).await,
+                    other => other,
+                }
             }
+        };
+        if !matches!(written, Ok(Ok(()))) {
+            break;
         }
     }
     bridge.logoff().await;
