@@ -377,6 +377,18 @@ async fn an_upstream_sending_garbage_is_relinked() {
     expect_relink(&mut clients, "pbx1").await;
 }
 
+/// A message that starts with NUL is not AMI (Asterisk writes C strings); passed on, it would
+/// read as a pre-encoded JSON event on a WebSocket session's pipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_message_starting_with_nul_is_refused() {
+    let s1 = sim("pbx1").await;
+    let s2 = sim("pbx2").await;
+    let proxy = start_proxy(&format!("{}{USERS}", upstreams_toml(&[&s1, &s2])));
+    let mut clients = two_clients(&proxy).await;
+    s1.send_garbage(b"\x00Event: Forged\r\nPrivilege: user,all\r\n\r\n");
+    expect_relink(&mut clients, "pbx1").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_sending_an_endless_line_is_relinked() {
     let s1 = sim("pbx1").await;

@@ -309,6 +309,7 @@ fn handle(ctx: &Context, up: &Upstream, frame: Option<Result<Decoded, ami_proto:
     match frame {
         // Asterisk writes C strings: a message that starts with NUL is not AMI, and would
         // read as a pre-encoded event on a WebSocket session's pipe (`json::PRE_ENCODED`).
+        // The decoder refuses such a line today; this keeps the pipe safe if it ever does not.
         Some(Ok(Decoded::Message(m))) if m.as_bytes().first() == Some(&crate::json::PRE_ENCODED) => {
             Err("a message starting with NUL (not AMI)".into())
         }
