@@ -31,6 +31,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
     let limits = limits(&raw);
     let metrics = metrics(&raw, &mut bad);
     let log = log(&raw, &mut bad);
+    let export = super::export::export(&raw.export, &mut bad);
     if problems.is_empty() {
         Ok(Config {
             proxy,
@@ -41,6 +42,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
             limits,
             metrics,
             log,
+            export,
         })
     } else {
         Err(problems)

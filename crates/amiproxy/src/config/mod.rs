@@ -3,11 +3,13 @@
 //! typed values. Every error names the key it is about.
 
 mod check;
+mod export;
 mod raw;
 mod users;
 
 use crate::perms::Classes;
 use crate::policy::Policy;
+pub use export::{ExportConfig, NatsExport, StreamStorage};
 use raw::RawConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -200,6 +202,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    /// Copies of the event stream outside the proxy (`[export.nats]`).
+    pub export: ExportConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

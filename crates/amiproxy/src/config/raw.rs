@@ -74,6 +74,8 @@ pub(super) struct RawConfig {
     pub(super) metrics: RawMetrics,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) export: super::export::RawExport,
 }
 
 #[derive(Debug, Deserialize, Default)]

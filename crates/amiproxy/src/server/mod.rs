@@ -46,6 +46,9 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         let busy = core.busy.clone();
         tokio::spawn(async move { busy.run().await });
     }
+    // Before the links: the exporter subscribes to the hub at once and misses no event.
+    let config = core.config();
+    crate::export::spawn(&core.hub, config.proxy.event_buffer, config.export.nats.as_ref());
     for up in core.state().upstreams.iter() {
         upstream::spawn(&core.links, up);
     }
@@ -123,6 +126,7 @@ impl Running {
             ("proxy.auth_limit", old.proxy.auth_limit != new.proxy.auth_limit),
             ("proxy.event_buffer", old.proxy.event_buffer != new.proxy.event_buffer),
             ("metrics.address", old.metrics.address != new.metrics.address),
+            ("export", old.export != new.export),
             (
                 "limits.max_connections",
                 old.limits.max_connections != new.limits.max_connections,

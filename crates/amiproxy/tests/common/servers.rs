@@ -86,7 +86,16 @@ impl Redis {
         let p = port.to_string();
         let d = dir.to_string_lossy().into_owned();
         let args = [
-            "--bind", "127.0.0.1", "--port", &p, "--dir", &d, "--save", "", "--appendonly", "no",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            &p,
+            "--dir",
+            &d,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
         ];
         let proc = spawn(&bin, &args, &dir.join("redis.log"));
         let r = Redis { proc, port, dir };
