@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tracing::{info, warn};
 
-/// Distinct events the msg-id counter remembers at most (about 100 bytes each).
-const MAX_REMEMBERED: usize = 2_000_000;
+/// Distinct events the msg-id counter remembers at most (about 80 bytes each, so 80 MiB at
+/// most: the duplicate window at 8,000 events/s). Past it the oldest are forgotten early.
+const MAX_REMEMBERED: usize = 1_000_000;
 
 /// One event on its way to NATS.
 #[derive(Debug, Clone)]
