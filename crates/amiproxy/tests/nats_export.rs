@@ -315,3 +315,63 @@ async fn an_absent_nats_never_holds_back_clients() {
     assert_eq!(metric(m, "amiproxy_export_connected").await, 0.0);
     assert_eq!(metric(m, "amiproxy_export_acked_total").await, 0.0);
 }
+
+/// A proxy stopped with SIGTERM hands over what its export still holds before it exits: here
+/// events it buffered while nats-server was away, which is back just before the signal, while
+/// the exporter waits out its backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_export() {
+    let Some(mut nats) = Nats::start() else { return };
+    let sim = sim("pbx1").await;
+    let mut proxy = start_proxy(&format!(
+        "[proxy]\nshutdown_timeout_secs = 15\n\n{}{USERS}{}",
+        upstreams_toml(&[&sim]),
+        export_toml(&nats.url(), "ack_timeout_secs = 0.5")
+    ));
+    wait_events_flow(&proxy, &sim).await;
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let m = proxy.metrics.expect("metrics");
+    let end = Instant::now() + DEADLINE;
+    while metric(m, "amiproxy_export_connected").await < 1.0 {
+        assert!(Instant::now() < end, "the export never connected");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    nats.stop();
+    emit_numbered(&sim, 1, 3000, 0);
+    // The hub has them all once a client has the last one; the export holds them.
+    c.until(|m| numbered(m).is_some_and(|(_, n)| n == 3000)).await;
+    // Away long enough for the exporter's backoff to have grown past a second: without the
+    // drain, the proxy would be gone before its next try.
+    let end = Instant::now() + DEADLINE;
+    while metric(m, "amiproxy_export_errors_total").await < 5.0 {
+        if Instant::now() > end {
+            let mut seen = Vec::new();
+            for k in [
+                "errors_total",
+                "published_total",
+                "acked_total",
+                "buffered",
+                "connected",
+                "dropped_total",
+            ] {
+                seen.push((k, metric(m, &format!("amiproxy_export_{k}")).await));
+            }
+            panic!("the export never noticed NATS was away: {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    nats.start_again();
+    // No session left: without the drain, the shutdown would take no time at all.
+    drop(c);
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(Duration::from_secs(20)).is_some(), "the proxy exits");
+    let stored = read_stream(&nats.url(), "AMI").await;
+    let mut seqs: Vec<u64> = stored
+        .iter()
+        .filter(|s| s.ami("UserEvent") == Some("Numbered"))
+        .filter_map(|s| s.ami("Seq")?.parse().ok())
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 3000, "every event the proxy had read is in the stream");
+}

@@ -19,6 +19,7 @@ use crate::filter::{EventFilter, FilterSet};
 use crate::hub::{Event, Hub};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
@@ -43,8 +44,8 @@ pub struct Outgoing {
 /// Starts the exporter when `[export.nats]` is set. Subscribes to the hub at once, so call
 /// it before the upstream links start and no event is missed; never waits for NATS.
 /// `ring` is the hub's capacity (`proxy.event_buffer`).
-pub fn spawn(hub: &Hub, ring: usize, cfg: Option<&NatsExport>) {
-    let Some(cfg) = cfg else { return };
+pub fn spawn(hub: &Hub, ring: usize, cfg: Option<&NatsExport>) -> Option<Exporter> {
+    let cfg = cfg?;
     let replica = cfg.replica.clone().unwrap_or_else(default_replica);
     info!(
         url = %cfg.url,
@@ -58,7 +59,37 @@ pub fn spawn(hub: &Hub, ring: usize, cfg: Option<&NatsExport>) {
     let prepare = Prepare::new(cfg);
     // The ring holds the next power of two: past that, a receiver has lost events.
     tokio::spawn(intake(rx, tx, prepare, ring.next_power_of_two()));
-    tokio::spawn(nats::run(cfg.clone(), replica, buffered));
+    let pending = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(nats::run(cfg.clone(), replica, buffered, pending.clone()));
+    Some(Exporter { pending })
+}
+
+/// A running exporter, for the shutdown.
+#[derive(Debug)]
+pub struct Exporter {
+    /// Events taken from the hub and not yet acked, as the publisher last counted them.
+    pending: Arc<AtomicUsize>,
+}
+
+impl Exporter {
+    /// Waits, until `until` at most, for what was taken from the hub to be acked, so that a
+    /// proxy stopped with SIGTERM hands over what it holds (a killed one relies on the other
+    /// replicas). Events keep coming while the upstream links are up, so this is best effort.
+    pub async fn drain(&self, until: Instant) {
+        let start = Instant::now();
+        while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let left = self.pending.load(Ordering::Acquire);
+        if left > 0 {
+            warn!(
+                events = left,
+                "shutdown: NATS export not drained; those events rely on other replicas"
+            );
+        } else {
+            info!(elapsed_ms = start.elapsed().as_millis() as u64, "NATS export drained");
+        }
+    }
 }
 
 /// `<hostname>-<pid>`: distinct per process, readable in the stream's headers.

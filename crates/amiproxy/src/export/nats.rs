@@ -16,6 +16,8 @@ use async_nats::jetstream::{self, context::Context, stream};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
@@ -156,7 +158,7 @@ impl Publisher {
 }
 
 /// Runs for the life of the process (until the intake stops).
-pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver<Outgoing>) {
+pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver<Outgoing>, pending: Arc<AtomicUsize>) {
     let m = ExportMetrics::new();
     m.connected.set(0.0);
     let max = cfg.max_in_flight;
@@ -211,10 +213,13 @@ pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver
             // Not connected (yet, or again): no request could be answered; wait for the
             // client's own reconnect rather than for a request's timeout.
             if client.connection_state() != State::Connected {
-                // The first connect gets its own timeout's worth before it counts as down.
-                if p.health != Health::Starting || started.elapsed() > Duration::from_secs(3) {
-                    p.down("not connected");
+                // The first connect gets its own timeout's worth before it counts as down,
+                // watched closely so the stream is there as soon as NATS answers.
+                if p.health == Health::Starting && started.elapsed() < Duration::from_secs(3) {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
                 }
+                p.down("not connected");
                 p.pause().await;
                 continue;
             }
@@ -266,7 +271,9 @@ pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver
                 }
             }
         }
-        p.m.buffered.set((w.items.len() + rx.len()) as f64);
+        let held = w.items.iter().filter(|i| !i.acked).count() + rx.len();
+        pending.store(held, Ordering::Release);
+        p.m.buffered.set(held as f64);
         if failed.is_none() {
             tokio::select! {
                 Some((n, res)) = acks.next(), if !acks.is_empty() => match res {
@@ -308,7 +315,6 @@ pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn out(seq: u64) -> Outgoing {
         Outgoing {

@@ -22,6 +22,8 @@ pub struct Running {
     listeners: Mutex<Vec<ListenerHandle>>,
     /// Where the metrics and health endpoint listens, if configured.
     pub metrics_addr: Option<SocketAddr>,
+    /// The NATS export, when `[export.nats]` is set.
+    export: Option<crate::export::Exporter>,
 }
 
 /// Binds every listener and starts every upstream link; returns once all are bound.
@@ -48,7 +50,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     }
     // Before the links: the exporter subscribes to the hub at once and misses no event.
     let config = core.config();
-    crate::export::spawn(&core.hub, config.proxy.event_buffer, config.export.nats.as_ref());
+    let export = crate::export::spawn(&core.hub, config.proxy.event_buffer, config.export.nats.as_ref());
     for up in core.state().upstreams.iter() {
         upstream::spawn(&core.links, up);
     }
@@ -76,6 +78,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         core,
         listeners: Mutex::new(Vec::new()),
         metrics_addr,
+        export,
     };
     for b in bound {
         running.accept(b)?;
@@ -223,6 +226,9 @@ impl Running {
         let left = self.core.sessions.load(Ordering::Acquire);
         if left > 0 {
             warn!(sessions = left, "shutdown deadline reached with sessions still open");
+        }
+        if let Some(export) = &self.export {
+            export.drain(start + deadline).await;
         }
         info!(elapsed_ms = start.elapsed().as_millis() as u64, "shut down");
     }
