@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// Distinct events the msg-id counter remembers at most (about 80 bytes each, so 80 MiB at
@@ -57,37 +58,45 @@ pub fn spawn(hub: &Hub, ring: usize, cfg: Option<&NatsExport>) -> Option<Exporte
     let rx = hub.subscribe();
     let (tx, buffered) = mpsc::channel(cfg.buffer);
     let prepare = Prepare::new(cfg);
+    let stop = CancellationToken::new();
     // The ring holds the next power of two: past that, a receiver has lost events.
-    tokio::spawn(intake(rx, tx, prepare, ring.next_power_of_two()));
+    tokio::spawn(intake(rx, tx, prepare, ring.next_power_of_two(), stop.clone()));
     let pending = Arc::new(AtomicUsize::new(0));
-    tokio::spawn(nats::run(cfg.clone(), replica, buffered, pending.clone()));
-    Some(Exporter { pending })
+    let publisher = tokio::spawn(nats::run(cfg.clone(), replica, buffered, pending.clone()));
+    Some(Exporter {
+        stop,
+        publisher: std::sync::Mutex::new(Some(publisher)),
+        pending,
+    })
 }
 
 /// A running exporter, for the shutdown.
 #[derive(Debug)]
 pub struct Exporter {
+    /// Stops the intake: no more events are taken from the hub.
+    stop: CancellationToken,
+    /// Ends once everything taken is acked and the intake has stopped.
+    publisher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Events taken from the hub and not yet acked, as the publisher last counted them.
     pending: Arc<AtomicUsize>,
 }
 
 impl Exporter {
-    /// Waits, until `until` at most, for what was taken from the hub to be acked, so that a
-    /// proxy stopped with SIGTERM hands over what it holds (a killed one relies on the other
-    /// replicas). Events keep coming while the upstream links are up, so this is best effort.
+    /// Stops taking events from the hub and waits, until `until` at most, for what was taken
+    /// to be acked, so that a proxy stopped with SIGTERM hands over what it holds (a killed
+    /// one relies on the other replicas).
     pub async fn drain(&self, until: Instant) {
         let start = Instant::now();
-        while self.pending.load(Ordering::Acquire) > 0 && Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let left = self.pending.load(Ordering::Acquire);
-        if left > 0 {
-            warn!(
-                events = left,
-                "shutdown: NATS export not drained; those events rely on other replicas"
-            );
-        } else {
+        self.stop.cancel();
+        let publisher = crate::sync::lock(&self.publisher).take();
+        let Some(publisher) = publisher else { return };
+        if tokio::time::timeout_at(until.into(), publisher).await.is_ok() {
             info!(elapsed_ms = start.elapsed().as_millis() as u64, "NATS export drained");
+        } else {
+            warn!(
+                events = self.pending.load(Ordering::Acquire),
+                "shutdown: NATS export not drained in time; those events rely on other replicas"
+            );
         }
     }
 }
@@ -109,10 +118,15 @@ async fn intake(
     tx: mpsc::Sender<Outgoing>,
     mut prepare: Prepare,
     ring: usize,
+    stop: CancellationToken,
 ) {
     let mut lag = Lag::default();
     loop {
-        let ev = match rx.recv().await {
+        let got = tokio::select! {
+            got = rx.recv() => got,
+            _ = stop.cancelled() => return,
+        };
+        let ev = match got {
             Ok(ev) => ev,
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 lag.count(n);
@@ -125,6 +139,9 @@ async fn intake(
         // receiver skips to the oldest event the ring still holds) so the metric and the log
         // say so while NATS is away, not only once it is back.
         let permit = loop {
+            if stop.is_cancelled() {
+                return;
+            }
             match tokio::time::timeout(Duration::from_secs(1), tx.reserve()).await {
                 Ok(Ok(permit)) => break permit,
                 Ok(Err(_)) => return,
