@@ -146,6 +146,11 @@ impl SimHandle {
         self.inner.pbx.controls.firehose.send_replace(events_per_sec);
     }
 
+    /// How many firehose events were fired so far (their `SimSeq` runs 1..=this, gapless).
+    pub fn firehose_sent(&self) -> u64 {
+        self.inner.pbx.firehose_seq.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Calls per second of generated `Local/100@default` traffic; 0 = off.
     pub fn set_call_rate(&self, calls_per_sec: f64) {
         self.inner.pbx.controls.call_rate.send_replace(calls_per_sec);

@@ -18,6 +18,10 @@ pub struct Event {
     /// The upstream it came from, as the proxy knows it (None: the proxy's own event).
     /// Scope checks read this, never a header a peer could have written.
     pub server: Option<Arc<str>>,
+    /// True when the upstream `server` sent it; false for the proxy's own events, including
+    /// those about an upstream (`ProxyUpstreamStatus`), which differ from replica to replica
+    /// (the NATS export leaves them out).
+    pub from_upstream: bool,
     /// What it names (channels, uniqueids, queues): read by the first client with a scope,
     /// then by every other from here, never when no client has a scope.
     names: OnceLock<EventNames>,
@@ -27,6 +31,18 @@ pub struct Event {
 }
 
 impl Event {
+    pub fn new(msg: Message, server: Option<Arc<str>>, from_upstream: bool) -> Event {
+        let classes = privilege_classes(msg.get("Privilege").unwrap_or(""));
+        Event {
+            msg,
+            classes,
+            server,
+            from_upstream,
+            names: OnceLock::new(),
+            json: OnceLock::new(),
+        }
+    }
+
     pub fn names(&self) -> &EventNames {
         self.names.get_or_init(|| EventNames::of(&self.msg))
     }
@@ -50,24 +66,22 @@ impl Hub {
 
     /// Publishes one of the proxy's own events.
     pub fn publish(&self, msg: Message) {
-        self.send(msg, None);
+        self.send(Event::new(msg, None, false));
     }
 
-    /// Publishes an event of (or about) the upstream `server`.
+    /// Publishes an event the upstream `server` sent.
     pub fn publish_from(&self, msg: Message, server: Arc<str>) {
-        self.send(msg, Some(server));
+        self.send(Event::new(msg, Some(server), true));
     }
 
-    fn send(&self, msg: Message, server: Option<Arc<str>>) {
-        let classes = privilege_classes(msg.get("Privilege").unwrap_or(""));
+    /// Publishes one of the proxy's own events about the upstream `server` (scoped to it).
+    pub fn publish_about(&self, msg: Message, server: Arc<str>) {
+        self.send(Event::new(msg, Some(server), false));
+    }
+
+    fn send(&self, ev: Event) {
         // No receiver is not an error: nobody is logged in.
-        let _ = self.tx.send(Arc::new(Event {
-            msg,
-            classes,
-            server,
-            names: OnceLock::new(),
-            json: OnceLock::new(),
-        }));
+        let _ = self.tx.send(Arc::new(ev));
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {

@@ -15,6 +15,7 @@ pub mod config;
 pub mod core;
 pub mod dialect;
 pub mod error;
+pub mod export;
 pub mod hub;
 pub mod ids;
 pub mod json;

@@ -137,3 +137,46 @@ pub fn session_ended(reason: &'static str) {
 pub fn refusal(reason: &'static str) {
     counter!("amiproxy_refusals_total", "reason" => reason).increment(1);
 }
+
+/// The NATS export (`export/`): handles registered once by its tasks.
+pub struct ExportMetrics {
+    /// Events waiting in the buffer or for their ack.
+    pub buffered: Gauge,
+    /// 1 while JetStream answers, 0 while it does not.
+    pub connected: Gauge,
+    /// Publishes sent, re-sends included.
+    pub published: Counter,
+    /// Events JetStream acknowledged (each once).
+    pub acked: Counter,
+    /// Of those, the ones JetStream already held (another replica's, or a re-send).
+    pub duplicates: Counter,
+    /// Failed publishes, timed-out acks, failed stream look-ups.
+    pub errors: Counter,
+    /// Events published again after an error.
+    pub retries: Counter,
+}
+
+impl ExportMetrics {
+    pub fn new() -> ExportMetrics {
+        ExportMetrics {
+            buffered: gauge!("amiproxy_export_buffered"),
+            connected: gauge!("amiproxy_export_connected"),
+            published: counter!("amiproxy_export_published_total"),
+            acked: counter!("amiproxy_export_acked_total"),
+            duplicates: counter!("amiproxy_export_duplicates_total"),
+            errors: counter!("amiproxy_export_errors_total"),
+            retries: counter!("amiproxy_export_retries_total"),
+        }
+    }
+}
+
+impl Default for ExportMetrics {
+    fn default() -> Self {
+        ExportMetrics::new()
+    }
+}
+
+/// Events the export lost because its buffer was full (NATS slow or away).
+pub fn export_dropped() -> Counter {
+    counter!("amiproxy_export_dropped_total")
+}

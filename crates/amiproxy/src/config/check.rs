@@ -32,6 +32,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
     let metrics = metrics(&raw, &mut bad);
     let web = web(&raw, base, &mut bad);
     let log = log(&raw, &mut bad);
+    let export = super::export::export(&raw.export, &mut bad);
     if problems.is_empty() {
         Ok(Config {
             proxy,
@@ -43,6 +44,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
             metrics,
             web,
             log,
+            export,
         })
     } else {
         Err(problems)

@@ -3,11 +3,13 @@
 //! typed values. Every error names the key it is about.
 
 mod check;
+mod export;
 mod raw;
 mod users;
 
 use crate::perms::Classes;
 use crate::policy::Policy;
+pub use export::{ExportConfig, NatsExport, StreamStorage};
 use raw::RawConfig;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -206,6 +208,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub web: WebConfig,
     pub log: LogConfig,
+    /// Copies of the event stream outside the proxy (`[export.nats]`).
+    pub export: ExportConfig,
 }
 
 /// `[web]`: AMI as JSON over WebSocket and HTTP, the operator console, and (again) the

@@ -76,6 +76,8 @@ pub(super) struct RawConfig {
     pub(super) web: RawWeb,
     #[serde(default)]
     pub(super) log: RawLog,
+    #[serde(default)]
+    pub(super) export: super::export::RawExport,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -25,6 +25,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where `[web]` listens, if configured.
     pub web_addr: Option<SocketAddr>,
+    /// The NATS export, when `[export.nats]` is set.
+    export: Option<crate::export::Exporter>,
 }
 
 /// Binds every listener and starts every upstream link; returns once all are bound.
@@ -62,6 +64,9 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         let busy = core.busy.clone();
         tokio::spawn(async move { busy.run().await });
     }
+    // Before the links: the exporter subscribes to the hub at once and misses no event.
+    let config = core.config();
+    let export = crate::export::spawn(&core.hub, config.proxy.event_buffer, config.export.nats.as_ref());
     for up in core.state().upstreams.iter() {
         upstream::spawn(&core.links, up);
     }
@@ -120,6 +125,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         listeners: Mutex::new(Vec::new()),
         metrics_addr,
         web_addr,
+        export,
     };
     for b in bound {
         running.accept(b)?;
@@ -171,6 +177,7 @@ impl Running {
             ("proxy.event_buffer", old.proxy.event_buffer != new.proxy.event_buffer),
             ("metrics.address", old.metrics.address != new.metrics.address),
             ("web", old.web != new.web),
+            ("export", old.export != new.export),
             (
                 "limits.max_connections",
                 old.limits.max_connections != new.limits.max_connections,
@@ -279,6 +286,9 @@ impl Running {
         let left = self.core.sessions.load(Ordering::Acquire);
         if left > 0 {
             warn!(sessions = left, "shutdown deadline reached with sessions still open");
+        }
+        if let Some(export) = &self.export {
+            export.drain(start + deadline).await;
         }
         info!(elapsed_ms = start.elapsed().as_millis() as u64, "shut down");
     }

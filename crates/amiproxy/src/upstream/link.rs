@@ -100,7 +100,7 @@ async fn run(ctx: Arc<Context>, up: Arc<Upstream>) {
                 "Disconnected",
                 Some("removed from the configuration"),
             );
-            ctx.hub.publish_from(ev, up.origin.clone());
+            ctx.hub.publish_about(ev, up.origin.clone());
         }
         let sim = lock(&up.sim).take();
         if let Some(sim) = sim {
@@ -191,7 +191,7 @@ async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Resul
     if up.is_main() {
         crate::metrics::upstream_connects(up.name());
         crate::metrics::upstream_up(up.name(), true);
-        ctx.hub.publish_from(
+        ctx.hub.publish_about(
             hub::upstream_status(ctx.server_header(), up.name(), "Connected", None),
             up.origin.clone(),
         );
@@ -204,7 +204,7 @@ async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Resul
     up.disconnected(ctx, &reason);
     if up.is_main() {
         crate::metrics::upstream_up(up.name(), false);
-        ctx.hub.publish_from(
+        ctx.hub.publish_about(
             hub::upstream_status(ctx.server_header(), up.name(), "Disconnected", Some(&reason)),
             up.origin.clone(),
         );
