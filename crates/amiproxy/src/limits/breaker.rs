@@ -79,10 +79,6 @@ impl Breaker {
             State::Unknown | State::Up => Change::Down,
         }
     }
-
-    pub(super) fn is_up(&self) -> bool {
-        self.state == State::Up
-    }
 }
 
 #[cfg(test)]
@@ -96,10 +92,8 @@ mod tests {
         let mut b = Breaker::new(s(1000));
         assert!(b.allow(t0));
         assert_eq!(b.success(), Change::Up);
-        assert!(b.is_up());
         assert_eq!(b.success(), Change::None);
         assert_eq!(b.failure(t0), Change::Down);
-        assert!(!b.is_up());
         // Reported once: more failures change nothing.
         assert_eq!(b.failure(t0), Change::None);
         assert!(!b.allow(t0 + s(999)));

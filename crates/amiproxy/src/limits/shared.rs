@@ -16,7 +16,7 @@ use redis::{AsyncConnectionConfig, FromRedisValue, RedisResult};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::{info, warn};
@@ -50,6 +50,9 @@ pub(super) struct Shared {
     next_session: AtomicU64,
     /// This replica's live connection entries, by user (what the upkeep refreshes).
     live: Mutex<HashMap<String, HashSet<String>>>,
+    /// Redis just came (back) up: the upkeep refreshes the entries at its next tick, so
+    /// sessions let in while it was away (or lost with a restarted Redis) count again.
+    refresh_due: AtomicBool,
 }
 
 /// The replica's name in connection entries: new at every start, so a restarted replica
@@ -84,6 +87,7 @@ impl Shared {
             replica: replica_id(),
             next_session: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
+            refresh_due: AtomicBool::new(false),
         }
     }
 
@@ -91,13 +95,14 @@ impl Shared {
         crate::sync::lock(&self.conn).clone()
     }
 
-    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+    /// The shared connection, made if there is none; `fresh` when it was made now.
+    async fn connection(&self) -> RedisResult<(MultiplexedConnection, bool)> {
         if let Some(c) = self.current() {
-            return Ok(c);
+            return Ok((c, false));
         }
         let _one = self.connecting.lock().await;
         if let Some(c) = self.current() {
-            return Ok(c);
+            return Ok((c, false));
         }
         let Some(client) = &self.client else {
             return Err(redis::RedisError::from((
@@ -110,29 +115,44 @@ impl Shared {
             .set_response_timeout(self.timeout);
         let c = client.get_multiplexed_async_connection_with_config(&cfg).await?;
         *crate::sync::lock(&self.conn) = Some(c.clone());
-        Ok(c)
+        Ok((c, true))
+    }
+
+    /// One exchange on the shared connection. A connection made before Redis restarted
+    /// fails at its first use: then one retry on a new connection (within the same time).
+    async fn exchange<T, F, Fut>(&self, f: F) -> RedisResult<T>
+    where
+        F: Fn(MultiplexedConnection) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let (c, fresh) = self.connection().await?;
+        match f(c).await {
+            Err(e) if !fresh && (e.is_io_error() || e.is_connection_dropped() || e.is_unrecoverable_error()) => {
+                *crate::sync::lock(&self.conn) = None;
+                let (c, _) = self.connection().await?;
+                f(c).await
+            }
+            other => other,
+        }
     }
 
     /// Runs one exchange with Redis, bounded by the timeout, through the breaker.
     async fn run<T, F, Fut>(&self, f: F) -> Result<T, Skipped>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: Fn(MultiplexedConnection) -> Fut,
         Fut: Future<Output = RedisResult<T>>,
     {
         if !crate::sync::lock(&self.breaker).allow(Instant::now()) {
             return Err(Skipped);
         }
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let c = self.connection().await?;
-            f(c).await
-        })
-        .await;
+        let outcome = tokio::time::timeout(self.timeout, self.exchange(f)).await;
         let error = match outcome {
             Ok(Ok(v)) => {
                 let change = crate::sync::lock(&self.breaker).success();
                 if change == Change::Up {
                     info!("Redis reachable: limits are shared across replicas");
                     crate::metrics::redis_up(true);
+                    self.refresh_due.store(true, Ordering::Relaxed);
                 }
                 return Ok(v);
             }
@@ -163,20 +183,30 @@ impl Shared {
         keys: &[&str],
         args: &[&str],
     ) -> Result<T, Skipped> {
-        let mut inv = script.prepare_invoke();
-        for k in keys {
-            inv.key(*k);
-        }
-        for a in args {
-            inv.arg(*a);
-        }
-        self.run(|mut c| async move { inv.invoke_async(&mut c).await }).await
+        let invocation = || {
+            let mut inv = script.prepare_invoke();
+            for k in keys {
+                inv.key(*k);
+            }
+            for a in args {
+                inv.arg(*a);
+            }
+            inv
+        };
+        self.run(|mut c| {
+            let inv = invocation();
+            async move { inv.invoke_async(&mut c).await }
+        })
+        .await
     }
 
     pub(super) async fn is_banned(&self, ip: IpAddr) -> Result<bool, Skipped> {
         let key = self.keys.ban(ip);
-        self.run(|mut c| async move { redis::cmd("EXISTS").arg(&key).query_async::<bool>(&mut c).await })
-            .await
+        self.run(|mut c| {
+            let key = key.clone();
+            async move { redis::cmd("EXISTS").arg(&key).query_async::<bool>(&mut c).await }
+        })
+        .await
     }
 
     /// Counts a failed login; Ok(true) when it banned the address.
@@ -251,12 +281,10 @@ impl Shared {
         let (me, key) = (self.clone(), self.keys.connections(user));
         rt.spawn(async move {
             let _ = me
-                .run(|mut c| async move {
-                    redis::cmd("ZREM")
-                        .arg(&key)
-                        .arg(&member)
-                        .query_async::<i64>(&mut c)
-                        .await
+                .run(|mut c| {
+                    let mut cmd = redis::cmd("ZREM");
+                    cmd.arg(&key).arg(&member);
+                    async move { cmd.query_async::<i64>(&mut c).await }
                 })
                 .await;
         });
@@ -279,21 +307,18 @@ impl Shared {
         }
     }
 
-    /// Runs for the life of the proxy: probes a Redis that is down (so the gauge and the
-    /// log say when it is back even without traffic) and refreshes the connection entries.
+    /// Runs for the life of the proxy: pings Redis every tick (so the gauge and the log say
+    /// when it goes or comes back even without traffic; while it is down, the breaker lets
+    /// one ping through per cool-down) and refreshes the connection entries.
     pub(super) async fn upkeep(self: Arc<Self>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         for n in 0u64.. {
             tick.tick().await;
-            let was_up = crate::sync::lock(&self.breaker).is_up();
-            if !was_up {
-                let _ = self
-                    .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-                    .await;
-            }
-            let back = !was_up && crate::sync::lock(&self.breaker).is_up();
-            if back || n % REFRESH_EVERY_TICKS == 0 {
+            let _ = self
+                .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+                .await;
+            if self.refresh_due.swap(false, Ordering::Relaxed) || n % REFRESH_EVERY_TICKS == 0 {
                 self.refresh().await;
             }
         }
