@@ -258,6 +258,9 @@ async fn a_dead_redis_falls_back_or_refuses_and_sharing_resumes_when_it_is_back(
     );
     assert!(metric(&strict, "amiproxy_refusals_total", &[("reason", "limits-unavailable")]).await >= 1.0);
     assert!(metric(&strict, "amiproxy_redis_fallbacks_total", &[("to", "refuse")]).await >= 1.0);
+    // So is a login (its ban cannot be checked), at the time every refused login takes.
+    let (_, m) = try_login(strict.addr(), None, "admin", "admin-secret").await;
+    assert_eq!(m, "Shared limits unavailable, try again later");
 
     // Back (empty, as after a crash): the replicas see it by themselves, and A puts back
     // the entry of the session it let in meanwhile.

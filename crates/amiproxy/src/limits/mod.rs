@@ -198,19 +198,18 @@ impl Limits {
             }
         };
         let member = shared.register(user);
-        let slot = UserSlot {
-            _local: local,
-            shared: Some((shared.clone(), user.to_owned(), member.clone())),
+        let admitted = match shared.acquire(user, &member, max).await {
+            Ok(admitted) => Ok(admitted),
+            Err(_) => Self::fall_back(shared, "user-connections").map(|()| true),
         };
-        match shared.acquire(user, &member, max).await {
-            Ok(true) => Ok(Some(slot)),
-            // Dropping the slot forgets the entry (and removes it from Redis).
-            Ok(false) => Ok(None),
-            Err(_) => {
-                Self::fall_back(shared, "user-connections")?;
-                Ok(Some(slot))
-            }
+        if admitted != Ok(true) {
+            shared.forget(user, &member);
+            return admitted.map(|_| None);
         }
+        Ok(Some(UserSlot {
+            _local: local,
+            shared: Some((shared.clone(), user.to_owned(), member)),
+        }))
     }
 
     pub fn tracked_addresses(&self) -> usize {

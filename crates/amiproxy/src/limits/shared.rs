@@ -263,18 +263,21 @@ impl Shared {
         Ok(n == 1)
     }
 
+    /// Forgets a connection entry here only (Redis refused it: it holds no such entry).
+    pub(super) fn forget(&self, user: &str, member: &str) {
+        let mut live = crate::sync::lock(&self.live);
+        if let Some(set) = live.get_mut(user) {
+            set.remove(member);
+            if set.is_empty() {
+                live.remove(user);
+            }
+        }
+    }
+
     /// Forgets a connection entry here, and in Redis when it can be told (if not, the
     /// entry expires by itself).
     pub(super) fn release(self: &Arc<Self>, user: &str, member: String) {
-        {
-            let mut live = crate::sync::lock(&self.live);
-            if let Some(set) = live.get_mut(user) {
-                set.remove(&member);
-                if set.is_empty() {
-                    live.remove(user);
-                }
-            }
-        }
+        self.forget(user, &member);
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return;
         };
