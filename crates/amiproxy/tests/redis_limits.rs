@@ -208,6 +208,14 @@ async fn a_users_connection_cap_holds_over_two_replicas() {
     let s1 = sim("pbx1").await;
     let a = start_proxy(&config(&s1, &redis, "local"));
     let b = start_proxy(&config(&s1, &redis, "local"));
+    // Two entries of a replica that died long ago (scored by when they expired): they would
+    // fill the cap, but expired entries never count.
+    assert_eq!(
+        redis
+            .command(&format!("ZADD {PREFIX}conns:capped 1 gone-1-0:1 2 gone-1-0:2"))
+            .as_deref(),
+        Some(":2")
+    );
     let c1 = Client::login(a.addr(), "capped", "capped-secret").await;
     let _c2 = Client::login(b.addr(), "capped", "capped-secret").await;
     for p in [&a, &b] {
@@ -278,4 +286,31 @@ async fn a_dead_redis_falls_back_or_refuses_and_sharing_resumes_when_it_is_back(
     assert_eq!(m, "Too many connections for this user");
     assert_eq!(ping(&mut rated_strict, "after").await.0, "Success");
     drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_the_running_redis_settings() {
+    let Some(redis) = Redis::start() else { return };
+    let s1 = sim("pbx1").await;
+    let text = config(&s1, &redis, "local");
+    let proxy = common::start_proxy_env(&text, &[("RUST_LOG", "warn")], true);
+    let written = std::fs::read_to_string(proxy.config_path()).unwrap();
+    std::fs::write(
+        proxy.config_path(),
+        written.replace(&format!("key_prefix = \"{PREFIX}\""), "key_prefix = \"other:\""),
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    common::eventually("the restart-only warning", || {
+        let log = proxy.log();
+        log.contains("changes only at restart") && log.contains("redis")
+    })
+    .await;
+    // Still the start-up prefix.
+    let _c = Client::login(proxy.addr(), "capped", "capped-secret").await;
+    assert_eq!(
+        redis.command(&format!("ZCARD {PREFIX}conns:capped")).as_deref(),
+        Some(":1")
+    );
+    assert_eq!(redis.command("EXISTS other:conns:capped").as_deref(), Some(":0"));
 }
