@@ -76,6 +76,8 @@ impl Shared {
             }
         };
         crate::metrics::redis_up(false);
+        let replica = replica_id();
+        info!(url = %cfg.redacted_url(), %replica, "limits shared through Redis");
         Shared {
             client,
             conn: Mutex::new(None),
@@ -84,7 +86,7 @@ impl Shared {
             keys: Keys::new(&cfg.key_prefix),
             timeout: cfg.timeout,
             on_unreachable: cfg.on_unreachable,
-            replica: replica_id(),
+            replica,
             next_session: AtomicU64::new(1),
             live: Mutex::new(HashMap::new()),
             refresh_due: AtomicBool::new(false),
