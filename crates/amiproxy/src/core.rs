@@ -84,7 +84,7 @@ impl Core {
     pub fn new(config: Config) -> Arc<Core> {
         let hub = Hub::new(config.proxy.event_buffer);
         let unauth = Arc::new(Semaphore::new(config.proxy.auth_limit));
-        let limits = Limits::new(&config.limits, &config.users);
+        let limits = Limits::new(&config.limits, &config.users, config.redis.as_ref());
         let owners = Arc::new(Owners::default());
         let ids = Arc::new(ActionIds::default());
         let busy = Arc::new(BusyPoll::new(config.proxy.busy_poll));

@@ -180,3 +180,19 @@ impl Default for ExportMetrics {
 pub fn export_dropped() -> Counter {
     counter!("amiproxy_export_dropped_total")
 }
+
+/// Whether the last call to Redis (`[redis]`) succeeded: 1 up, 0 down or not yet reached.
+pub fn redis_up(up: bool) {
+    gauge!("amiproxy_redis_up").set(if up { 1.0 } else { 0.0 });
+}
+
+/// A Redis call that failed or timed out.
+pub fn redis_error() {
+    counter!("amiproxy_redis_errors_total").increment(1);
+}
+
+/// A shared limit decided without Redis: `op` (`ban-check`, `login-failed`, `action-rate`,
+/// `user-connections`), `to` what decided instead (`local` limits, or `refuse`).
+pub fn redis_fallback(op: &'static str, to: &'static str) {
+    counter!("amiproxy_redis_fallbacks_total", "op" => op, "to" => to).increment(1);
+}

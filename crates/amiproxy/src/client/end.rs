@@ -63,6 +63,10 @@ impl End {
     }
 }
 
+/// What a client reads when a shared limit could not be checked (`redis.on_unreachable =
+/// "refuse"`).
+const SHARED_LIMITS_UNAVAILABLE: &str = "Shared limits unavailable, try again later";
+
 /// Why the proxy refused a login. The client reads `Authentication failed` whatever the
 /// reason (it must not learn which users exist); the audit log and metrics get the reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,9 @@ pub(crate) enum LoginRefusal {
     AddressNotPermitted,
     /// The user has its `max_connections` (this one the client is told).
     TooManyConnections,
+    /// Redis could not be asked and `redis.on_unreachable = "refuse"` (told too: it says
+    /// nothing about the user or the secret).
+    LimitsUnavailable,
 }
 
 impl LoginRefusal {
@@ -83,19 +90,24 @@ impl LoginRefusal {
             LoginRefusal::AddressBanned => "address banned after failed logins",
             LoginRefusal::AddressNotPermitted => "source address not permitted",
             LoginRefusal::TooManyConnections => "too many connections for this user",
+            LoginRefusal::LimitsUnavailable => "shared limits unavailable (Redis unreachable)",
         }
     }
 
     pub(crate) fn client_message(self) -> &'static str {
         match self {
             LoginRefusal::TooManyConnections => "Too many connections for this user",
+            LoginRefusal::LimitsUnavailable => SHARED_LIMITS_UNAVAILABLE,
             _ => "Authentication failed",
         }
     }
 
     /// Whether the refusal counts toward the address's ban.
     pub(crate) fn counts_as_failure(self) -> bool {
-        !matches!(self, LoginRefusal::AddressBanned | LoginRefusal::TooManyConnections)
+        !matches!(
+            self,
+            LoginRefusal::AddressBanned | LoginRefusal::TooManyConnections | LoginRefusal::LimitsUnavailable
+        )
     }
 }
 
@@ -105,6 +117,9 @@ pub(crate) enum Refusal {
     /// The proxy is shutting down.
     Draining,
     RateLimit,
+    /// The user's rate is shared through Redis, which could not be asked, and
+    /// `redis.on_unreachable = "refuse"`.
+    LimitsUnavailable,
     /// The action needs a class the user may not write.
     WriteClasses,
     /// The policy engine's judgement.
@@ -129,6 +144,7 @@ impl Refusal {
         match self {
             Refusal::Draining => "draining",
             Refusal::RateLimit => "rate-limit",
+            Refusal::LimitsUnavailable => "limits-unavailable",
             Refusal::WriteClasses => "write-classes",
             Refusal::Policy(d) => d.kind().label(),
             Refusal::QueuesUnroutable => "unroutable",
@@ -147,6 +163,7 @@ impl Refusal {
         match self {
             Refusal::Draining => "Proxy is shutting down".into(),
             Refusal::RateLimit => "Rate limit exceeded".into(),
+            Refusal::LimitsUnavailable => SHARED_LIMITS_UNAVAILABLE.into(),
             Refusal::QueuesUnroutable => {
                 "Invalid/unknown command: Queues. Use Action: ListCommands to show available commands.".into()
             }
@@ -168,6 +185,7 @@ impl Refusal {
         match self {
             Refusal::Draining => "proxy shutting down".into(),
             Refusal::RateLimit => "rate limit".into(),
+            Refusal::LimitsUnavailable => "shared limits unavailable (Redis unreachable)".into(),
             Refusal::WriteClasses => "write classes".into(),
             Refusal::Policy(d) => d.detail().into(),
             Refusal::QueuesUnroutable => "Queues output cannot be routed".into(),

@@ -38,7 +38,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let Some(user) = self.user.clone() else {
             return Err(End::LoginRefused);
         };
-        if let Err(refusal) = self.admit(&user, &action) {
+        if let Err(refusal) = self.admit(&user, &action).await {
             return self.refuse(&user, &action, "", refusal).await;
         }
         // Ping with an explicit server header goes to that upstream: a way to check a link.
@@ -51,13 +51,20 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     /// The checks every action passes before anything acts on it.
-    fn admit(&self, user: &UserConfig, action: &Action) -> Result<(), Refusal> {
+    /// The rate comes first (as before the policy), so a refused action still costs its
+    /// share; with `[redis]` it is the one check that may wait, at most `redis.timeout_ms`.
+    /// (`&mut self`: the session is Send, not Sync, and this future holds it.)
+    async fn admit(&mut self, user: &UserConfig, action: &Action) -> Result<(), Refusal> {
         let name = action.name();
         if self.draining && *name != ActionName::Logoff {
             return Err(Refusal::Draining);
         }
-        if *name != ActionName::Logoff && !self.core.limits.allow_action(&user.name, self.limiter.as_ref()) {
-            return Err(Refusal::RateLimit);
+        if *name != ActionName::Logoff {
+            match self.core.limits.allow_action(&user.name, self.limiter.as_ref()).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Refusal::RateLimit),
+                Err(crate::limits::Unavailable) => return Err(Refusal::LimitsUnavailable),
+            }
         }
         if let Need::Any(classes) = action_needs(name.lowercase()) {
             if !user.write.intersects(classes) {

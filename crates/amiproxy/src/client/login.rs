@@ -129,7 +129,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 warn!(username = %username, reason = refusal.label(), "authentication failed");
                 audit(username, self.peer, "Login", "", "refused", refusal.label());
                 if refusal.counts_as_failure() {
-                    self.core.limits.login_failed(self.peer.ip());
+                    self.core.limits.login_failed(self.peer.ip()).await;
                 }
                 tokio::time::sleep_until(answer_at).await;
                 let _ = self.error(aid.as_deref(), refusal.client_message()).await;
@@ -137,11 +137,14 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 return Err(End::LoginRefused);
             }
         };
-        match self.core.limits.user_slot(&user.name, user.max_connections) {
-            Some(slot) => self.slot = Some(slot),
-            None => {
-                let refusal = LoginRefusal::TooManyConnections;
-                warn!(username = %username, "refusing login: the user has its maximum of connections");
+        match self.core.limits.user_slot(&user.name, user.max_connections).await {
+            Ok(Some(slot)) => self.slot = Some(slot),
+            refused => {
+                let refusal = match refused {
+                    Err(crate::limits::Unavailable) => LoginRefusal::LimitsUnavailable,
+                    _ => LoginRefusal::TooManyConnections,
+                };
+                warn!(username = %username, reason = refusal.label(), "refusing login");
                 let _ = self.error(aid.as_deref(), refusal.client_message()).await;
                 let _ = self.flush().await;
                 return Err(End::LoginRefused);
@@ -172,8 +175,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // A challenge answers one login, whatever its outcome.
         let challenge = self.challenge.take();
         let secret = m.get("Secret").unwrap_or("").to_owned();
-        if self.core.limits.is_banned(ip) {
-            return Err(LoginRefusal::AddressBanned);
+        match self.core.limits.is_banned(ip).await {
+            Ok(false) => {}
+            Ok(true) => return Err(LoginRefusal::AddressBanned),
+            Err(crate::limits::Unavailable) => return Err(LoginRefusal::LimitsUnavailable),
         }
         let outcome = match user {
             None => Err(LoginRefusal::UnknownUser),

@@ -1,7 +1,7 @@
 //! From the raw file to the checked model: one checker per section, each naming the key of
 //! every problem it finds, so `check-config` can list them all at once.
 
-use super::raw::{Choice, LogFormat, RawConfig, RawListenerTls, UpstreamKind};
+use super::raw::{Choice, LogFormat, RawConfig, RawListenerTls, RawRedis, UpstreamKind};
 use super::users::users;
 use super::*;
 
@@ -33,6 +33,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
     let web = web(&raw, base, &mut bad);
     let log = log(&raw, &mut bad);
     let export = super::export::export(&raw.export, &mut bad);
+    let redis = redis(&raw, &mut bad);
     if problems.is_empty() {
         Ok(Config {
             proxy,
@@ -45,6 +46,7 @@ pub(super) fn check(raw: RawConfig, base: &Path) -> Result<Config, Vec<ConfigPro
             web,
             log,
             export,
+            redis,
         })
     } else {
         Err(problems)
@@ -405,4 +407,32 @@ fn log(raw: &RawConfig, bad: Bad) -> LogConfig {
         level: raw.log.level.clone(),
         json,
     }
+}
+
+/// `[redis]`.
+fn redis(raw: &RawConfig, bad: Bad) -> Option<RedisConfig> {
+    let r: &RawRedis = raw.redis.as_ref()?;
+    let on_unreachable = chosen(&r.on_unreachable, || "redis.on_unreachable".into(), bad);
+    if let Err(e) = redis::Client::open(r.url.as_str()) {
+        // The URL may carry a password: the problem names the key, not the value.
+        bad(
+            "redis.url".into(),
+            format!("not a Redis URL (redis://host:port/db): {e}"),
+        );
+    }
+    if r.key_prefix.len() > 64 || r.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        bad(
+            "redis.key_prefix".into(),
+            "at most 64 characters, without spaces or control characters".into(),
+        );
+    }
+    if !(1..=10_000).contains(&r.timeout_ms) {
+        bad("redis.timeout_ms".into(), "must be between 1 and 10000".into());
+    }
+    Some(RedisConfig {
+        url: r.url.clone(),
+        key_prefix: r.key_prefix.clone(),
+        timeout: Duration::from_millis(r.timeout_ms.clamp(1, 10_000)),
+        on_unreachable: on_unreachable.unwrap_or(OnUnreachable::Local),
+    })
 }

@@ -191,6 +191,48 @@ pub struct LimitsConfig {
     pub ban: Duration,
 }
 
+/// What a replica does when Redis cannot be asked in time (`redis.on_unreachable`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnUnreachable {
+    /// Each replica enforces the limits by itself until Redis answers again.
+    Local,
+    /// Logins, and actions of users with a rate, are refused until Redis answers again.
+    Refuse,
+}
+
+/// `[redis]`: limits shared across replicas. Read at start-up only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port/db` (or `unix://`); may carry a password.
+    pub url: String,
+    pub key_prefix: String,
+    /// The longest any Redis call may hold a login or an action (connecting included).
+    pub timeout: Duration,
+    pub on_unreachable: OnUnreachable,
+}
+
+impl RedisConfig {
+    /// The URL without its password, for logs.
+    pub fn redacted_url(&self) -> String {
+        match (self.url.split_once("://"), self.url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://***{}", &self.url[at..]),
+            _ => self.url.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("key_prefix", &self.key_prefix)
+            .field("timeout", &self.timeout)
+            .field("on_unreachable", &self.on_unreachable)
+            .finish()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RoutingConfig {
     pub default_upstream: Option<String>,
@@ -210,6 +252,7 @@ pub struct Config {
     pub log: LogConfig,
     /// Copies of the event stream outside the proxy (`[export.nats]`).
     pub export: ExportConfig,
+    pub redis: Option<RedisConfig>,
 }
 
 /// `[web]`: AMI as JSON over WebSocket and HTTP, the operator console, and (again) the
@@ -407,5 +450,48 @@ write = "call"
         let c = Config::from_toml(&format!("{text}upstream_account = \"low\"\n"), Path::new(".")).unwrap();
         assert_eq!(c.upstreams[0].accounts[0].username, "l");
         assert_eq!(c.users[0].upstream_account.as_deref(), Some("low"));
+    }
+
+    #[test]
+    fn redis_is_off_by_default_and_its_keys_are_checked() {
+        assert!(Config::from_toml(OK, Path::new(".")).unwrap().redis.is_none());
+        let c = Config::from_toml(
+            &format!("{OK}[redis]\nurl = \"redis://:pw@127.0.0.1:6379/0\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(r.key_prefix, "amiproxy:");
+        assert_eq!(r.timeout, Duration::from_millis(50));
+        assert_eq!(r.on_unreachable, OnUnreachable::Local);
+        assert_eq!(r.redacted_url(), "redis://***@127.0.0.1:6379/0");
+        assert!(!format!("{r:?}").contains("pw"));
+        let text = format!(
+            "{OK}[redis]\nurl = \"http://x\"\nkey_prefix = \"a b\"\ntimeout_ms = 0\non_unreachable = \"panic\"\n"
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "redis.on_unreachable",
+                "redis.url",
+                "redis.key_prefix",
+                "redis.timeout_ms"
+            ],
+            "{errs:?}"
+        );
+        let c = Config::from_toml(
+            &format!("{OK}[redis]\nurl = \"redis://127.0.0.1/\"\non_unreachable = \"refuse\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert_eq!(c.redis.unwrap().on_unreachable, OnUnreachable::Refuse);
+        let errs = Config::from_toml(
+            &format!("{OK}[redis]\nurl = \"redis://h/\"\nbogus = 1\n"),
+            Path::new("."),
+        )
+        .unwrap_err();
+        assert!(errs[0].reason.contains("bogus"), "{errs:?}");
     }
 }

@@ -1,6 +1,6 @@
 //! The configuration file as written: what serde reads, before any check.
 
-use super::SlowClient;
+use super::{OnUnreachable, SlowClient};
 use serde::de::{Deserializer, IntoDeserializer};
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -78,6 +78,33 @@ pub(super) struct RawConfig {
     pub(super) log: RawLog,
     #[serde(default)]
     pub(super) export: super::export::RawExport,
+    /// Limits shared across replicas; absent: every limit is this process's own.
+    #[serde(default)]
+    pub(super) redis: Option<RawRedis>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRedis {
+    pub(super) url: String,
+    #[serde(default = "default_key_prefix")]
+    pub(super) key_prefix: String,
+    #[serde(default = "default_redis_timeout")]
+    pub(super) timeout_ms: u64,
+    #[serde(default = "default_on_unreachable")]
+    pub(super) on_unreachable: Choice<OnUnreachable>,
+}
+
+pub(super) fn default_key_prefix() -> String {
+    "amiproxy:".into()
+}
+
+pub(super) fn default_redis_timeout() -> u64 {
+    50
+}
+
+pub(super) fn default_on_unreachable() -> Choice<OnUnreachable> {
+    Choice::Valid(OnUnreachable::Local)
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -81,6 +81,9 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
             }
         });
     }
+    if let Some(upkeep) = core.limits.shared_upkeep() {
+        tokio::spawn(upkeep);
+    }
     let metrics_addr = match metrics_listener {
         Some(l) => {
             let addr = l.local_addr()?;
@@ -182,6 +185,7 @@ impl Running {
                 "limits.max_connections",
                 old.limits.max_connections != new.limits.max_connections,
             ),
+            ("redis", old.redis != new.redis),
         ] {
             if changed {
                 warn!(

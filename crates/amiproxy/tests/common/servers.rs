@@ -76,6 +76,7 @@ pub struct Redis {
     pub proc: Process,
     pub port: u16,
     pub dir: PathBuf,
+    bin: PathBuf,
 }
 
 impl Redis {
@@ -83,6 +84,13 @@ impl Redis {
         let bin = server_binary("redis-server", "redis-server")?;
         let dir = tempdir("redis");
         let port = free_port();
+        let proc = Self::spawn_on(&bin, port, &dir, 0);
+        let r = Redis { proc, port, dir, bin };
+        poll_until("redis-server to answer PING", Duration::ZERO, || r.ping());
+        Some(r)
+    }
+
+    fn spawn_on(bin: &Path, port: u16, dir: &Path, generation: u32) -> Process {
         let p = port.to_string();
         let d = dir.to_string_lossy().into_owned();
         let args = [
@@ -97,10 +105,29 @@ impl Redis {
             "--appendonly",
             "no",
         ];
-        let proc = spawn(&bin, &args, &dir.join("redis.log"));
-        let r = Redis { proc, port, dir };
-        poll_until("redis-server to answer PING", Duration::ZERO, || r.ping());
-        Some(r)
+        spawn(bin, &args, &dir.join(format!("redis-{generation}.log")))
+    }
+
+    /// Stops the server (SIGKILL: its data is lost, as after a crash) and starts it again,
+    /// empty, on the same port.
+    pub fn restart(&mut self) {
+        self.proc.kill();
+        static GEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let g = GEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The port may linger a moment in the kernel; retry the start until it answers.
+        let end = Instant::now() + DEADLINE;
+        loop {
+            self.proc = Self::spawn_on(&self.bin, self.port, &self.dir, g);
+            let t = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < t && !self.ping() {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if self.ping() {
+                return;
+            }
+            assert!(Instant::now() < end, "redis-server did not come back");
+            self.proc.kill();
+        }
     }
 
     pub fn url(&self) -> String {

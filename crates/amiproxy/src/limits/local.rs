@@ -1,8 +1,10 @@
-//! Rate and count limits (governor): actions per second per user and per connection,
-//! failed logins per source address (then the address is refused for a while), client
-//! connections per user and in total. Keyed state is pruned so memory does not grow with
-//! the number of addresses ever seen.
+//! The limits one process keeps by itself (governor): actions per second per user and per
+//! connection, failed logins per source address (then the address is refused for a while),
+//! client connections per user and in total. Keyed state is pruned so memory does not grow
+//! with the number of addresses ever seen. With `[redis]` these are what a replica falls
+//! back on while Redis cannot be reached.
 
+use super::CHALLENGES_PER_FAILED_LOGIN;
 use crate::config::{LimitsConfig, UserConfig};
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -10,7 +12,6 @@ use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLim
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -21,13 +22,16 @@ fn quota(per_sec: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(rate).allow_burst(burst))
 }
 
-/// Challenges an address may fetch per failed login it is allowed: a client logging in by
-/// MD5 needs one per connection, a guesser one per guess.
-pub const CHALLENGES_PER_FAILED_LOGIN: u32 = 4;
+/// A user's shared action rate: its limiter here, and the figures the Redis layer needs.
+pub(super) struct UserRate {
+    pub(super) limiter: DefaultDirectRateLimiter,
+    pub(super) per_sec: u32,
+    pub(super) burst: u32,
+}
 
-pub struct Limits {
+pub(super) struct Local {
     /// Swapped on reload (rates per user and per connection can change).
-    per_user: ArcSwap<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    per_user: ArcSwap<HashMap<String, Arc<UserRate>>>,
     conn_quota: ArcSwap<Option<Quota>>,
     failed: Option<DefaultKeyedRateLimiter<IpAddr>>,
     /// MD5 challenges handed out per address: [`CHALLENGES_PER_FAILED_LOGIN`] times the
@@ -37,10 +41,6 @@ pub struct Limits {
     ban: Duration,
     user_conns: Arc<DashMap<String, usize>>,
     total: Option<Arc<Semaphore>>,
-    /// Logins refused because the address was banned.
-    pub banned_refusals: AtomicU64,
-    /// Actions refused by a rate limit.
-    pub rate_limited: AtomicU64,
 }
 
 /// One client connection's place under `limits.max_connections`; dropping it frees it.
@@ -49,13 +49,13 @@ pub enum ConnectionSlot {
     Held(OwnedSemaphorePermit),
 }
 
-/// A user's connection slot; dropping it frees the slot.
-pub struct UserSlot {
+/// A user's connection slot in this process; dropping it frees the slot.
+pub(super) struct LocalUserSlot {
     map: Arc<DashMap<String, usize>>,
     user: String,
 }
 
-impl Drop for UserSlot {
+impl Drop for LocalUserSlot {
     fn drop(&mut self) {
         if let Some(mut n) = self.map.get_mut(&self.user) {
             *n = n.saturating_sub(1);
@@ -64,8 +64,8 @@ impl Drop for UserSlot {
     }
 }
 
-impl Limits {
-    pub fn new(cfg: &LimitsConfig, users: &[UserConfig]) -> Limits {
+impl Local {
+    pub(super) fn new(cfg: &LimitsConfig, users: &[UserConfig]) -> Local {
         let per_user = ArcSwap::from_pointee(Self::user_limiters(users));
         let per_window = |n: u32| {
             NonZeroU32::new(n).map(|n| {
@@ -78,7 +78,7 @@ impl Limits {
         };
         let failed = per_window(cfg.failed_logins);
         let challenges = per_window(cfg.failed_logins.saturating_mul(CHALLENGES_PER_FAILED_LOGIN));
-        Limits {
+        Local {
             per_user,
             conn_quota: ArcSwap::from_pointee(quota(cfg.actions_per_sec, cfg.burst)),
             failed,
@@ -87,56 +87,52 @@ impl Limits {
             ban: cfg.ban,
             user_conns: Arc::new(DashMap::new()),
             total: (cfg.max_connections > 0).then(|| Arc::new(Semaphore::new(cfg.max_connections))),
-            banned_refusals: AtomicU64::new(0),
-            rate_limited: AtomicU64::new(0),
         }
     }
 
-    fn user_limiters(users: &[UserConfig]) -> HashMap<String, Arc<DefaultDirectRateLimiter>> {
+    fn user_limiters(users: &[UserConfig]) -> HashMap<String, Arc<UserRate>> {
         users
             .iter()
             .filter_map(|u| {
                 let q = quota(u.actions_per_sec, u.burst)?;
-                Some((u.name.clone(), Arc::new(RateLimiter::direct(q))))
+                let rate = UserRate {
+                    limiter: RateLimiter::direct(q),
+                    per_sec: u.actions_per_sec,
+                    burst: u.burst.max(1),
+                };
+                Some((u.name.clone(), Arc::new(rate)))
             })
             .collect()
     }
 
     /// A reload: new per-user and per-connection rates (counters start afresh). The
     /// failed-login and total-connection settings keep their start-up values.
-    pub fn update(&self, cfg: &LimitsConfig, users: &[UserConfig]) {
+    pub(super) fn update(&self, cfg: &LimitsConfig, users: &[UserConfig]) {
         self.per_user.store(Arc::new(Self::user_limiters(users)));
         self.conn_quota.store(Arc::new(quota(cfg.actions_per_sec, cfg.burst)));
     }
 
     /// A limiter for one new connection, when a per-connection rate is configured.
-    pub fn connection_limiter(&self) -> Option<DefaultDirectRateLimiter> {
+    pub(super) fn connection_limiter(&self) -> Option<DefaultDirectRateLimiter> {
         self.conn_quota.load().map(RateLimiter::direct)
     }
 
-    /// Checks the user's shared rate and the connection's own; false (and counted) when over.
-    pub fn allow_action(&self, user: &str, conn: Option<&DefaultDirectRateLimiter>) -> bool {
-        let user_ok = self.per_user.load().get(user).is_none_or(|l| l.check().is_ok());
-        let conn_ok = conn.is_none_or(|l| l.check().is_ok());
-        let ok = user_ok && conn_ok;
-        if !ok {
-            self.rate_limited.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+    /// The user's action rate, when it has one.
+    pub(super) fn user_rate(&self, user: &str) -> Option<Arc<UserRate>> {
+        self.per_user.load().get(user).cloned()
     }
 
-    pub fn is_banned(&self, ip: IpAddr) -> bool {
-        match self.banned.get(&ip) {
-            Some(until) if *until > Instant::now() => {
-                self.banned_refusals.fetch_add(1, Ordering::Relaxed);
-                true
-            }
-            _ => false,
-        }
+    pub(super) fn is_banned(&self, ip: IpAddr) -> bool {
+        matches!(self.banned.get(&ip), Some(until) if *until > Instant::now())
+    }
+
+    /// Whether failed logins are counted at all (`limits.failed_logins` > 0).
+    pub(super) fn counts_failures(&self) -> bool {
+        self.failed.is_some()
     }
 
     /// Counts a failed login; past the limit the address is refused for the ban time.
-    pub fn login_failed(&self, ip: IpAddr) {
+    pub(super) fn login_failed(&self, ip: IpAddr) {
         if let Some(l) = &self.failed {
             if l.check_key(&ip).is_err() {
                 self.banned.insert(ip, Instant::now() + self.ban);
@@ -147,7 +143,7 @@ impl Limits {
 
     /// Counts an MD5 challenge handed out; past the limit the address is refused for the
     /// ban time, as after failed logins.
-    pub fn challenge_issued(&self, ip: IpAddr) {
+    pub(super) fn challenge_issued(&self, ip: IpAddr) {
         if let Some(l) = &self.challenges {
             if l.check_key(&ip).is_err() {
                 self.banned.insert(ip, Instant::now() + self.ban);
@@ -157,7 +153,7 @@ impl Limits {
     }
 
     /// A slot among the total client connections, or None when the proxy is full.
-    pub fn connection_slot(&self) -> Option<ConnectionSlot> {
+    pub(super) fn connection_slot(&self) -> Option<ConnectionSlot> {
         match &self.total {
             None => Some(ConnectionSlot::Unlimited),
             Some(s) => s.clone().try_acquire_owned().ok().map(ConnectionSlot::Held),
@@ -165,24 +161,24 @@ impl Limits {
     }
 
     /// A slot among the user's connections, or None when the user is at its limit.
-    pub fn user_slot(&self, user: &str, max: usize) -> Option<UserSlot> {
+    pub(super) fn user_slot(&self, user: &str, max: usize) -> Option<LocalUserSlot> {
         let mut n = self.user_conns.entry(user.to_owned()).or_insert(0);
         if max > 0 && *n >= max {
             return None;
         }
         *n += 1;
-        Some(UserSlot {
+        Some(LocalUserSlot {
             map: self.user_conns.clone(),
             user: user.to_owned(),
         })
     }
 
-    pub fn tracked_addresses(&self) -> usize {
+    pub(super) fn tracked_addresses(&self) -> usize {
         self.failed.as_ref().map_or(0, |l| l.len()) + self.banned.len()
     }
 
     /// Forgets addresses whose counters have refilled and bans that have expired.
-    pub fn prune(&self) {
+    pub(super) fn prune(&self) {
         if let Some(l) = &self.failed {
             l.retain_recent();
             l.shrink_to_fit();
@@ -210,7 +206,7 @@ mod tests {
 
     #[test]
     fn failed_logins_ban_then_prune() {
-        let l = Limits::new(&cfg(), &[]);
+        let l = Local::new(&cfg(), &[]);
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         for _ in 0..3 {
             l.login_failed(ip);
@@ -230,7 +226,7 @@ mod tests {
         let mut c = cfg();
         c.failed_login_window = Duration::from_millis(3);
         c.ban = Duration::from_millis(1);
-        let l = Limits::new(&c, &[]);
+        let l = Local::new(&c, &[]);
         for i in 0..1000u32 {
             l.login_failed(IpAddr::from(i.to_be_bytes()));
         }
@@ -249,7 +245,7 @@ mod tests {
 
     #[test]
     fn connection_and_user_slots() {
-        let l = Limits::new(&cfg(), &[]);
+        let l = Local::new(&cfg(), &[]);
         let a = l.connection_slot().unwrap();
         let _b = l.connection_slot().unwrap();
         assert!(l.connection_slot().is_none());
@@ -266,11 +262,11 @@ mod tests {
         let mut c = cfg();
         c.actions_per_sec = 1;
         c.burst = 2;
-        let l = Limits::new(&c, &[]);
-        let conn = l.connection_limiter();
-        assert!(l.allow_action("u", conn.as_ref()));
-        assert!(l.allow_action("u", conn.as_ref()));
-        assert!(!l.allow_action("u", conn.as_ref()));
-        assert_eq!(l.rate_limited.load(Ordering::Relaxed), 1);
+        let l = Local::new(&c, &[]);
+        let conn = l.connection_limiter().unwrap();
+        assert!(conn.check().is_ok());
+        assert!(conn.check().is_ok());
+        assert!(conn.check().is_err());
+        assert!(l.user_rate("u").is_none());
     }
 }
