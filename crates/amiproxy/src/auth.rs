@@ -1,6 +1,7 @@
 //! Checking a client's credentials against the proxy's own users.
 
-use crate::config::{Secret, UserConfig};
+use crate::config::{CertBinding, Secret, UserConfig};
+use crate::tls::PeerCert;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use md5::{Digest, Md5};
@@ -21,7 +22,29 @@ pub fn check_plain(user: &UserConfig, secret: &str) -> bool {
             Ok(hash) => Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok(),
             Err(_) => false,
         },
+        Secret::None => false,
     }
+}
+
+/// Whether the client certificate of the connection (None: none shown) is the one `binding`
+/// names: every part the binding gives must match.
+pub fn cert_matches(binding: &CertBinding, peer: Option<&PeerCert>) -> bool {
+    let Some(peer) = peer else {
+        return false;
+    };
+    let subject = binding
+        .subject
+        .as_ref()
+        .is_none_or(|s| peer.common_name.as_deref() == Some(s.as_str()));
+    let san = binding
+        .san
+        .as_ref()
+        .is_none_or(|s| peer.alt_names.iter().any(|n| n.eq_ignore_ascii_case(s)));
+    let sha = binding
+        .sha256
+        .as_ref()
+        .is_none_or(|d| constant_time_eq(d, &peer.sha256));
+    subject && san && sha
 }
 
 /// Verifies `secret` against a hash no one knows the secret of, at the cost of a real user's:
@@ -86,6 +109,7 @@ mod tests {
             burst: 0,
             max_connections: 0,
             upstream_account: None,
+            cert: None,
         }
     }
 

@@ -110,6 +110,15 @@ fn metrics(core: &Core) -> Response<Body> {
 struct Health<'a> {
     status: &'static str,
     upstreams: Vec<UpstreamHealth<'a>>,
+    /// Every loaded TLS certificate and how long it has left.
+    certificates: Vec<CertHealth>,
+}
+
+#[derive(Serialize)]
+struct CertHealth {
+    #[serde(flatten)]
+    cert: crate::tls::expiry::CertExpiry,
+    expires_in_secs: i64,
 }
 
 #[derive(Serialize)]
@@ -135,7 +144,18 @@ fn health(core: &Core) -> Response<Body> {
         (false, true) => "ready",
         (false, false) => "not ready",
     };
-    let health = Health { status, upstreams };
+    let certificates = crate::tls::expiry::all()
+        .into_iter()
+        .map(|cert| CertHealth {
+            expires_in_secs: cert.seconds_left(),
+            cert,
+        })
+        .collect();
+    let health = Health {
+        status,
+        upstreams,
+        certificates,
+    };
     let mut body = serde_json::to_string(&health).unwrap_or_default();
     body.push('\n');
     let status = if ready {
@@ -168,6 +188,10 @@ fn state_sizes(core: &Core) -> crate::metrics::StateSizes {
             .upstreams
             .iter()
             .map(|u| (u.name().to_owned(), u.in_flight()))
+            .collect(),
+        cert_expiry: crate::tls::expiry::all()
+            .into_iter()
+            .map(|c| (c.kind, c.name.clone(), c.seconds_left()))
             .collect(),
     }
 }

@@ -96,6 +96,7 @@ fn hash_secret_makes_a_usable_argon2_hash() {
         burst: 0,
         max_connections: 0,
         upstream_account: None,
+        cert: None,
     };
     assert!(amiproxy::auth::check_plain(&user, "s3cret"));
     assert!(!amiproxy::auth::check_plain(&user, "s3cret\n"));

@@ -71,6 +71,9 @@ pub(crate) enum LoginRefusal {
     BadSecret,
     AddressBanned,
     AddressNotPermitted,
+    /// The user is bound to a TLS client certificate and the connection showed another (or
+    /// none).
+    CertificateMismatch,
     /// The user has its `max_connections` (this one the client is told).
     TooManyConnections,
 }
@@ -82,6 +85,7 @@ impl LoginRefusal {
             LoginRefusal::BadSecret => "bad secret",
             LoginRefusal::AddressBanned => "address banned after failed logins",
             LoginRefusal::AddressNotPermitted => "source address not permitted",
+            LoginRefusal::CertificateMismatch => "client certificate does not match the user",
             LoginRefusal::TooManyConnections => "too many connections for this user",
         }
     }

@@ -55,6 +55,8 @@ pub struct Connection {
     pub tls: bool,
     /// When it was accepted (`SessionTV`).
     pub since: std::time::SystemTime,
+    /// The client's TLS certificate, verified at the handshake (mutual TLS), if it showed one.
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 struct Session<W> {
@@ -95,6 +97,8 @@ struct Session<W> {
     /// The client sent `Logoff` (its ActionID): answered once the actions it sent before
     /// are answered, as Asterisk, which reads a session's actions one by one, would.
     logoff: Option<Option<String>>,
+    /// The client's TLS certificate, for users bound to one.
+    peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -135,6 +139,7 @@ async fn run(
     drop(config);
     let (gen, version) = core.dialect();
     let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
+    s.peer_cert = conn.peer_cert.clone();
     let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
     let mut phase = core.phase();
     let logged_in = async {
@@ -225,6 +230,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.proxy.max_in_flight_per_session)),
             in_flight_max: config.proxy.max_in_flight_per_session,
             logoff: None,
+            peer_cert: None,
             gen,
             write_timeout: config.proxy.write_timeout,
             batches: 0,

@@ -1,7 +1,7 @@
 //! From the raw file to the checked model: one checker per section, each naming the key of
 //! every problem it finds, so `check-config` can list them all at once.
 
-use super::raw::{Choice, LogFormat, RawConfig, RawListenerTls, UpstreamKind};
+use super::raw::{Choice, LogFormat, RawConfig, UpstreamKind};
 use super::users::users;
 use super::*;
 
@@ -170,30 +170,10 @@ fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
         };
         let tls = match &l.tls {
             None => None,
-            Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
-            Some(RawListenerTls {
-                cert: Some(c),
-                key: Some(k),
-                ..
-            }) => {
-                let (cert, key) = (resolve(c), resolve(k));
-                for (what, path) in [("cert", &cert), ("key", &key)] {
-                    if !path.exists() {
-                        bad(
-                            format!("listener[{i}].tls.{what}"),
-                            format!("{} does not exist", path.display()),
-                        );
-                    }
-                }
-                Some(ListenerTls::Files { cert, key })
-            }
-            Some(_) => {
-                bad(
-                    format!("listener[{i}].tls"),
-                    "give both cert and key, or self_signed = true".into(),
-                );
-                None
-            }
+            Some(t) => match super::tls::listener_tls(i, t, &resolve, bad) {
+                Some(t) => Some(t),
+                None => continue,
+            },
         };
         listeners.push(ListenerConfig { address, tls });
     }
@@ -222,10 +202,7 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
             Some(UpstreamKind::Asterisk) => match &u.address {
                 Some(a) => Some(UpstreamTarget::Asterisk {
                     address: a.clone(),
-                    tls: (u.tls || u.ca.is_some()).then(|| UpstreamTls {
-                        ca: u.ca.as_deref().map(resolve),
-                        server_name: u.server_name.clone(),
-                    }),
+                    tls: super::tls::upstream_tls(u, &key, &resolve, bad),
                 }),
                 None => {
                     bad(

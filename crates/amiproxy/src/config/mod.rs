@@ -4,7 +4,10 @@
 
 mod check;
 mod raw;
+mod tls;
 mod users;
+
+pub use tls::parse_sha256;
 
 use crate::perms::Classes;
 use crate::policy::Policy;
@@ -72,14 +75,54 @@ pub struct ProxySettings {
     pub worker_threads: Option<usize>,
 }
 
+/// Where a listener's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenerTls {
+pub enum CertSource {
     Files {
         cert: PathBuf,
         key: PathBuf,
     },
     /// A certificate made at start-up for localhost (development only).
     SelfSigned,
+}
+
+/// `listener.tls.client_auth`: whether a client must show a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// No handshake without a certificate the client CA issued.
+    Required,
+    /// A client without a certificate is let in (a certificate it shows is still verified),
+    /// for users bound to no certificate.
+    Optional,
+}
+
+/// `listener.tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum MinVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Client certificates (mutual TLS) on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCerts {
+    /// PEM file of the CA certificates client certificates must chain to.
+    pub ca: PathBuf,
+    pub auth: ClientAuth,
+    /// PEM CRLs; a revoked client certificate fails the handshake.
+    pub crls: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub source: CertSource,
+    pub client: Option<ClientCerts>,
+    /// How long a client may take to finish its handshake.
+    pub handshake_timeout: Duration,
+    pub min_version: MinVersion,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,9 +147,14 @@ pub enum UpstreamTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// PEM file of CA certificates; system (webpki) roots when absent.
+    /// PEM file of CA certificates; system (webpki) roots when absent (and no pins).
     pub ca: Option<PathBuf>,
     pub server_name: Option<String>,
+    /// SHA-256 digests, each of a certificate (DER) or of its public key (SPKI DER): with
+    /// any, the upstream's certificate is accepted when it matches one (instead of a CA).
+    pub pins: Vec<[u8; 32]>,
+    /// The proxy's own certificate and key (PEM), for an upstream that asks for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A second manager account on an upstream, so that Asterisk's own checks apply to the
@@ -148,6 +196,8 @@ pub struct UpstreamConfig {
 pub enum Secret {
     Plain(String),
     Argon2(String),
+    /// No secret: the user logs in by certificate alone (`cert_login = "certificate"`).
+    None,
 }
 
 impl std::fmt::Debug for Secret {
@@ -155,6 +205,7 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Plain(_) => f.write_str("Secret::Plain(<redacted>)"),
             Secret::Argon2(_) => f.write_str("Secret::Argon2(<hash>)"),
+            Secret::None => f.write_str("Secret::None"),
         }
     }
 }
@@ -175,6 +226,31 @@ pub struct UserConfig {
     /// The upstream account (of each upstream's `accounts`) this user's actions go through;
     /// None: the proxy's main login.
     pub upstream_account: Option<String>,
+    /// The TLS client certificate this user is bound to, if any.
+    pub cert: Option<CertBinding>,
+}
+
+/// `user.cert_login`: what a login of a certificate-bound user must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum CertLogin {
+    /// The certificate alone: any (or no) Secret.
+    #[serde(rename = "certificate")]
+    Certificate,
+    /// The certificate and the secret.
+    #[serde(rename = "certificate+secret")]
+    CertificateAndSecret,
+}
+
+/// The client certificate a user is bound to: every part given must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertBinding {
+    /// The subject's common name.
+    pub subject: Option<String>,
+    /// One subjectAltName (DNS name, e-mail, URI or IP address).
+    pub san: Option<String>,
+    /// The SHA-256 of the certificate's DER.
+    pub sha256: Option<[u8; 32]>,
+    pub login: CertLogin,
 }
 
 #[derive(Debug, Clone)]
@@ -244,6 +320,30 @@ impl Config {
             .and_then(|c| c.try_deserialize::<RawConfig>())
             .map_err(|e| vec![from_config_error(e)])?;
         check::check(raw, base)
+    }
+
+    /// Every TLS file the configuration reads (certificates, keys, CAs, CRLs): with
+    /// `watch_config`, a change to one reloads as a change to the file does.
+    pub fn tls_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for t in self.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            if let CertSource::Files { cert, key } = &t.source {
+                files.extend([cert.clone(), key.clone()]);
+            }
+            if let Some(c) = &t.client {
+                files.push(c.ca.clone());
+                files.extend(c.crls.iter().cloned());
+            }
+        }
+        for u in &self.upstreams {
+            if let UpstreamTarget::Asterisk { tls: Some(t), .. } = &u.target {
+                files.extend(t.ca.iter().cloned());
+                if let Some((c, k)) = &t.client_cert {
+                    files.extend([c.clone(), k.clone()]);
+                }
+            }
+        }
+        files
     }
 
     pub fn user(&self, name: &str) -> Option<&UserConfig> {

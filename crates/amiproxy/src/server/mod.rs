@@ -16,6 +16,16 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// Checks the TLS files of the `i`th upstream (a broken one is refused under its key).
+fn check_upstream_tls(i: usize, u: &crate::config::UpstreamConfig) -> Result<(), ProxyError> {
+    match &u.target {
+        crate::config::UpstreamTarget::Asterisk { tls: Some(t), .. } => {
+            crate::tls::client::check(&format!("upstream[{i}]"), &u.name, t)
+        }
+        _ => Ok(()),
+    }
+}
+
 /// A running proxy.
 pub struct Running {
     pub core: Arc<Core>,
@@ -27,8 +37,11 @@ pub struct Running {
 /// Binds every listener and starts every upstream link; returns once all are bound.
 pub async fn start(config: Config) -> Result<Running, ProxyError> {
     let mut bound = Vec::new();
-    for l in &config.listeners {
-        bound.push(bind(l).await?);
+    for (i, l) in config.listeners.iter().enumerate() {
+        bound.push(bind(l, i).await?);
+    }
+    for (i, u) in config.upstreams.iter().enumerate() {
+        check_upstream_tls(i, u)?;
     }
     let metrics_listener = match config.metrics.address {
         Some(addr) => {
@@ -60,6 +73,17 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
             }
         });
     }
+    // Certificates close to their end are warned about when loaded, and then daily.
+    tokio::spawn(async {
+        let mut t = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::tls::expiry::WARN_EVERY,
+            crate::tls::expiry::WARN_EVERY,
+        );
+        loop {
+            t.tick().await;
+            crate::tls::expiry::warn_soon();
+        }
+    });
     let metrics_addr = match metrics_listener {
         Some(l) => {
             let addr = l.local_addr()?;
@@ -83,12 +107,12 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
 impl Running {
     fn accept(&self, b: Bound) -> Result<(), ProxyError> {
         let addr = b.listener.local_addr()?;
-        info!(%addr, tls = b.acceptor.is_some(), "listening");
+        info!(%addr, tls = b.tls.current().is_some(), "listening");
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             self.core.clone(),
             b.listener,
-            b.acceptor,
+            b.tls.clone(),
             stop.clone(),
             Arc::from(addr.to_string()),
         ));
@@ -96,6 +120,7 @@ impl Running {
             config: b.config,
             addr,
             stop,
+            tls: b.tls,
         });
         Ok(())
     }
@@ -135,17 +160,34 @@ impl Running {
                 );
             }
         }
-        // Listeners: bind what is new before changing anything.
+        // Listeners, by configured address: one already bound keeps its socket (and its
+        // clients), its TLS files re-read and a change prepared; a new address is bound.
+        // Everything that can fail is done before anything changes.
         let keep: Vec<bool> = {
             let current = self.lock();
-            current.iter().map(|h| new.listeners.contains(&h.config)).collect()
+            current
+                .iter()
+                .map(|h| new.listeners.iter().any(|l| l.address == h.config.address))
+                .collect()
         };
         let mut fresh = Vec::new();
-        for l in &new.listeners {
-            let exists = self.lock().iter().any(|h| h.config == *l);
-            if !exists {
-                fresh.push(bind(l).await?);
+        let mut tls_changes = Vec::new();
+        for (i, l) in new.listeners.iter().enumerate() {
+            let existing = self
+                .lock()
+                .iter()
+                .find(|h| h.config.address == l.address)
+                .map(|h| h.tls.clone());
+            match existing {
+                Some(tls) => {
+                    let change = tls.prepare(l.tls.as_ref(), &format!("listener[{i}].tls"))?;
+                    tls_changes.push((tls, change));
+                }
+                None => fresh.push(bind(l, i).await?),
             }
+        }
+        for (i, u) in new.upstreams.iter().enumerate() {
+            check_upstream_tls(i, u)?;
         }
         // Upstreams: keep the links whose configuration is unchanged.
         let st = self.core.state();
@@ -172,13 +214,30 @@ impl Running {
         for up in removed {
             info!(server = up.name(), "upstream removed by reload");
             up.stop.cancel();
+            if !self.core.state().upstreams.iter().any(|u| u.name() == up.name()) {
+                crate::tls::expiry::remove(&format!("upstream:{}", up.name()));
+            }
         }
         for up in started {
             info!(server = up.name(), "upstream added by reload");
             upstream::spawn(&self.core.links, &up);
         }
+        for (tls, change) in tls_changes {
+            tls.install(change);
+        }
         {
             let mut current = self.lock();
+            for h in current.iter_mut() {
+                if let Some(l) = self
+                    .core
+                    .config()
+                    .listeners
+                    .iter()
+                    .find(|l| l.address == h.config.address)
+                {
+                    h.config = l.clone();
+                }
+            }
             let mut i = 0;
             current.retain(|h| {
                 let k = keep[i];
