@@ -42,7 +42,7 @@ impl<'a> LeafSpec<'a> {
         let now = OffsetDateTime::now_utc();
         LeafSpec {
             cn,
-            sans: &["localhost"],
+            sans: &["localhost", "127.0.0.1"],
             client: false,
             not_before: now - time::Duration::days(365),
             not_after: now + time::Duration::days(3650),
