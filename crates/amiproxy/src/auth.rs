@@ -132,4 +132,27 @@ mod tests {
         assert!(!check_plain(&u, "pw2"));
         assert!(!check_md5(&u, "1", &md5_hex("1", "pw")));
     }
+
+    #[test]
+    fn certificate_bindings_match_every_part_given() {
+        let peer = PeerCert {
+            sha256: [1; 32],
+            common_name: Some("app1".into()),
+            alt_names: vec!["app1.example.com".into()],
+        };
+        let binding = |subject: Option<&str>, san: Option<&str>, sha256: Option<[u8; 32]>| CertBinding {
+            subject: subject.map(str::to_owned),
+            san: san.map(str::to_owned),
+            sha256,
+            login: crate::config::CertLogin::Certificate,
+        };
+        assert!(cert_matches(&binding(Some("app1"), None, None), Some(&peer)));
+        assert!(cert_matches(
+            &binding(None, Some("APP1.example.com"), Some([1; 32])),
+            Some(&peer)
+        ));
+        assert!(!cert_matches(&binding(Some("app1"), None, Some([2; 32])), Some(&peer)));
+        assert!(!cert_matches(&binding(Some("app2"), None, None), Some(&peer)));
+        assert!(!cert_matches(&binding(Some("app1"), None, None), None));
+    }
 }

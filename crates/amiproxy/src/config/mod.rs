@@ -482,4 +482,63 @@ write = "call"
         assert_eq!(c.upstreams[0].accounts[0].username, "l");
         assert_eq!(c.users[0].upstream_account.as_deref(), Some("low"));
     }
+
+    #[test]
+    fn tls_keys_are_checked_under_their_names() {
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("amiproxy-config-tls-{}.pem", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let f = file.display();
+        let good = OK
+            .replace(
+                "address = \"127.0.0.1:0\"\n[[upstream]]",
+                &format!("address = \"127.0.0.1:0\"\ntls = {{ cert = \"{f}\", key = \"{f}\", client_ca = \"{f}\", client_auth = \"optional\", min_version = \"1.3\", handshake_timeout_secs = 2 }}\n[[upstream]]"),
+            )
+            .replace(
+                "secret = \"s3cret\"",
+                &format!("cert_sha256 = \"{}\"\ncert_login = \"certificate\"", "AB:".repeat(31) + "AB"),
+            );
+        let c = Config::from_toml(&good, Path::new(".")).unwrap();
+        let tls = c.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.min_version, MinVersion::Tls13);
+        assert_eq!(tls.client.as_ref().unwrap().auth, ClientAuth::Optional);
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(2));
+        let binding = c.users[0].cert.as_ref().unwrap();
+        assert_eq!(
+            (binding.sha256, binding.login),
+            (Some([0xab; 32]), CertLogin::Certificate)
+        );
+        assert!(matches!(c.users[0].secret, Secret::None));
+        assert_eq!(c.tls_files().len(), 3);
+
+        let bad = good
+            .replace("\"optional\"", "\"sometimes\"")
+            .replace("\"1.3\"", "\"1.1\"")
+            .replace("cert_login = \"certificate\"", "cert_login = \"password\"")
+            .replace(
+                "kind = \"simulated\"",
+                "address = \"h:1\"\nusername = \"a\"\nsecret = \"b\"\npin_sha256 = [\"nope\"]",
+            );
+        let errs = Config::from_toml(&bad, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "listener[0].tls.client_auth",
+            "listener[0].tls.min_version",
+            "user[0].cert_login",
+            "upstream[0].pin_sha256[0]",
+        ] {
+            assert!(keys.contains(&key), "{key}: {errs:?}");
+        }
+        // cert_login needs a binding; client_auth needs client_ca.
+        let bad = OK
+            .replace("write = \"call\"", "write = \"call\"\ncert_login = \"certificate\"")
+            .replace(
+                "address = \"127.0.0.1:0\"\n[[upstream]]",
+                "address = \"127.0.0.1:0\"\ntls = { self_signed = true, client_auth = \"required\" }\n[[upstream]]",
+            );
+        let errs = Config::from_toml(&bad, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["listener[0].tls.client_ca", "user[0].cert_login"], "{errs:?}");
+        let _ = std::fs::remove_file(&file);
+    }
 }

@@ -151,9 +151,10 @@ async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError
                     .unwrap_or_default()
             });
             let name = crate::tls::server_name(&host)?;
-            let stream = tokio_rustls::TlsConnector::from(connector.config.clone())
-                .connect(name, tcp)
+            let handshake = tokio_rustls::TlsConnector::from(connector.config.clone()).connect(name, tcp);
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
                 .await
+                .map_err(|_| err(format!("tls handshake with {address} timed out")))?
                 .map_err(|e| err(format!("tls handshake with {address}: {}", connector.explain(&e))))?;
             Ok(Box::new(stream))
         }
