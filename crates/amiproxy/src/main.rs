@@ -74,6 +74,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match load(&cli.config) {
             Ok(c) => {
+                // The TLS files' content too: what a reload would refuse, refused here first.
+                let broken = amiproxy::tls::check_files(&c);
+                for e in &broken {
+                    eprintln!("{e}");
+                }
+                if !broken.is_empty() {
+                    return ExitCode::from(1);
+                }
                 println!(
                     "{}: ok ({} listener(s), {} upstream(s), {} user(s))",
                     cli.config.display(),

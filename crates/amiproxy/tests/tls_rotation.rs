@@ -259,3 +259,34 @@ async fn the_expiry_of_each_certificate_is_in_sight() {
     })
     .await;
 }
+
+#[test]
+fn check_config_reads_the_tls_files() {
+    let dir = tempdir("check-tls");
+    let ca = Ca::new(&dir, "Check CA");
+    let leaf = ca.leaf(&dir, "leaf", LeafSpec::server("leaf"));
+    let path = dir.join("proxy.toml");
+    std::fs::write(
+        &path,
+        config(&leaf, "", "[[upstream]]\nname = \"pbx1\"\nkind = \"simulated\"\n\n"),
+    )
+    .unwrap();
+    let check = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+            .arg("check-config")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap()
+    };
+    assert!(check().status.success());
+    std::fs::write(
+        &leaf.key,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = check();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("listener[0].tls.key"), "{stderr}");
+}

@@ -28,6 +28,29 @@ fn file_error(path: &Path, e: impl std::fmt::Display) -> ProxyError {
     ProxyError::Tls(format!("{}: {e}", path.display()))
 }
 
+/// Reads and parses every TLS file of `config` as start-up and reload would: each problem
+/// in words that name its key (`listener[0].tls.cert: ...`). For `check-config`.
+pub fn check_files(config: &crate::config::Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (i, l) in config.listeners.iter().enumerate() {
+        if l.tls.is_some() {
+            let built = server::ServerTls::new(&l.address.to_string())
+                .and_then(|t| t.prepare(l.tls.as_ref(), &format!("listener[{i}].tls")).map(|_| ()));
+            problems.extend(built.err().map(|e| e.to_string()));
+        }
+    }
+    for (i, u) in config.upstreams.iter().enumerate() {
+        if let crate::config::UpstreamTarget::Asterisk { tls: Some(t), .. } = &u.target {
+            problems.extend(
+                client::check(&format!("upstream[{i}]"), &u.name, t)
+                    .err()
+                    .map(|e| e.to_string()),
+            );
+        }
+    }
+    problems
+}
+
 /// A file's bytes, read once: what is parsed is what is compared on the next reload.
 fn read(path: &Path) -> Result<Vec<u8>, ProxyError> {
     std::fs::read(path).map_err(|e| file_error(path, e))
