@@ -201,3 +201,84 @@ async fn a_broken_upstream_ca_is_refused_at_reload_and_the_old_configuration_kep
     c.send("Action: Ping\r\nServer: pbx\r\nActionID: p\r\n\r\n").await;
     assert_eq!(c.response("p").await.get("Ping"), Some("Pong"));
 }
+
+/// Whether the proxy's link to `server` answers a Ping now.
+async fn link_up(c: &mut Client, server: &str, n: &mut u32) -> bool {
+    *n += 1;
+    let aid = format!("up-{n}");
+    c.send(&format!("Action: Ping\r\nServer: {server}\r\nActionID: {aid}\r\n\r\n"))
+        .await;
+    c.response(&aid).await.get("Ping") == Some("Pong")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_upstream_ca_is_used_by_the_next_connection() {
+    let sim = sim("pbx1").await;
+    let dir = tempdir("upstream-renew");
+    let ca = Ca::new(&dir, "Issuing CA");
+    let unrelated = Ca::new(&dir, "Unrelated CA");
+    let leaf = ca.leaf(&dir, "asterisk", LeafSpec::server("asterisk"));
+    let front = tls_front(sim.addr(), &leaf).await;
+    let ca_file = dir.join("upstream-ca.pem");
+    std::fs::copy(&ca.path, &ca_file).unwrap();
+    let config = upstream(
+        "pbx",
+        front,
+        &format!("ca = \"{}\"\nserver_name = \"localhost\"", ca_file.display()),
+    );
+    let proxy = start_proxy(&format!("{config}{USERS}"));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx").await;
+
+    // The file now holds a CA that did not issue the upstream's certificate: the link
+    // established stays, the next connection is refused.
+    std::fs::copy(&unrelated.path, &ca_file).unwrap();
+    let mut n = 0;
+    assert!(link_up(&mut c, "pbx", &mut n).await);
+    sim.drop_connections();
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while link_up(&mut c, "pbx", &mut n).await {
+        assert!(tokio::time::Instant::now() < end, "the link never went down");
+        sim.drop_connections();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The right CA back in the file: the next reconnection takes it, no reload needed.
+    std::fs::copy(&ca.path, &ca_file).unwrap();
+    wait_upstream(&mut c, "pbx").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_certificate_served_as_the_upstreams_own_gets_the_same_hint() {
+    let sim = sim("pbx1").await;
+    let dir = tempdir("ca-as-leaf");
+    // A self-signed certificate marked as a CA, served by the upstream itself (as some
+    // generators make them), and trusted as its own `ca`: webpki refuses it as an end entity.
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let leaf = Leaf {
+        cert: dir.join("self.crt"),
+        key: dir.join("self.key"),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        sha256: sha256_hex(cert.der()),
+        der: cert.der().to_vec(),
+    };
+    std::fs::write(&leaf.cert, &leaf.cert_pem).unwrap();
+    let front = tls_front(sim.addr(), &leaf).await;
+    let config = upstream(
+        "selfca",
+        front,
+        &format!("ca = \"{}\"\nserver_name = \"localhost\"", leaf.cert.display()),
+    );
+    let proxy = start_proxy_env(&format!("{config}{USERS}"), &[("RUST_LOG", "warn")], true);
+    let hint = format!("pin_sha256 = [\"{}\"]", leaf.sha256);
+    eventually("the hint for a CA used as the upstream's certificate", || {
+        proxy
+            .log()
+            .lines()
+            .any(|l| l.contains("CaUsedAsEndEntity") && l.contains(&hint))
+    })
+    .await;
+}
