@@ -136,8 +136,10 @@ impl Running {
 
     /// Applies a new, already checked configuration without dropping clients: users,
     /// secrets, policies and routes at once; new listeners bound, removed ones closed (their
-    /// clients stay); added upstreams connected, removed ones disconnected with a status event.
-    /// On a bind error nothing changes.
+    /// clients stay), kept ones (same configured address) never rebound: their TLS files are
+    /// re-read and a changed certificate, key, CA or setting swapped in for new handshakes;
+    /// added upstreams connected, removed ones disconnected with a status event. On a bind
+    /// error or a broken TLS file (named by its key) nothing changes.
     pub async fn reload(&self, new: Config) -> Result<(), ProxyError> {
         let old = self.core.config();
         for (what, changed) in [
