@@ -290,3 +290,33 @@ fn check_config_reads_the_tls_files() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("listener[0].tls.key"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_listeners_on_port_0_each_keep_their_own_certificate_across_a_reload() {
+    let sim = sim("pbx1").await;
+    let dir = tempdir("two-listeners");
+    let ca = Ca::new(&dir, "Two CA");
+    let [a, b, c] = ["a", "b", "c"].map(|n| ca.leaf(&dir, n, LeafSpec::server(n)));
+    let text = |first: &Leaf, second: &Leaf| {
+        let listener = |l: &Leaf| {
+            format!(
+                "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n",
+                l.cert.display(),
+                l.key.display()
+            )
+        };
+        format!(
+            "{}{}{}{USERS}",
+            listener(first),
+            listener(second),
+            upstreams_toml(&[&sim])
+        )
+    };
+    let proxy = start_proxy(&text(&a, &b));
+    let (first, second) = (proxy.addrs[0], proxy.addrs[1]);
+    assert_eq!(tls_login(second, &ca.path).await.1, b.sha256);
+    std::fs::write(proxy.config_path(), text(&a, &c)).unwrap();
+    proxy.signal("HUP");
+    until_shown(second, &ca.path, &c.sha256).await;
+    assert_eq!(tls_login(first, &ca.path).await.1, a.sha256);
+}

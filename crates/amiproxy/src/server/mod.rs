@@ -6,6 +6,7 @@ mod listen;
 use crate::config::Config;
 use crate::core::{Core, Phase};
 use crate::error::ProxyError;
+use crate::tls::server::ServerTls;
 use crate::upstream::{self, Upstream};
 use listen::{accept_loop, bind, Bound, ListenerHandle};
 use std::net::SocketAddr;
@@ -163,27 +164,22 @@ impl Running {
             }
         }
         // Listeners, by configured address: one already bound keeps its socket (and its
-        // clients), its TLS files re-read and a change prepared; a new address is bound.
-        // Everything that can fail is done before anything changes.
-        let keep: Vec<bool> = {
-            let current = self.lock();
-            current
-                .iter()
-                .map(|h| new.listeners.iter().any(|l| l.address == h.config.address))
-                .collect()
-        };
+        // clients), its TLS files re-read and a change prepared; a new address is bound. The
+        // n-th listener of an address in the new file is the n-th one running with that
+        // configured address (several may be configured on port 0). Everything that can fail
+        // is done before anything changes.
+        let running: Vec<(SocketAddr, Arc<ServerTls>)> =
+            self.lock().iter().map(|h| (h.config.address, h.tls.clone())).collect();
+        let mut keep = vec![false; running.len()];
         let mut fresh = Vec::new();
         let mut tls_changes = Vec::new();
         for (i, l) in new.listeners.iter().enumerate() {
-            let existing = self
-                .lock()
-                .iter()
-                .find(|h| h.config.address == l.address)
-                .map(|h| h.tls.clone());
-            match existing {
-                Some(tls) => {
-                    let change = tls.prepare(l.tls.as_ref(), &format!("listener[{i}].tls"))?;
-                    tls_changes.push((tls, change));
+            let same = (0..running.len()).find(|&j| !keep[j] && running[j].0 == l.address);
+            match same {
+                Some(j) => {
+                    keep[j] = true;
+                    let change = running[j].1.prepare(l.tls.as_ref(), &format!("listener[{i}].tls"))?;
+                    tls_changes.push((j, l.clone(), change));
                 }
                 None => fresh.push(bind(l, i).await?),
             }
@@ -224,25 +220,17 @@ impl Running {
             info!(server = up.name(), "upstream added by reload");
             upstream::spawn(&self.core.links, &up);
         }
-        for (tls, change) in tls_changes {
-            tls.install(change);
-        }
         {
             let mut current = self.lock();
-            for h in current.iter_mut() {
-                if let Some(l) = self
-                    .core
-                    .config()
-                    .listeners
-                    .iter()
-                    .find(|l| l.address == h.config.address)
-                {
-                    h.config = l.clone();
+            for (j, config, change) in tls_changes {
+                if let Some(h) = current.get_mut(j) {
+                    h.tls.install(change);
+                    h.config = config;
                 }
             }
             let mut i = 0;
             current.retain(|h| {
-                let k = keep[i];
+                let k = keep.get(i).copied().unwrap_or(true);
                 i += 1;
                 if !k {
                     info!(addr = %h.addr, "listener closed by reload");
