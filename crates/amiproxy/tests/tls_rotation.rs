@@ -320,3 +320,48 @@ async fn two_listeners_on_port_0_each_keep_their_own_certificate_across_a_reload
     until_shown(second, &ca.path, &c.sha256).await;
     assert_eq!(tls_login(first, &ca.path).await.1, a.sha256);
 }
+
+/// Connects with `cfg` until a handshake resumes a session.
+async fn until_resumed(addr: std::net::SocketAddr, cfg: &std::sync::Arc<rustls::ClientConfig>) {
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (_, _, resumed) = tls_connect(addr, cfg).await.unwrap();
+        if resumed {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < end, "no session resumed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_resume_across_a_rotation_but_not_across_new_client_certificate_settings() {
+    let sim = sim("pbx1").await;
+    let dir = tempdir("resume");
+    let ca = Ca::new(&dir, "Resume CA");
+    let one = ca.leaf(&dir, "one", LeafSpec::server("one"));
+    let two = ca.leaf(&dir, "two", LeafSpec::server("two"));
+    let proxy = start_proxy_env(
+        &config(&one, "", &upstreams_toml(&[&sim])),
+        &[("RUST_LOG", "info")],
+        true,
+    );
+    let proxy = &proxy;
+    let replaced = |n: usize| move || proxy.log().matches("listener TLS settings replaced").count() >= n;
+    let cfg = client_config_versions(&ca.path, None, &[&rustls::version::TLS13]);
+    until_resumed(proxy.addr(), &cfg).await;
+
+    std::fs::write(proxy.config_path(), config(&two, "", &upstreams_toml(&[&sim]))).unwrap();
+    proxy.signal("HUP");
+    eventually("the rotation", replaced(1)).await;
+    until_resumed(proxy.addr(), &cfg).await;
+
+    // A client CA now: sessions from before it are not resumed.
+    let with_ca = format!(", client_ca = \"{}\", client_auth = \"optional\"", ca.path.display());
+    std::fs::write(proxy.config_path(), config(&two, &with_ca, &upstreams_toml(&[&sim]))).unwrap();
+    proxy.signal("HUP");
+    eventually("the new client certificate settings", replaced(2)).await;
+    let (_, seen, resumed) = tls_connect(proxy.addr(), &cfg).await.unwrap();
+    assert!(!resumed, "a session from before the client CA was resumed");
+    assert_eq!(seen, two.sha256);
+}

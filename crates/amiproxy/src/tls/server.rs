@@ -30,9 +30,24 @@ pub struct ServerTls {
     /// The listener's address, for the expiry metric's labels.
     name: String,
     current: ArcSwapOption<Active>,
-    /// Kept across swaps, so a client resumes its session after a certificate rotation too.
+}
+
+/// What resumes sessions: kept across a certificate rotation, so clients resume after it
+/// too; made anew when the client certificate settings change, so that a session opened
+/// with a certificate the new CA or CRL refuses cannot be resumed.
+#[derive(Clone)]
+struct Resumption {
     ticketer: Arc<dyn ProducesTickets>,
     sessions: Arc<dyn StoresServerSessions + Send + Sync>,
+}
+
+impl Resumption {
+    fn new() -> Result<Resumption, ProxyError> {
+        Ok(Resumption {
+            ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| ProxyError::Tls(e.to_string()))?,
+            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
+        })
+    }
 }
 
 /// What new handshakes use now.
@@ -42,7 +57,10 @@ pub struct Active {
     settings: ListenerTls,
     /// Of every file's content, to notice a change under the same path.
     digest: [u8; 32],
+    /// Of the client CA and CRL files' content.
+    client_digest: [u8; 32],
     certs: Vec<CertExpiry>,
+    resumption: Resumption,
 }
 
 /// What a reload does to a listener's TLS, decided before anything changes.
@@ -56,8 +74,6 @@ impl ServerTls {
         Ok(ServerTls {
             name: name.to_owned(),
             current: ArcSwapOption::empty(),
-            ticketer: rustls::crypto::ring::Ticketer::new().map_err(|e| ProxyError::Tls(e.to_string()))?,
-            sessions: rustls::server::ServerSessionMemoryCache::new(SESSION_CACHE),
         })
     }
 
@@ -75,12 +91,15 @@ impl ServerTls {
             return Ok(if old.is_none() { Change::Same } else { Change::To(None) });
         };
         let files = Files::read(t, at)?;
-        if let Some(old) = old.as_ref() {
-            if old.settings == *t && old.digest == files.digest {
-                return Ok(Change::Same);
+        let resumption = match old.as_ref() {
+            Some(old) if old.settings == *t && old.digest == files.digest => return Ok(Change::Same),
+            Some(old) if old.settings.client == t.client && old.client_digest == files.client_digest => {
+                old.resumption.clone()
             }
-        }
-        self.build(t, files, at).map(|a| Change::To(Some(Arc::new(a))))
+            _ => Resumption::new()?,
+        };
+        self.build(t, files, resumption, at)
+            .map(|a| Change::To(Some(Arc::new(a))))
     }
 
     /// Swaps in a prepared change.
@@ -102,7 +121,7 @@ impl ServerTls {
         format!("listener:{}", self.name)
     }
 
-    fn build(&self, t: &ListenerTls, files: Files, at: &str) -> Result<Active, ProxyError> {
+    fn build(&self, t: &ListenerTls, files: Files, resumption: Resumption, at: &str) -> Result<Active, ProxyError> {
         let versions: &[&'static rustls::SupportedProtocolVersion] = match t.min_version {
             MinVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
             MinVersion::Tls13 => &[&rustls::version::TLS13],
@@ -141,14 +160,16 @@ impl ServerTls {
         let mut cfg = builder
             .with_single_cert(files.chain, files.key)
             .map_err(|e| ProxyError::Tls(format!("{at}.key: {e} (does it belong to the certificate?)")))?;
-        cfg.session_storage = self.sessions.clone();
-        cfg.ticketer = self.ticketer.clone();
+        cfg.session_storage = resumption.sessions.clone();
+        cfg.ticketer = resumption.ticketer.clone();
         Ok(Active {
             acceptor: TlsAcceptor::from(Arc::new(cfg)),
             handshake_timeout: t.handshake_timeout,
             settings: t.clone(),
             digest: files.digest,
+            client_digest: files.client_digest,
             certs,
+            resumption,
         })
     }
 }
@@ -166,15 +187,21 @@ struct Files {
     client_ca: Option<Vec<CertificateDer<'static>>>,
     crls: Vec<rustls::pki_types::CertificateRevocationListDer<'static>>,
     digest: [u8; 32],
+    client_digest: [u8; 32],
 }
 
 impl Files {
     fn read(t: &ListenerTls, at: &str) -> Result<Files, ProxyError> {
-        let mut digest = Sha256::new();
+        let (mut digest, mut client_digest) = (Sha256::new(), Sha256::new());
         let mut take = |what: &str, path: &std::path::Path| -> Result<Vec<u8>, ProxyError> {
             let bytes = read(path).map_err(|e| keyed(format!("{at}.{what}"), e))?;
-            digest.update((bytes.len() as u64).to_be_bytes());
+            let len = (bytes.len() as u64).to_be_bytes();
+            digest.update(len);
             digest.update(&bytes);
+            if what.starts_with("client") {
+                client_digest.update(len);
+                client_digest.update(&bytes);
+            }
             Ok(bytes)
         };
         let (chain, key) = match &t.source {
@@ -214,6 +241,7 @@ impl Files {
             client_ca,
             crls,
             digest: digest.finalize().into(),
+            client_digest: client_digest.finalize().into(),
         })
     }
 }
