@@ -113,7 +113,7 @@ const REFUSED: &str = "Authentication failed";
 async fn users_bound_to_certificates() {
     let sim = sim("pbx1").await;
     let p = pki();
-    let proxy = start_proxy(&config(&p, &sim, ""));
+    let proxy = start_proxy_env(&config(&p, &sim, ""), &[("RUST_LOG", "info")], true);
     let (required, optional) = (proxy.addrs[0], proxy.addrs[1]);
 
     // The certificate alone (no secret, or any).
@@ -176,6 +176,10 @@ async fn users_bound_to_certificates() {
         .await
         .is_err());
     assert_eq!(login(optional, &p, Some(&p.app1), "app1", None).await.unwrap(), OK);
+    // The operator sees why, and a refused login's reason in the audit log.
+    let log = proxy.log();
+    assert!(log.contains("client certificate refused"), "{log}");
+    assert!(log.contains("client certificate does not match the user"), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 pub(super) struct ListenerHandle {
     /// As configured: a reload keeps the listener whose configured address it names.
@@ -115,7 +115,15 @@ pub(super) async fn accept_loop(
                     }
                     Ok(Err(e)) => {
                         crate::metrics::tls_handshake(&label, "failed");
-                        debug!(%peer, error = %e, "tls handshake failed");
+                        // A refused client certificate is worth an operator's eye (a client
+                        // whose certificate expired or was revoked); the rest is noise.
+                        let cause = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                        match cause {
+                            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+                                info!(%peer, error = %e, "client certificate refused")
+                            }
+                            _ => debug!(%peer, error = %e, "tls handshake failed"),
+                        }
                         return;
                     }
                     Err(_) => {
