@@ -189,9 +189,6 @@ fn state_sizes(core: &Core) -> crate::metrics::StateSizes {
             .iter()
             .map(|u| (u.name().to_owned(), u.in_flight()))
             .collect(),
-        cert_expiry: crate::tls::expiry::all()
-            .into_iter()
-            .map(|c| (c.kind, c.name.clone(), c.seconds_left()))
-            .collect(),
+        cert_expiry: crate::tls::expiry::for_metrics(),
     }
 }

@@ -121,8 +121,8 @@ pub struct StateSizes {
     pub broadcast_actionids: usize,
     pub owned_channels: usize,
     pub in_flight: Vec<(String, usize)>,
-    /// Seconds left to each loaded certificate: kind, name, seconds.
-    pub cert_expiry: Vec<(&'static str, String, i64)>,
+    /// Seconds left to each loaded certificate: kind, name, seconds (NaN: no longer loaded).
+    pub cert_expiry: Vec<(&'static str, String, f64)>,
 }
 
 /// The Prometheus text, with these state sizes.
@@ -133,7 +133,7 @@ pub fn render_with_state(sizes: StateSizes) -> Option<String> {
         gauge!("amiproxy_upstream_in_flight", "server" => server).set(n as f64);
     }
     for (kind, name, secs) in sizes.cert_expiry {
-        gauge!("amiproxy_tls_cert_expiry_seconds", "kind" => kind, "name" => name).set(secs as f64);
+        gauge!("amiproxy_tls_cert_expiry_seconds", "kind" => kind, "name" => name).set(secs);
     }
     Metrics::render()
 }

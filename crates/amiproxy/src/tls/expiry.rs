@@ -4,7 +4,7 @@
 //! when fewer than [`WARN_BELOW`] remain: when loaded, and daily ([`warn_soon`]).
 
 use crate::sync::lock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::warn;
@@ -91,6 +91,28 @@ pub fn remove(owner: &str) {
 /// Every loaded certificate, by owner.
 pub fn all() -> Vec<CertExpiry> {
     lock(&LOADED).values().flatten().cloned().collect()
+}
+
+/// Labels of the metric reported so far: a certificate no longer loaded (its listener
+/// closed, its upstream removed) is reported as NaN, as the recorder cannot drop a series,
+/// so that no alert keeps firing on a number that is no longer true.
+static REPORTED: Mutex<BTreeSet<(&'static str, String)>> = Mutex::new(BTreeSet::new());
+
+/// The metric's values now: kind, name, seconds left (NaN for a certificate gone).
+pub fn for_metrics() -> Vec<(&'static str, String, f64)> {
+    let now: Vec<(&'static str, String, f64)> = all()
+        .into_iter()
+        .map(|c| (c.kind, c.name.clone(), c.seconds_left() as f64))
+        .collect();
+    let mut reported = lock(&REPORTED);
+    let mut out = now.clone();
+    for (kind, name) in reported.iter() {
+        if !now.iter().any(|(k, n, _)| k == kind && n == name) {
+            out.push((kind, name.clone(), f64::NAN));
+        }
+    }
+    reported.extend(now.into_iter().map(|(k, n, _)| (k, n)));
+    out
 }
 
 /// Warns about every loaded certificate that ends soon (run daily).
