@@ -1,6 +1,7 @@
 //! Checking a client's credentials against the proxy's own users.
 
-use crate::config::{Secret, UserConfig};
+use crate::config::{CertBinding, Secret, UserConfig};
+use crate::tls::PeerCert;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use md5::{Digest, Md5};
@@ -21,7 +22,29 @@ pub fn check_plain(user: &UserConfig, secret: &str) -> bool {
             Ok(hash) => Argon2::default().verify_password(secret.as_bytes(), &hash).is_ok(),
             Err(_) => false,
         },
+        Secret::None => false,
     }
+}
+
+/// Whether the client certificate of the connection (None: none shown) is the one `binding`
+/// names: every part the binding gives must match.
+pub fn cert_matches(binding: &CertBinding, peer: Option<&PeerCert>) -> bool {
+    let Some(peer) = peer else {
+        return false;
+    };
+    let subject = binding
+        .subject
+        .as_ref()
+        .is_none_or(|s| peer.common_name.as_deref() == Some(s.as_str()));
+    let san = binding
+        .san
+        .as_ref()
+        .is_none_or(|s| peer.alt_names.iter().any(|n| n.eq_ignore_ascii_case(s)));
+    let sha = binding
+        .sha256
+        .as_ref()
+        .is_none_or(|d| constant_time_eq(d, &peer.sha256));
+    subject && san && sha
 }
 
 /// Verifies `secret` against a hash no one knows the secret of, at the cost of a real user's:
@@ -87,6 +110,7 @@ mod tests {
             max_connections: 0,
             upstream_account: None,
             console: false,
+            cert: None,
         }
     }
 
@@ -108,5 +132,28 @@ mod tests {
         assert!(check_plain(&u, "pw"));
         assert!(!check_plain(&u, "pw2"));
         assert!(!check_md5(&u, "1", &md5_hex("1", "pw")));
+    }
+
+    #[test]
+    fn certificate_bindings_match_every_part_given() {
+        let peer = PeerCert {
+            sha256: [1; 32],
+            common_name: Some("app1".into()),
+            alt_names: vec!["app1.example.com".into()],
+        };
+        let binding = |subject: Option<&str>, san: Option<&str>, sha256: Option<[u8; 32]>| CertBinding {
+            subject: subject.map(str::to_owned),
+            san: san.map(str::to_owned),
+            sha256,
+            login: crate::config::CertLogin::Certificate,
+        };
+        assert!(cert_matches(&binding(Some("app1"), None, None), Some(&peer)));
+        assert!(cert_matches(
+            &binding(None, Some("APP1.example.com"), Some([1; 32])),
+            Some(&peer)
+        ));
+        assert!(!cert_matches(&binding(Some("app1"), None, Some([2; 32])), Some(&peer)));
+        assert!(!cert_matches(&binding(Some("app2"), None, None), Some(&peer)));
+        assert!(!cert_matches(&binding(Some("app1"), None, None), None));
     }
 }

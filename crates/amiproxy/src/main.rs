@@ -74,6 +74,14 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match load(&cli.config) {
             Ok(c) => {
+                // The TLS files' content too: what a reload would refuse, refused here first.
+                let broken = amiproxy::tls::check_files(&c);
+                for e in &broken {
+                    eprintln!("{e}");
+                }
+                if !broken.is_empty() {
+                    return ExitCode::from(1);
+                }
                 println!(
                     "{}: ok ({} listener(s), {} upstream(s), {} user(s))",
                     cli.config.display(),
@@ -181,22 +189,27 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
     if let Some(a) = running.web_addr {
         println!("web on {a}");
     }
-    let mut last_modified = modified(&path);
+    // With watch_config, the config file and every TLS file it names are polled: a
+    // certificate renewed in place reloads as an edit of the file does.
+    let watched = |running: &amiproxy::server::Running| {
+        let mut files = vec![path.clone()];
+        files.extend(running.core.config().tls_files());
+        files.iter().map(|f| modified(f)).collect::<Vec<_>>()
+    };
+    let mut last_modified = watched(&running);
     let mut poll = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let reload = tokio::select! {
-            _ = hup.recv() => true,
-            _ = poll.tick(), if watch => {
-                let m = modified(&path);
-                let changed = m != last_modified;
-                last_modified = m;
-                changed
-            }
-            _ = term.recv() => false,
-            _ = tokio::signal::ctrl_c() => false,
+        // Some(true): reload; Some(false): nothing changed; None: stop.
+        let wake = tokio::select! {
+            _ = hup.recv() => Some(true),
+            _ = poll.tick(), if watch => Some(watched(&running) != last_modified),
+            _ = term.recv() => None,
+            _ = tokio::signal::ctrl_c() => None,
         };
-        if !reload {
-            break;
+        match wake {
+            None => break,
+            Some(false) => continue,
+            Some(true) => {}
         }
         match Config::load(&path) {
             Ok(new) => {
@@ -214,6 +227,8 @@ async fn run(path: PathBuf, config: Config) -> ExitCode {
                 );
             }
         }
+        // The files the configuration now names (a reload may have changed the list).
+        last_modified = watched(&running);
     }
     let deadline = running.core.config().proxy.shutdown_timeout;
     tracing::info!(?deadline, "shutting down");

@@ -110,12 +110,19 @@ pub fn upstream_latency(server: &str, secs: f64) {
     histogram!("amiproxy_upstream_response_seconds", "server" => server.to_owned()).record(secs);
 }
 
+/// A TLS handshake on a listener: `full`, `resumed`, `failed` or `timeout`.
+pub fn tls_handshake(listener: &str, outcome: &'static str) {
+    counter!("amiproxy_tls_handshakes_total", "listener" => listener.to_owned(), "outcome" => outcome).increment(1);
+}
+
 /// Sizes of the state clients and upstreams control, read at scrape time: ActionIDs kept for
 /// broadcast events still to come, the ownership index, actions in flight per upstream.
 pub struct StateSizes {
     pub broadcast_actionids: usize,
     pub owned_channels: usize,
     pub in_flight: Vec<(String, usize)>,
+    /// Seconds left to each loaded certificate: kind, name, seconds (NaN: no longer loaded).
+    pub cert_expiry: Vec<(&'static str, String, f64)>,
 }
 
 /// The Prometheus text, with these state sizes.
@@ -124,6 +131,9 @@ pub fn render_with_state(sizes: StateSizes) -> Option<String> {
     gauge!("amiproxy_owned_channels").set(sizes.owned_channels as f64);
     for (server, n) in sizes.in_flight {
         gauge!("amiproxy_upstream_in_flight", "server" => server).set(n as f64);
+    }
+    for (kind, name, secs) in sizes.cert_expiry {
+        gauge!("amiproxy_tls_cert_expiry_seconds", "kind" => kind, "name" => name).set(secs);
     }
     Metrics::render()
 }

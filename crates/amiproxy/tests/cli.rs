@@ -97,6 +97,7 @@ fn hash_secret_makes_a_usable_argon2_hash() {
         max_connections: 0,
         upstream_account: None,
         console: false,
+        cert: None,
     };
     assert!(amiproxy::auth::check_plain(&user, "s3cret"));
     assert!(!amiproxy::auth::check_plain(&user, "s3cret\n"));

@@ -75,6 +75,9 @@ pub(crate) enum LoginRefusal {
     BadSecret,
     AddressBanned,
     AddressNotPermitted,
+    /// The user is bound to a TLS client certificate and the connection showed another (or
+    /// none).
+    CertificateMismatch,
     /// The user has its `max_connections` (this one the client is told).
     TooManyConnections,
     /// Redis could not be asked and `redis.on_unreachable = "refuse"` (told too: it says
@@ -89,6 +92,7 @@ impl LoginRefusal {
             LoginRefusal::BadSecret => "bad secret",
             LoginRefusal::AddressBanned => "address banned after failed logins",
             LoginRefusal::AddressNotPermitted => "source address not permitted",
+            LoginRefusal::CertificateMismatch => "client certificate does not match the user",
             LoginRefusal::TooManyConnections => "too many connections for this user",
             LoginRefusal::LimitsUnavailable => "shared limits unavailable (Redis unreachable)",
         }

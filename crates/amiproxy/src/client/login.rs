@@ -5,7 +5,7 @@ use super::end::{audit, End, LoginRefusal};
 use super::local::events_mask;
 use super::{Connection, Session};
 use crate::auth;
-use crate::config::UserConfig;
+use crate::config::{CertLogin, UserConfig};
 use crate::core::Core;
 use crate::dialect::Generation;
 use crate::perms::Classes;
@@ -184,6 +184,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             None => Err(LoginRefusal::UnknownUser),
             // The source-address ACL is checked before the secret, and answered the same way.
             Some(u) if !u.policy.permits_addr(ip) => Err(LoginRefusal::AddressNotPermitted),
+            // A user bound to a certificate: the connection's must be that one, and is
+            // refused like a wrong secret when it is not.
+            Some(u)
+                if u.cert
+                    .as_ref()
+                    .is_some_and(|b| !auth::cert_matches(b, self.peer_cert.as_deref())) =>
+            {
+                Err(LoginRefusal::CertificateMismatch)
+            }
+            Some(u) if u.cert.as_ref().is_some_and(|b| b.login == CertLogin::Certificate) => return Ok(u),
             Some(u) if md5 => match &challenge {
                 Some(ch) if auth::check_md5(&u, ch, m.get("Key").unwrap_or("")) => Ok(u),
                 _ => Err(LoginRefusal::BadSecret),

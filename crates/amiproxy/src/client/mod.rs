@@ -57,6 +57,8 @@ pub struct Connection {
     pub since: std::time::SystemTime,
     /// How it reaches the proxy (for the console).
     pub transport: crate::sessions::Transport,
+    /// The client's TLS certificate, verified at the handshake (mutual TLS), if it showed one.
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 struct Session<W> {
@@ -102,6 +104,8 @@ struct Session<W> {
     /// A WebSocket session: events go to its front end pre-encoded as JSON, encoded once
     /// for every such session (`hub::Event::pre_encoded`).
     json_events: bool,
+    /// The client's TLS certificate, for users bound to one.
+    peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 /// Serves one accepted connection to its end. `permit` is the connection's unauthenticated
@@ -143,6 +147,7 @@ async fn run(
     let (gen, version) = core.dialect();
     let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
     s.json_events = conn.transport == crate::sessions::Transport::WebSocket;
+    s.peer_cert = conn.peer_cert.clone();
     let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
     let mut phase = core.phase();
     let logged_in = async {
@@ -239,6 +244,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             logoff: None,
             registered: None,
             json_events: false,
+            peer_cert: None,
             gen,
             write_timeout: config.proxy.write_timeout,
             batches: 0,

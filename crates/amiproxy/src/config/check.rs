@@ -1,7 +1,7 @@
 //! From the raw file to the checked model: one checker per section, each naming the key of
 //! every problem it finds, so `check-config` can list them all at once.
 
-use super::raw::{Choice, LogFormat, RawConfig, RawListenerTls, RawRedis, UpstreamKind};
+use super::raw::{Choice, LogFormat, RawConfig, RawRedis, UpstreamKind};
 use super::users::users;
 use super::*;
 
@@ -158,6 +158,7 @@ fn proxy(raw: &RawConfig, bad: Bad) -> ProxySettings {
 
 /// `[[listener]]`.
 fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
+    let resolve = |p: &Path| resolve(base, p);
     let mut listeners = Vec::new();
     if raw.listeners.is_empty() {
         bad("listener".into(), "at least one [[listener]] is needed".into());
@@ -173,7 +174,13 @@ fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
                 continue;
             }
         };
-        let tls = listener_tls(l.tls.as_ref(), &format!("listener[{i}].tls"), base, bad);
+        let tls = match &l.tls {
+            None => None,
+            Some(t) => match super::tls::listener_tls(&format!("listener[{i}].tls"), t, &resolve, bad) {
+                Some(t) => Some(t),
+                None => continue,
+            },
+        };
         listeners.push(ListenerConfig { address, tls });
     }
     listeners
@@ -201,10 +208,7 @@ fn upstreams(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<UpstreamConfig> {
             Some(UpstreamKind::Asterisk) => match &u.address {
                 Some(a) => Some(UpstreamTarget::Asterisk {
                     address: a.clone(),
-                    tls: (u.tls || u.ca.is_some()).then(|| UpstreamTls {
-                        ca: u.ca.as_deref().map(resolve),
-                        server_name: u.server_name.clone(),
-                    }),
+                    tls: super::tls::upstream_tls(u, &key, &resolve, bad),
                 }),
                 None => {
                     bad(
@@ -322,31 +326,6 @@ fn limits(raw: &RawConfig) -> LimitsConfig {
     }
 }
 
-/// A listener's `tls` (also `[web] tls`), its problems under `key`.
-fn listener_tls(t: Option<&RawListenerTls>, key: &str, base: &Path, bad: Bad) -> Option<ListenerTls> {
-    match t {
-        None => None,
-        Some(t) if t.self_signed => Some(ListenerTls::SelfSigned),
-        Some(RawListenerTls {
-            cert: Some(c),
-            key: Some(k),
-            ..
-        }) => {
-            let (cert, key_path) = (resolve(base, c), resolve(base, k));
-            for (what, path) in [("cert", &cert), ("key", &key_path)] {
-                if !path.exists() {
-                    bad(format!("{key}.{what}"), format!("{} does not exist", path.display()));
-                }
-            }
-            Some(ListenerTls::Files { cert, key: key_path })
-        }
-        Some(_) => {
-            bad(key.to_owned(), "give both cert and key, or self_signed = true".into());
-            None
-        }
-    }
-}
-
 /// `[web]`.
 fn web(raw: &RawConfig, base: &Path, bad: Bad) -> WebConfig {
     let w = &raw.web;
@@ -365,7 +344,10 @@ fn web(raw: &RawConfig, base: &Path, bad: Bad) -> WebConfig {
     }
     WebConfig {
         address,
-        tls: listener_tls(w.tls.as_ref(), "web.tls", base, bad),
+        tls: w
+            .tls
+            .as_ref()
+            .and_then(|t| super::tls::listener_tls("web.tls", t, &|p: &Path| resolve(base, p), bad)),
         console: w.console,
         api: w.api,
         websocket: w.websocket,

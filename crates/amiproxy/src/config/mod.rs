@@ -5,7 +5,10 @@
 mod check;
 mod export;
 mod raw;
+mod tls;
 mod users;
+
+pub use tls::parse_sha256;
 
 use crate::perms::Classes;
 use crate::policy::Policy;
@@ -74,14 +77,54 @@ pub struct ProxySettings {
     pub worker_threads: Option<usize>,
 }
 
+/// Where a listener's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ListenerTls {
+pub enum CertSource {
     Files {
         cert: PathBuf,
         key: PathBuf,
     },
     /// A certificate made at start-up for localhost (development only).
     SelfSigned,
+}
+
+/// `listener.tls.client_auth`: whether a client must show a certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientAuth {
+    /// No handshake without a certificate the client CA issued.
+    Required,
+    /// A client without a certificate is let in (a certificate it shows is still verified),
+    /// for users bound to no certificate.
+    Optional,
+}
+
+/// `listener.tls.min_version`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum MinVersion {
+    #[serde(rename = "1.2")]
+    Tls12,
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+/// Client certificates (mutual TLS) on a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCerts {
+    /// PEM file of the CA certificates client certificates must chain to.
+    pub ca: PathBuf,
+    pub auth: ClientAuth,
+    /// PEM CRLs; a revoked client certificate fails the handshake.
+    pub crls: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    pub source: CertSource,
+    pub client: Option<ClientCerts>,
+    /// How long a client may take to finish its handshake.
+    pub handshake_timeout: Duration,
+    pub min_version: MinVersion,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,9 +149,14 @@ pub enum UpstreamTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpstreamTls {
-    /// PEM file of CA certificates; system (webpki) roots when absent.
+    /// PEM file of CA certificates; system (webpki) roots when absent (and no pins).
     pub ca: Option<PathBuf>,
     pub server_name: Option<String>,
+    /// SHA-256 digests, each of a certificate (DER) or of its public key (SPKI DER): with
+    /// any, the upstream's certificate is accepted when it matches one (instead of a CA).
+    pub pins: Vec<[u8; 32]>,
+    /// The proxy's own certificate and key (PEM), for an upstream that asks for one.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 /// A second manager account on an upstream, so that Asterisk's own checks apply to the
@@ -150,6 +198,8 @@ pub struct UpstreamConfig {
 pub enum Secret {
     Plain(String),
     Argon2(String),
+    /// No secret: the user logs in by certificate alone (`cert_login = "certificate"`).
+    None,
 }
 
 impl std::fmt::Debug for Secret {
@@ -157,6 +207,7 @@ impl std::fmt::Debug for Secret {
         match self {
             Secret::Plain(_) => f.write_str("Secret::Plain(<redacted>)"),
             Secret::Argon2(_) => f.write_str("Secret::Argon2(<hash>)"),
+            Secret::None => f.write_str("Secret::None"),
         }
     }
 }
@@ -179,6 +230,31 @@ pub struct UserConfig {
     pub upstream_account: Option<String>,
     /// May log in to the operator console (`[web] console`).
     pub console: bool,
+    /// The TLS client certificate this user is bound to, if any.
+    pub cert: Option<CertBinding>,
+}
+
+/// `user.cert_login`: what a login of a certificate-bound user must show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum CertLogin {
+    /// The certificate alone: any (or no) Secret.
+    #[serde(rename = "certificate")]
+    Certificate,
+    /// The certificate and the secret.
+    #[serde(rename = "certificate+secret")]
+    CertificateAndSecret,
+}
+
+/// The client certificate a user is bound to: every part given must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertBinding {
+    /// The subject's common name.
+    pub subject: Option<String>,
+    /// One subjectAltName (DNS name, e-mail, URI or IP address).
+    pub san: Option<String>,
+    /// The SHA-256 of the certificate's DER.
+    pub sha256: Option<[u8; 32]>,
+    pub login: CertLogin,
 }
 
 #[derive(Debug, Clone)]
@@ -313,6 +389,30 @@ impl Config {
             .and_then(|c| c.try_deserialize::<RawConfig>())
             .map_err(|e| vec![from_config_error(e)])?;
         check::check(raw, base)
+    }
+
+    /// Every TLS file the configuration reads (certificates, keys, CAs, CRLs): with
+    /// `watch_config`, a change to one reloads as a change to the file does.
+    pub fn tls_files(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for t in self.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+            if let CertSource::Files { cert, key } = &t.source {
+                files.extend([cert.clone(), key.clone()]);
+            }
+            if let Some(c) = &t.client {
+                files.push(c.ca.clone());
+                files.extend(c.crls.iter().cloned());
+            }
+        }
+        for u in &self.upstreams {
+            if let UpstreamTarget::Asterisk { tls: Some(t), .. } = &u.target {
+                files.extend(t.ca.iter().cloned());
+                if let Some((c, k)) = &t.client_cert {
+                    files.extend([c.clone(), k.clone()]);
+                }
+            }
+        }
+        files
     }
 
     pub fn user(&self, name: &str) -> Option<&UserConfig> {
@@ -493,5 +593,64 @@ write = "call"
         )
         .unwrap_err();
         assert!(errs[0].reason.contains("bogus"), "{errs:?}");
+    }
+
+    #[test]
+    fn tls_keys_are_checked_under_their_names() {
+        let dir = std::env::temp_dir();
+        let file = dir.join(format!("amiproxy-config-tls-{}.pem", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let f = file.display();
+        let good = OK
+            .replace(
+                "address = \"127.0.0.1:0\"\n[[upstream]]",
+                &format!("address = \"127.0.0.1:0\"\ntls = {{ cert = \"{f}\", key = \"{f}\", client_ca = \"{f}\", client_auth = \"optional\", min_version = \"1.3\", handshake_timeout_secs = 2 }}\n[[upstream]]"),
+            )
+            .replace(
+                "secret = \"s3cret\"",
+                &format!("cert_sha256 = \"{}\"\ncert_login = \"certificate\"", "AB:".repeat(31) + "AB"),
+            );
+        let c = Config::from_toml(&good, Path::new(".")).unwrap();
+        let tls = c.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.min_version, MinVersion::Tls13);
+        assert_eq!(tls.client.as_ref().unwrap().auth, ClientAuth::Optional);
+        assert_eq!(tls.handshake_timeout, Duration::from_secs(2));
+        let binding = c.users[0].cert.as_ref().unwrap();
+        assert_eq!(
+            (binding.sha256, binding.login),
+            (Some([0xab; 32]), CertLogin::Certificate)
+        );
+        assert!(matches!(c.users[0].secret, Secret::None));
+        assert_eq!(c.tls_files().len(), 3);
+
+        let bad = good
+            .replace("\"optional\"", "\"sometimes\"")
+            .replace("\"1.3\"", "\"1.1\"")
+            .replace("cert_login = \"certificate\"", "cert_login = \"password\"")
+            .replace(
+                "kind = \"simulated\"",
+                "address = \"h:1\"\nusername = \"a\"\nsecret = \"b\"\npin_sha256 = [\"nope\"]",
+            );
+        let errs = Config::from_toml(&bad, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "listener[0].tls.client_auth",
+            "listener[0].tls.min_version",
+            "user[0].cert_login",
+            "upstream[0].pin_sha256[0]",
+        ] {
+            assert!(keys.contains(&key), "{key}: {errs:?}");
+        }
+        // cert_login needs a binding; client_auth needs client_ca.
+        let bad = OK
+            .replace("write = \"call\"", "write = \"call\"\ncert_login = \"certificate\"")
+            .replace(
+                "address = \"127.0.0.1:0\"\n[[upstream]]",
+                "address = \"127.0.0.1:0\"\ntls = { self_signed = true, client_auth = \"required\" }\n[[upstream]]",
+            );
+        let errs = Config::from_toml(&bad, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["listener[0].tls.client_ca", "user[0].cert_login"], "{errs:?}");
+        let _ = std::fs::remove_file(&file);
     }
 }

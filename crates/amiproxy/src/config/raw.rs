@@ -244,6 +244,17 @@ pub(super) struct RawListenerTls {
     pub(super) key: Option<PathBuf>,
     #[serde(default)]
     pub(super) self_signed: bool,
+    pub(super) client_ca: Option<PathBuf>,
+    pub(super) client_auth: Option<Choice<super::ClientAuth>>,
+    #[serde(default)]
+    pub(super) client_crl: Vec<PathBuf>,
+    #[serde(default = "default_handshake_timeout")]
+    pub(super) handshake_timeout_secs: f64,
+    pub(super) min_version: Option<Choice<super::MinVersion>>,
+}
+
+pub(super) fn default_handshake_timeout() -> f64 {
+    10.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -261,6 +272,10 @@ pub(super) struct RawUpstream {
     pub(super) tls: bool,
     pub(super) ca: Option<PathBuf>,
     pub(super) server_name: Option<String>,
+    #[serde(default)]
+    pub(super) pin_sha256: Vec<String>,
+    pub(super) client_cert: Option<PathBuf>,
+    pub(super) client_key: Option<PathBuf>,
     #[serde(default = "default_ping_interval")]
     pub(super) ping_interval_secs: f64,
     #[serde(default = "default_ping_timeout")]
@@ -379,6 +394,10 @@ pub(super) struct RawUser {
     #[serde(default)]
     pub(super) max_connections: usize,
     pub(super) upstream_account: Option<String>,
+    pub(super) cert_subject: Option<String>,
+    pub(super) cert_san: Option<String>,
+    pub(super) cert_sha256: Option<String>,
+    pub(super) cert_login: Option<Choice<super::CertLogin>>,
 }
 
 #[derive(Debug, Deserialize)]

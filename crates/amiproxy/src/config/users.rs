@@ -3,7 +3,7 @@
 
 use super::check::{chosen, Bad};
 use super::raw::{Effect, RawConfig, RawUser};
-use super::{Secret, UserConfig};
+use super::{CertBinding, CertLogin, Secret, UserConfig};
 use ami_policy::classes::Classes;
 use ami_policy::filter::EventFilter;
 use ami_policy::glob::{Glob, GlobSet};
@@ -20,7 +20,9 @@ pub(super) fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
         if users.iter().any(|o| o.name == u.name) {
             bad(key("name"), format!("`{}` is used twice", u.name));
         }
-        let Some((secret, allow_md5)) = secret(u, &mut |k: String, r| bad(key(&k), r)) else {
+        let cert = cert_binding(u, &mut |k: String, r| bad(key(&k), r));
+        let by_cert_alone = cert.as_ref().is_some_and(|c| c.login == CertLogin::Certificate);
+        let Some((secret, allow_md5)) = secret(u, by_cert_alone, &mut |k: String, r| bad(key(&k), r)) else {
             continue;
         };
         let read = Classes::parse(&u.read).unwrap_or_else(|e| {
@@ -44,6 +46,7 @@ pub(super) fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
             max_connections: u.max_connections,
             upstream_account: u.upstream_account.clone(),
             console: u.console,
+            cert,
         });
         if let Some(acct) = &u.upstream_account {
             // Every upstream the user may reach must have the account: an action must never
@@ -64,8 +67,9 @@ pub(super) fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
 
 /// The user's secret, and whether it may log in with an MD5 challenge. None when the
 /// section gives no usable secret (reported).
-fn secret(u: &RawUser, bad: Bad) -> Option<(Secret, bool)> {
+fn secret(u: &RawUser, by_cert_alone: bool, bad: Bad) -> Option<(Secret, bool)> {
     let secret = match (&u.secret, &u.secret_hash) {
+        (None, None) if by_cert_alone => Secret::None,
         (Some(s), None) => Secret::Plain(s.clone()),
         (None, Some(h)) => {
             if argon2::PasswordHash::new(h).is_err() {
@@ -93,6 +97,41 @@ fn secret(u: &RawUser, bad: Bad) -> Option<(Secret, bool)> {
         (None, s) => matches!(s, Secret::Plain(_)),
     };
     Some((secret, allow_md5))
+}
+
+/// The client certificate a user is bound to (`cert_subject`, `cert_san`, `cert_sha256`)
+/// and how it logs in with it (`cert_login`).
+fn cert_binding(u: &RawUser, bad: Bad) -> Option<CertBinding> {
+    let sha256 = u.cert_sha256.as_deref().and_then(|text| {
+        let d = super::parse_sha256(text);
+        if d.is_none() {
+            bad(
+                "cert_sha256".into(),
+                format!("`{text}` is not a SHA-256 fingerprint (64 hex digits)"),
+            );
+        }
+        d
+    });
+    let bound = u.cert_subject.is_some() || u.cert_san.is_some() || u.cert_sha256.is_some();
+    let login = match &u.cert_login {
+        Some(c) => chosen(c, || "cert_login".into(), bad),
+        None => Some(CertLogin::CertificateAndSecret),
+    };
+    if !bound {
+        if u.cert_login.is_some() {
+            bad(
+                "cert_login".into(),
+                "needs a certificate to log in with: cert_subject, cert_san or cert_sha256".into(),
+            );
+        }
+        return None;
+    }
+    Some(CertBinding {
+        subject: u.cert_subject.clone(),
+        san: u.cert_san.clone(),
+        sha256,
+        login: login?,
+    })
 }
 
 /// The user's policy, every list compiled once.

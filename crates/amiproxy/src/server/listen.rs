@@ -5,44 +5,46 @@ use crate::client;
 use crate::config::ListenerConfig;
 use crate::core::Core;
 use crate::error::ProxyError;
+use crate::tls::server::ServerTls;
+use crate::tls::PeerCert;
 use crate::upstream::Io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
-
-/// How long a TLS client may take to finish its handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use tracing::{debug, info, warn};
 
 pub(super) struct ListenerHandle {
+    /// As configured: a reload keeps the listener whose configured address it names.
     pub(super) config: ListenerConfig,
     pub(super) addr: SocketAddr,
     pub(super) stop: CancellationToken,
+    /// Read by the accept loop for every connection; swapped by a reload.
+    pub(super) tls: Arc<ServerTls>,
 }
 
 /// A listener bound but not yet accepting.
 pub(super) struct Bound {
     pub(super) config: ListenerConfig,
     pub(super) listener: TcpListener,
-    pub(super) acceptor: Option<TlsAcceptor>,
+    pub(super) tls: Arc<ServerTls>,
 }
 
-pub(super) async fn bind(l: &ListenerConfig) -> Result<Bound, ProxyError> {
-    let acceptor = match &l.tls {
-        Some(t) => Some(TlsAcceptor::from(crate::tls::server_config(t)?)),
-        None => None,
-    };
+/// Binds `l` (the `i`th listener of the file) with its TLS loaded; errors name the key.
+pub(super) async fn bind(l: &ListenerConfig, i: usize) -> Result<Bound, ProxyError> {
     let listener = listen(l.address).map_err(|source| ProxyError::Bind {
         addr: l.address,
         source,
     })?;
+    let addr = listener.local_addr()?;
+    let tls = ServerTls::new(&addr.to_string())?;
+    let change = tls.prepare(l.tls.as_ref(), &format!("listener[{i}].tls"))?;
+    tls.install(change);
     Ok(Bound {
         config: l.clone(),
         listener,
-        acceptor,
+        tls: Arc::new(tls),
     })
 }
 
@@ -64,7 +66,7 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 pub(super) async fn accept_loop(
     core: Arc<Core>,
     listener: TcpListener,
-    tls: Option<TlsAcceptor>,
+    tls: Arc<ServerTls>,
     stop: CancellationToken,
     label: Arc<str>,
 ) {
@@ -89,22 +91,43 @@ pub(super) async fn accept_loop(
         };
         let _ = tcp.set_nodelay(true);
         let local = tcp.local_addr().unwrap_or(peer);
-        let is_tls = tls.is_some();
         let core = core.clone();
-        let tls = tls.clone();
+        // What new handshakes use now: a reload may have swapped it since the last accept.
+        let tls = tls.current();
         let label = label.clone();
-        let handshake_timeout = TLS_HANDSHAKE_TIMEOUT.min(core.config().proxy.auth_timeout);
         tokio::spawn(async move {
             let _count = core.session_started();
+            let is_tls = tls.is_some();
+            let mut peer_cert = None;
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
-                Some(acceptor) => match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => Box::new(s),
+                Some(active) => match tokio::time::timeout(active.handshake_timeout, active.acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(s)) => {
+                        let conn = s.get_ref().1;
+                        let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                        crate::metrics::tls_handshake(&label, if resumed { "resumed" } else { "full" });
+                        peer_cert = conn
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .map(|c| Arc::new(PeerCert::from_der(c)));
+                        Box::new(s)
+                    }
                     Ok(Err(e)) => {
-                        debug!(%peer, error = %e, "tls handshake failed");
+                        crate::metrics::tls_handshake(&label, "failed");
+                        // A refused client certificate is worth an operator's eye (a client
+                        // whose certificate expired or was revoked); the rest is noise.
+                        let cause = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+                        match cause {
+                            Some(rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented) => {
+                                info!(%peer, error = %e, "client certificate refused")
+                            }
+                            _ => debug!(%peer, error = %e, "tls handshake failed"),
+                        }
                         return;
                     }
                     Err(_) => {
+                        crate::metrics::tls_handshake(&label, "timeout");
                         debug!(%peer, "tls handshake timed out");
                         return;
                     }
@@ -127,6 +150,7 @@ pub(super) async fn accept_loop(
                 } else {
                     crate::sessions::Transport::Tcp
                 },
+                peer_cert,
             };
             client::serve(core.clone(), io, conn, permit, label).await;
             drop(conn_slot);

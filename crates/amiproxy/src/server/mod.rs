@@ -6,6 +6,7 @@ mod listen;
 use crate::config::Config;
 use crate::core::{Core, Phase};
 use crate::error::ProxyError;
+use crate::tls::server::ServerTls;
 use crate::upstream::{self, Upstream};
 use crate::web::{Parts, Site};
 use listen::{accept_loop, bind, Bound, ListenerHandle};
@@ -16,6 +17,16 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+
+/// Checks the TLS files of the `i`th upstream (a broken one is refused under its key).
+fn check_upstream_tls(i: usize, u: &crate::config::UpstreamConfig) -> Result<(), ProxyError> {
+    match &u.target {
+        crate::config::UpstreamTarget::Asterisk { tls: Some(t), .. } => {
+            crate::tls::client::check(&format!("upstream[{i}]"), &u.name, t)
+        }
+        _ => Ok(()),
+    }
+}
 
 /// A running proxy.
 pub struct Running {
@@ -32,13 +43,21 @@ pub struct Running {
 /// Binds every listener and starts every upstream link; returns once all are bound.
 pub async fn start(config: Config) -> Result<Running, ProxyError> {
     let mut bound = Vec::new();
-    for l in &config.listeners {
-        bound.push(bind(l).await?);
+    for (i, l) in config.listeners.iter().enumerate() {
+        bound.push(bind(l, i).await?);
+    }
+    for (i, u) in config.upstreams.iter().enumerate() {
+        check_upstream_tls(i, u)?;
     }
     let web_listener = match config.web.address {
         Some(addr) => {
             let acceptor = match &config.web.tls {
-                Some(t) => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(t)?)),
+                Some(t) => {
+                    // The web side's TLS is read at start-up (`[web]` is restart-only).
+                    let tls = crate::tls::server::ServerTls::new("web")?;
+                    tls.install(tls.prepare(Some(t), "web.tls")?);
+                    tls.current().map(|a| a.acceptor.clone())
+                }
                 None => None,
             };
             let l = TcpListener::bind(addr)
@@ -84,6 +103,17 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     if let Some(upkeep) = core.limits.shared_upkeep() {
         tokio::spawn(upkeep);
     }
+    // Certificates close to their end are warned about when loaded, and then daily.
+    tokio::spawn(async {
+        let mut t = tokio::time::interval_at(
+            tokio::time::Instant::now() + crate::tls::expiry::WARN_EVERY,
+            crate::tls::expiry::WARN_EVERY,
+        );
+        loop {
+            t.tick().await;
+            crate::tls::expiry::warn_soon();
+        }
+    });
     let metrics_addr = match metrics_listener {
         Some(l) => {
             let addr = l.local_addr()?;
@@ -139,12 +169,12 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
 impl Running {
     fn accept(&self, b: Bound) -> Result<(), ProxyError> {
         let addr = b.listener.local_addr()?;
-        info!(%addr, tls = b.acceptor.is_some(), "listening");
+        info!(%addr, tls = b.tls.current().is_some(), "listening");
         let stop = CancellationToken::new();
         tokio::spawn(accept_loop(
             self.core.clone(),
             b.listener,
-            b.acceptor,
+            b.tls.clone(),
             stop.clone(),
             Arc::from(addr.to_string()),
         ));
@@ -152,6 +182,7 @@ impl Running {
             config: b.config,
             addr,
             stop,
+            tls: b.tls,
         });
         Ok(())
     }
@@ -167,8 +198,10 @@ impl Running {
 
     /// Applies a new, already checked configuration without dropping clients: users,
     /// secrets, policies and routes at once; new listeners bound, removed ones closed (their
-    /// clients stay); added upstreams connected, removed ones disconnected with a status event.
-    /// On a bind error nothing changes.
+    /// clients stay), kept ones (same configured address) never rebound: their TLS files are
+    /// re-read and a changed certificate, key, CA or setting swapped in for new handshakes;
+    /// added upstreams connected, removed ones disconnected with a status event. On a bind
+    /// error or a broken TLS file (named by its key) nothing changes.
     pub async fn reload(&self, new: Config) -> Result<(), ProxyError> {
         let old = self.core.config();
         for (what, changed) in [
@@ -194,17 +227,29 @@ impl Running {
                 );
             }
         }
-        // Listeners: bind what is new before changing anything.
-        let keep: Vec<bool> = {
-            let current = self.lock();
-            current.iter().map(|h| new.listeners.contains(&h.config)).collect()
-        };
+        // Listeners, by configured address: one already bound keeps its socket (and its
+        // clients), its TLS files re-read and a change prepared; a new address is bound. The
+        // n-th listener of an address in the new file is the n-th one running with that
+        // configured address (several may be configured on port 0). Everything that can fail
+        // is done before anything changes.
+        let running: Vec<(SocketAddr, Arc<ServerTls>)> =
+            self.lock().iter().map(|h| (h.config.address, h.tls.clone())).collect();
+        let mut keep = vec![false; running.len()];
         let mut fresh = Vec::new();
-        for l in &new.listeners {
-            let exists = self.lock().iter().any(|h| h.config == *l);
-            if !exists {
-                fresh.push(bind(l).await?);
+        let mut tls_changes = Vec::new();
+        for (i, l) in new.listeners.iter().enumerate() {
+            let same = (0..running.len()).find(|&j| !keep[j] && running[j].0 == l.address);
+            match same {
+                Some(j) => {
+                    keep[j] = true;
+                    let change = running[j].1.prepare(l.tls.as_ref(), &format!("listener[{i}].tls"))?;
+                    tls_changes.push((j, l.clone(), change));
+                }
+                None => fresh.push(bind(l, i).await?),
             }
+        }
+        for (i, u) in new.upstreams.iter().enumerate() {
+            check_upstream_tls(i, u)?;
         }
         // Upstreams: keep the links whose configuration is unchanged.
         let st = self.core.state();
@@ -231,6 +276,9 @@ impl Running {
         for up in removed {
             info!(server = up.name(), "upstream removed by reload");
             up.stop.cancel();
+            if !self.core.state().upstreams.iter().any(|u| u.name() == up.name()) {
+                crate::tls::expiry::remove(&format!("upstream:{}", up.name()));
+            }
         }
         for up in started {
             info!(server = up.name(), "upstream added by reload");
@@ -238,9 +286,15 @@ impl Running {
         }
         {
             let mut current = self.lock();
+            for (j, config, change) in tls_changes {
+                if let Some(h) = current.get_mut(j) {
+                    h.tls.install(change);
+                    h.config = config;
+                }
+            }
             let mut i = 0;
             current.retain(|h| {
-                let k = keep[i];
+                let k = keep.get(i).copied().unwrap_or(true);
                 i += 1;
                 if !k {
                     info!(addr = %h.addr, "listener closed by reload");

@@ -143,7 +143,7 @@ async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError
     let _ = tcp.set_nodelay(true);
     match &up.config.target {
         UpstreamTarget::Asterisk { tls: Some(tls), .. } => {
-            let cfg = crate::tls::client_config(tls)?;
+            let connector = crate::tls::client::connector(up.name(), tls)?;
             let host = tls.server_name.clone().unwrap_or_else(|| {
                 address
                     .rsplit_once(':')
@@ -151,10 +151,11 @@ async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError
                     .unwrap_or_default()
             });
             let name = crate::tls::server_name(&host)?;
-            let stream = tokio_rustls::TlsConnector::from(cfg)
-                .connect(name, tcp)
+            let handshake = tokio_rustls::TlsConnector::from(connector.config.clone()).connect(name, tcp);
+            let stream = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
                 .await
-                .map_err(|e| err(format!("tls handshake with {address}: {e}")))?;
+                .map_err(|_| err(format!("tls handshake with {address} timed out")))?
+                .map_err(|e| err(format!("tls handshake with {address}: {}", connector.explain(&e))))?;
             Ok(Box::new(stream))
         }
         _ => Ok(Box::new(tcp)),

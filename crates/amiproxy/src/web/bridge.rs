@@ -102,6 +102,7 @@ impl Bridge {
             tls,
             since: std::time::SystemTime::now(),
             transport,
+            peer_cert: None,
         };
         let core = core.clone();
         tokio::spawn(async move {

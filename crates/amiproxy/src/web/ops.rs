@@ -16,6 +16,15 @@ pub(super) fn metrics(core: &Core) -> Response<Body> {
 struct Health<'a> {
     status: &'static str,
     upstreams: Vec<UpstreamHealth<'a>>,
+    /// Every loaded TLS certificate and how long it has left.
+    certificates: Vec<CertHealth>,
+}
+
+#[derive(Serialize)]
+struct CertHealth {
+    #[serde(flatten)]
+    cert: crate::tls::expiry::CertExpiry,
+    expires_in_secs: i64,
 }
 
 #[derive(Serialize)]
@@ -41,7 +50,18 @@ pub(super) fn health(core: &Core) -> Response<Body> {
         (false, true) => "ready",
         (false, false) => "not ready",
     };
-    let health = Health { status, upstreams };
+    let certificates = crate::tls::expiry::all()
+        .into_iter()
+        .map(|cert| CertHealth {
+            expires_in_secs: cert.seconds_left(),
+            cert,
+        })
+        .collect();
+    let health = Health {
+        status,
+        upstreams,
+        certificates,
+    };
     let mut body = serde_json::to_string(&health).unwrap_or_default();
     body.push('\n');
     let status = if ready {
@@ -63,5 +83,6 @@ fn state_sizes(core: &Core) -> crate::metrics::StateSizes {
             .iter()
             .map(|u| (u.name().to_owned(), u.in_flight()))
             .collect(),
+        cert_expiry: crate::tls::expiry::for_metrics(),
     }
 }

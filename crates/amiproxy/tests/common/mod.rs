@@ -3,6 +3,7 @@
 //! line on stdout, a message on a socket) with a deadline.
 #![allow(dead_code)]
 
+pub mod pki;
 pub mod servers;
 
 use ami_proto::{AmiDecoder, Decoded, Message, Role};
@@ -228,17 +229,25 @@ impl Client {
     }
 
     pub async fn over(io: Box<dyn Stream>) -> Client {
+        match Self::try_over(io).await {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Client::over`], with Err when no banner comes (a closed or failed stream).
+    pub async fn try_over(io: Box<dyn Stream>) -> Result<Client, String> {
         let mut c = Client {
             io,
             buf: BytesMut::new(),
             dec: AmiDecoder::new(Role::Upstream),
             banner: String::new(),
         };
-        match c.next_decoded().await {
-            Some(Decoded::Banner(b)) => c.banner = b,
-            other => panic!("expected a banner, got {other:?}"),
+        match tokio::time::timeout(DEADLINE, c.next_decoded()).await {
+            Ok(Some(Decoded::Banner(b))) => c.banner = b,
+            other => return Err(format!("expected a banner, got {other:?}")),
         }
-        c
+        Ok(c)
     }
 
     pub async fn login(addr: SocketAddr, user: &str, secret: &str) -> Client {
