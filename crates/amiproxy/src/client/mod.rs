@@ -47,6 +47,8 @@ const OUT_BUFFER: usize = 32 * 1024;
 /// How long a closing session reads (and drops) what its client still sends, waiting for
 /// the client to close its side.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// After `Event: Shutdown`: how long actions already on their way are still answered.
+const SHUTDOWN_CROSSING: Duration = Duration::from_millis(250);
 
 /// Where a client connection comes from and arrives at.
 pub struct Connection {
@@ -396,6 +398,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             self.send(&ev).await?;
         }
         let _ = self.flush().await;
+        // An action that crossed `Event: Shutdown` on the wire (a balancer in between makes
+        // that window wider) gets an answer, not silence: for a moment more every frame is
+        // still answered (`Proxy is shutting down`), until the client closes its side.
+        let crossing = tokio::time::Instant::now() + SHUTDOWN_CROSSING;
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(crossing, frames.next()).await {
+            self.logged_in(frame).await?;
+            if let Some(aid) = self.logoff.take() {
+                let _ = self.goodbye(aid.as_deref()).await;
+                break;
+            }
+            self.flush().await?;
+        }
         let _ = tokio::time::timeout(self.write_timeout, self.out.shutdown()).await;
         let _ = tokio::time::timeout(CLOSE_LINGER, async { while let Some(Ok(_)) = frames.next().await {} }).await;
         Err(End::Shutdown)
