@@ -171,7 +171,10 @@ async fn run(
         core.registry
             .register(&user.name, conn.peer, listener.clone(), conn.transport, conn.since),
     );
-    let mut events = core.hub.subscribe();
+    // A session with events off (`Events: off`, or a user who reads nothing) does not
+    // follow the hub at all: at a full-speed flood, a hundred control clients would each
+    // spend a core's worth of wake-ups discarding events (and delay everyone's logins).
+    let mut events = s.wants_events().then(|| core.hub.subscribe());
     // Asterisk announces every login to the sessions that read `security`: this one
     // included, so after the subscription.
     core.hub.publish(login::successful_auth(
@@ -208,10 +211,17 @@ async fn run(
                 }
                 None => Err(End::ClientClosed),
             },
-            ev = events.recv() => s.on_event(ev, &mut events, &mut rx).await,
+            ev = next_event(&mut events) => match events.as_mut() {
+                Some(e) => s.on_event(ev, e, &mut rx).await,
+                None => Ok(()),
+            },
         };
         if let Err(end) = res {
             return end;
+        }
+        // `Events` or a reload may have turned events on or off.
+        if s.wants_events() != events.is_some() {
+            events = s.wants_events().then(|| core.hub.subscribe());
         }
         if let Some(aid) = s.logoff.take() {
             return match s.logoff_after_answers(aid, &mut rx).await {
@@ -225,7 +235,22 @@ async fn run(
     }
 }
 
+/// The next hub event, or never when the session follows none.
+async fn next_event(
+    events: &mut Option<tokio::sync::broadcast::Receiver<Arc<crate::hub::Event>>>,
+) -> Result<Arc<crate::hub::Event>, tokio::sync::broadcast::error::RecvError> {
+    match events {
+        Some(e) => e.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl<W: AsyncWrite + Unpin> Session<W> {
+    /// Whether any event could reach this client now.
+    fn wants_events(&self) -> bool {
+        !self.mask.is_empty() && self.user.as_ref().is_some_and(|u| !u.read.is_empty())
+    }
+
     fn new(core: Arc<Core>, peer: SocketAddr, wr: W, tx: ClientTx, gen: Generation) -> Session<W> {
         let config = core.config();
         Session {
