@@ -51,12 +51,24 @@ impl Serialize for AsJson<'_> {
                 None => keys.push((k, vec![v])),
             }
         }
-        let mut map = s.serialize_map(Some(keys.len()))?;
+        // The text of a legacy `Response: Follows` (a `Command` before Asterisk 14): its lines.
+        let output: Option<Vec<&str>> = self.0.legacy_output().map(|raw| {
+            std::str::from_utf8(raw)
+                .unwrap_or("")
+                .lines()
+                .map(|l| l.trim_end_matches('\r').trim_end_matches("--END COMMAND--"))
+                .filter(|l| !l.is_empty())
+                .collect()
+        });
+        let mut map = s.serialize_map(Some(keys.len() + usize::from(output.is_some())))?;
         for (k, vs) in &keys {
             match vs.as_slice() {
                 [one] => map.serialize_entry(k, one)?,
                 many => map.serialize_entry(k, many)?,
             }
+        }
+        if let Some(lines) = output {
+            map.serialize_entry("Output", &lines)?;
         }
         map.end()
     }
@@ -229,6 +241,22 @@ mod tests {
             to_json(&m),
             r#"{"Event":"VarSet","Variable":["a=1","b=2"],"Channel":"PJSIP/1"}"#
         );
+    }
+
+    #[test]
+    fn legacy_command_output_becomes_output_lines() {
+        let mut dec = ami_proto::AmiDecoder::new(ami_proto::Role::Upstream);
+        let mut buf = bytes::BytesMut::from(
+            &b"Asterisk Call Manager/1.1\r\nResponse: Follows\r\nPrivilege: Command\r\nActionID: c1\r\nline one\nline two--END COMMAND--\r\n\r\n"[..],
+        );
+        let mut msg = None;
+        while let Ok(Some(d)) = dec.decode(&mut buf) {
+            if let ami_proto::Decoded::Message(m) = d {
+                msg = Some(m);
+            }
+        }
+        let json = to_json(&msg.expect("a message"));
+        assert!(json.ends_with(r#""Output":["line one","line two"]}"#), "{json}");
     }
 
     #[test]

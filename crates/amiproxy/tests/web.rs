@@ -181,3 +181,125 @@ async fn a_strict_websocket_client_over_tls() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+async fn raw_http(addr: std::net::SocketAddr, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Another site's page cannot drive the API, the WebSocket or the console: a browser's
+/// `Origin` that is not the proxy's own is refused, and so is a body that is not JSON (what
+/// an HTML form would send). The operators' routes are off here unless `ops = true`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_requests_are_refused() {
+    let s1 = sim("pbx1").await;
+    let proxy = start_proxy(&web_config(&[&s1], ""));
+    let web = proxy.web.expect("web address");
+    let auth = "Authorization: Basic YWRtaW46YWRtaW4tc2VjcmV0\r\n"; // admin:admin-secret
+    let host = format!("Host: {web}\r\n");
+    let post = |origin: &str, ctype: &str, body: &str| {
+        format!(
+            "POST /ami/action/Ping HTTP/1.1\r\n{host}{auth}{origin}{ctype}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let evil = "Origin: http://evil.example\r\n";
+    let out = raw_http(web, post(evil, "Content-Type: application/json\r\n", "{}")).await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    let out = raw_http(web, post("", "Content-Type: text/plain\r\n", "{}")).await;
+    assert!(out.starts_with("HTTP/1.1 415"), "{out}");
+    // The same request from the proxy's own origin, or from a client that names none, passes.
+    let own = format!("Origin: http://{web}\r\n");
+    let out = raw_http(web, post(&own, "Content-Type: application/json\r\n", "{}")).await;
+    assert!(out.starts_with("HTTP/1.1 200") && out.contains("Pong"), "{out}");
+    let out = raw_http(web, post("", "", "")).await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    // A WebSocket upgrade from another site.
+    let upgrade = format!(
+        "GET /ami/ws HTTP/1.1\r\n{host}{auth}{evil}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    let out = raw_http(web, upgrade).await;
+    assert!(out.starts_with("HTTP/1.1 403"), "{out}");
+    // Metrics and health are for operators: not on the web listener by default.
+    let out = raw_http(web, format!("GET /metrics HTTP/1.1\r\n{host}Connection: close\r\n\r\n")).await;
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+}
+
+fn gen_cert(cert: &std::path::Path, key: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .args(["gen-cert", "--cert"])
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The certificate the web listener shows a new TLS client now.
+async fn web_cert(web: std::net::SocketAddr, roots: &[std::path::PathBuf]) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        for c in rustls::pki_types::CertificateDer::pem_file_iter(r).unwrap() {
+            store.add(c.unwrap()).unwrap();
+        }
+    }
+    let cfg =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(store)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(web).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    s.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// `[web] tls` renews like a listener's: a certificate replaced in place and a SIGHUP, and
+/// new connections get the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_certificate_rotates_on_reload() {
+    let s1 = sim("pbx1").await;
+    let dir = tempdir("webrot");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let (a, b, bkey) = (dir.join("a.pem"), dir.join("b.pem"), dir.join("b.key"));
+    gen_cert(&cert, &key);
+    std::fs::copy(&cert, &a).unwrap();
+    gen_cert(&b, &bkey);
+    let config = web_config(&[&s1], "").replace(
+        "[web]\naddress = \"127.0.0.1:0\"\n",
+        &format!(
+            "[web]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let proxy = start_proxy(&config);
+    let web = proxy.web.expect("web address");
+    let roots = [a.clone(), b.clone()];
+    let first = web_cert(web, &roots).await;
+    std::fs::copy(&b, &cert).unwrap();
+    std::fs::copy(&bkey, &key).unwrap();
+    proxy.signal("HUP");
+    let end = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if web_cert(web, &roots).await != first {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < end,
+            "the web listener kept its old certificate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

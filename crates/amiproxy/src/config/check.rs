@@ -336,6 +336,9 @@ fn web(raw: &RawConfig, base: &Path, bad: Bad) -> WebConfig {
             None
         }
     });
+    if !(1..=100_000).contains(&w.max_connections) {
+        bad("web.max_connections".into(), "must be between 1 and 100000".into());
+    }
     if !(1..=7 * 24 * 60).contains(&w.console_session_mins) {
         bad(
             "web.console_session_mins".into(),
@@ -352,6 +355,7 @@ fn web(raw: &RawConfig, base: &Path, bad: Bad) -> WebConfig {
         api: w.api,
         websocket: w.websocket,
         ops: w.ops,
+        max_connections: w.max_connections,
         console_session: Duration::from_secs(w.console_session_mins.clamp(1, 7 * 24 * 60) * 60),
     }
 }

@@ -346,6 +346,8 @@ pub struct WebConfig {
     pub websocket: bool,
     /// `/metrics` and `/health` here too.
     pub ops: bool,
+    /// HTTP connections (and WebSockets) at once on this listener.
+    pub max_connections: usize,
     /// How long a console login lasts.
     pub console_session: Duration,
 }
@@ -395,7 +397,13 @@ impl Config {
     /// `watch_config`, a change to one reloads as a change to the file does.
     pub fn tls_files(&self) -> Vec<PathBuf> {
         let mut files = Vec::new();
-        for t in self.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        // The AMI listeners' and the web listener's.
+        for t in self
+            .listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref())
+            .chain(self.web.tls.as_ref())
+        {
             if let CertSource::Files { cert, key } = &t.source {
                 files.extend([cert.clone(), key.clone()]);
             }
@@ -448,6 +456,25 @@ secret = "s3cret"
 read = "call,system"
 write = "call"
 "#;
+
+    #[test]
+    fn the_console_is_for_operators_and_web_ops_are_off_by_default() {
+        let c = Config::from_toml(
+            &format!("{OK}console = true\n[web]\naddress = \"127.0.0.1:0\"\n"),
+            Path::new("."),
+        )
+        .unwrap();
+        assert!(c.users[0].console);
+        assert!(!c.web.ops && c.web.console && c.web.api && c.web.websocket);
+        for scope in [
+            "channels = [\"PJSIP/t1-*\"]",
+            "queues = [\"t1-*\"]",
+            "servers = [\"pbx1\"]",
+        ] {
+            let errs = Config::from_toml(&format!("{OK}console = true\n{scope}\n"), Path::new(".")).unwrap_err();
+            assert_eq!(errs[0].key, "user[0].console", "{scope}: {errs:?}");
+        }
+    }
 
     #[test]
     fn minimal_config_loads() {

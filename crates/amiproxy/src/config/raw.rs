@@ -123,6 +123,7 @@ pub(super) struct RawWeb {
     pub(super) websocket: bool,
     pub(super) ops: bool,
     pub(super) console_session_mins: u64,
+    pub(super) max_connections: usize,
 }
 
 impl Default for RawWeb {
@@ -133,8 +134,9 @@ impl Default for RawWeb {
             console: true,
             api: true,
             websocket: true,
-            ops: true,
+            ops: false,
             console_session_mins: 480,
+            max_connections: 256,
         }
     }
 }

@@ -34,6 +34,15 @@ pub(super) fn users(raw: &RawConfig, bad: Bad) -> Vec<UserConfig> {
             Classes::NONE
         });
         let policy = policy(raw, i, u, write, bad);
+        // The console shows every upstream, session, refusal and event: an operator's view.
+        // A tenant (a scope of channels, queues or servers) must never get it.
+        if u.console && (policy.scope.scoped() || !policy.scope.servers.is_empty()) {
+            bad(
+                key("console"),
+                "the console shows every tenant's sessions and events: not for a user with channels, queues or servers"
+                    .into(),
+            );
+        }
         users.push(UserConfig {
             name: u.name.clone(),
             secret,

@@ -3,7 +3,7 @@
 
 mod listen;
 
-use crate::config::Config;
+use crate::config::{Config, WebConfig};
 use crate::core::{Core, Phase};
 use crate::error::ProxyError;
 use crate::tls::server::ServerTls;
@@ -28,6 +28,9 @@ fn check_upstream_tls(i: usize, u: &crate::config::UpstreamConfig) -> Result<(),
     }
 }
 
+/// Connections at once on `[metrics] address` (a scraper and a balancer's checks need few).
+const METRICS_CONNECTIONS: usize = 64;
+
 /// A running proxy.
 pub struct Running {
     pub core: Arc<Core>,
@@ -36,6 +39,8 @@ pub struct Running {
     pub metrics_addr: Option<SocketAddr>,
     /// Where `[web]` listens, if configured.
     pub web_addr: Option<SocketAddr>,
+    /// The web listener's TLS, swapped in place on reload as the AMI listeners' is.
+    web_tls: Option<Arc<ServerTls>>,
     /// The NATS export, when `[export.nats]` is set.
     export: Option<crate::export::Exporter>,
 }
@@ -53,10 +58,9 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         Some(addr) => {
             let acceptor = match &config.web.tls {
                 Some(t) => {
-                    // The web side's TLS is read at start-up (`[web]` is restart-only).
-                    let tls = crate::tls::server::ServerTls::new("web")?;
+                    let tls = ServerTls::new("web")?;
                     tls.install(tls.prepare(Some(t), "web.tls")?);
-                    tls.current().map(|a| a.acceptor.clone())
+                    Some(Arc::new(tls))
                 }
                 None => None,
             };
@@ -118,18 +122,13 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         Some(l) => {
             let addr = l.local_addr()?;
             info!(%addr, "metrics and health endpoint listening");
-            let site = Site {
-                core: core.clone(),
-                parts: Parts::OPS,
-                tls: false,
-                consoles: Default::default(),
-                local: addr,
-            };
+            let site = Site::new(core.clone(), Parts::OPS, false, addr, METRICS_CONNECTIONS);
             tokio::spawn(crate::web::serve(Arc::new(site), l, None));
             Some(addr)
         }
         None => None,
     };
+    let web_tls = web_listener.as_ref().and_then(|(_, t)| t.clone());
     let web_addr = match web_listener {
         Some((l, acceptor)) => {
             let addr = l.local_addr()?;
@@ -141,13 +140,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
                 console: w.console,
             };
             info!(%addr, tls = acceptor.is_some(), ?parts, "web endpoint listening");
-            let site = Site {
-                core: core.clone(),
-                parts,
-                tls: acceptor.is_some(),
-                consoles: Default::default(),
-                local: addr,
-            };
+            let site = Site::new(core.clone(), parts, acceptor.is_some(), addr, w.max_connections);
             tokio::spawn(crate::web::serve(Arc::new(site), l, acceptor));
             Some(addr)
         }
@@ -158,6 +151,7 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
         listeners: Mutex::new(Vec::new()),
         metrics_addr,
         web_addr,
+        web_tls,
         export,
     };
     for b in bound {
@@ -212,7 +206,17 @@ impl Running {
             ("proxy.auth_limit", old.proxy.auth_limit != new.proxy.auth_limit),
             ("proxy.event_buffer", old.proxy.event_buffer != new.proxy.event_buffer),
             ("metrics.address", old.metrics.address != new.metrics.address),
-            ("web", old.web != new.web),
+            // The web listener's TLS files are re-read below; the rest of `[web]` is fixed.
+            (
+                "web",
+                WebConfig {
+                    tls: None,
+                    ..old.web.clone()
+                } != WebConfig {
+                    tls: None,
+                    ..new.web.clone()
+                },
+            ),
             ("export", old.export != new.export),
             (
                 "limits.max_connections",
@@ -251,6 +255,10 @@ impl Running {
         for (i, u) in new.upstreams.iter().enumerate() {
             check_upstream_tls(i, u)?;
         }
+        let web_change = match (&self.web_tls, &new.web.tls) {
+            (Some(tls), Some(t)) => Some(tls.prepare(Some(t), "web.tls")?),
+            _ => None,
+        };
         // Upstreams: keep the links whose configuration is unchanged.
         let st = self.core.state();
         let mut upstreams: Vec<Arc<Upstream>> = Vec::new();
@@ -302,6 +310,9 @@ impl Running {
                 }
                 k
             });
+        }
+        if let (Some(tls), Some(change)) = (&self.web_tls, web_change) {
+            tls.install(change);
         }
         for b in fresh {
             self.accept(b)?;

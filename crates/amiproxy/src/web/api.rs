@@ -15,7 +15,7 @@ use crate::json::{self, Bounds};
 use crate::sessions::Transport;
 use ami_proto::ActionName;
 use http_body_util::{BodyExt, Limited};
-use hyper::header::{HeaderValue, WWW_AUTHENTICATE};
+use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Response, StatusCode};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,29 +45,17 @@ pub(super) async fn action(site: &Site, r: Req) -> Response<Body> {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"amiproxy\""));
         return r;
     };
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the limit"),
-    };
-    let Ok(text) = std::str::from_utf8(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
-    };
-    let config = site.core.config();
-    let bounds = Bounds {
-        max_line: config.proxy.max_line,
-        max_lines: config.proxy.max_lines,
-    };
-    let a = match json::action_from_json(text, Some(&name), &bounds) {
-        Ok(a) => a,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
-    };
-    if session_only(&name) {
-        return json_error(StatusCode::BAD_REQUEST, "this action changes a session: use /ami/ws");
+    // A body, if any, must say it is JSON: an HTML form cannot, so a page elsewhere cannot
+    // post one here even where a browser would add credentials it cached.
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if content_type.is_some_and(|v| !v.trim_start().to_ascii_lowercase().starts_with("application/json")) {
+        return json_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the action as application/json",
+        );
     }
-    let msg = match a.msg.action_id() {
-        Some(_) => a.msg,
-        None => a.msg.with_header("ActionID", "http"),
-    };
+    let config = site.core.config();
+    // The login first: nothing more is read from a client that cannot log in.
     let mut bridge = match Bridge::open(
         &site.core,
         peer,
@@ -87,6 +75,28 @@ pub(super) async fn action(site: &Site, r: Req) -> Response<Body> {
             other => json_error(StatusCode::SERVICE_UNAVAILABLE, &other.to_string()),
         };
     }
+    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the limit"),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return json_error(StatusCode::BAD_REQUEST, "the body is not UTF-8");
+    };
+    let bounds = Bounds {
+        max_line: config.proxy.max_line,
+        max_lines: config.proxy.max_lines,
+    };
+    let a = match json::action_from_json(text, Some(&name), &bounds) {
+        Ok(a) => a,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if session_only(&name) {
+        return json_error(StatusCode::BAD_REQUEST, "this action changes a session: use /ami/ws");
+    }
+    let msg = match a.msg.action_id() {
+        Some(_) => a.msg,
+        None => a.msg.with_header("ActionID", "http"),
+    };
     let answer = bridge
         .call(&msg, config.proxy.action_timeout + Duration::from_secs(1))
         .await;

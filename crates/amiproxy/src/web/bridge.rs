@@ -230,11 +230,19 @@ impl Collected {
     }
 }
 
+/// The most a collected list may hold; a longer one is answered with an error (ask for it
+/// without `_collect` to get its items one by one).
+pub const MAX_COLLECTED_ITEMS: usize = 10_000;
+pub const MAX_COLLECTED_BYTES: usize = 16 << 20;
+
 /// Gathers one ActionID's answer out of a session's stream of messages.
 pub struct Collector {
     aid: String,
     response: Option<(Message, ListFraming)>,
     events: Vec<Message>,
+    bytes: usize,
+    /// Over the bounds: the rest is read and dropped, the answer is an error.
+    overflowed: bool,
 }
 
 impl Collector {
@@ -243,6 +251,8 @@ impl Collector {
             aid,
             response: None,
             events: Vec::new(),
+            bytes: 0,
+            overflowed: false,
         }
     }
 
@@ -271,8 +281,22 @@ impl Collector {
             Some((response, framing)) => {
                 let name = m.event_name().unwrap_or("").to_owned();
                 let ends = framing.ends_with(&m, &name);
-                self.events.push(m);
+                self.bytes += m.len();
+                if self.events.len() >= MAX_COLLECTED_ITEMS || self.bytes > MAX_COLLECTED_BYTES {
+                    self.overflowed = true;
+                    self.events = Vec::new();
+                }
+                if !self.overflowed {
+                    self.events.push(m);
+                }
                 if ends {
+                    if self.overflowed {
+                        let text = "The list is too long to collect; ask for it without _collect";
+                        return Offer::Done(Collected {
+                            response: MessageBuilder::error(Some(&self.aid), text),
+                            events: Vec::new(),
+                        });
+                    }
                     return Offer::Done(Collected {
                         response,
                         events: std::mem::take(&mut self.events),

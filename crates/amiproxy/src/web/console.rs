@@ -10,7 +10,7 @@
 
 use super::bridge::{Bridge, BridgeError};
 use super::ws::{accept_key, switching, ws_config};
-use super::{json_error, json_response, not_allowed, text, Body, Req, Site, MAX_BODY};
+use super::{json_error, json_response, not_allowed, text, Body, Req, Site};
 use crate::core::Core;
 use crate::json::AsJson;
 use crate::perms::Classes;
@@ -19,7 +19,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use futures::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, ORIGIN, SET_COOKIE};
 use hyper::{Method, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,8 @@ const TAIL_FLUSH: Duration = Duration::from_millis(100);
 const MAX_FILTER: usize = 200;
 /// Console logins held at once (the oldest are forgotten first when over).
 const MAX_LOGINS: usize = 1024;
+/// The largest login form read.
+const MAX_LOGIN_BODY: usize = 4096;
 
 /// Console logins by token (shared with the event tails, which end with their login).
 #[derive(Default)]
@@ -52,16 +54,57 @@ pub struct Logins(Arc<DashMap<String, Login>>);
 struct Login {
     user: String,
     expires: Instant,
+    /// Of the user's secret at login: a changed secret ends the login.
+    secret: u64,
+}
+
+/// Console logins one user may hold at once (the oldest goes first).
+const MAX_LOGINS_PER_USER: usize = 16;
+
+/// A fingerprint of a user's configured secret, to notice that it changed (in memory only).
+fn secret_fingerprint(s: &crate::config::Secret) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match s {
+        crate::config::Secret::Plain(x) => (0u8, x).hash(&mut h),
+        crate::config::Secret::Argon2(x) => (1u8, x).hash(&mut h),
+        crate::config::Secret::None => 2u8.hash(&mut h),
+    }
+    h.finish()
+}
+
+/// Whether a login still stands: its user still exists, may still use the console, has
+/// the same secret, and may log in from `peer` (address rules are checked on every
+/// request, not only at login).
+fn still_valid(core: &Core, login: &Login, peer: std::net::IpAddr) -> bool {
+    login.expires > Instant::now()
+        && core.config().users.iter().any(|u| {
+            u.name == login.user
+                && u.console
+                && secret_fingerprint(&u.secret) == login.secret
+                && u.policy.permits_addr(peer)
+        })
 }
 
 impl Logins {
-    fn create(&self, user: &str, ttl: Duration) -> String {
+    fn create(&self, user: &str, secret: u64, ttl: Duration) -> String {
         use rand::RngCore;
         let mut raw = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut raw);
         let token: String = raw.iter().map(|b| format!("{b:02x}")).collect();
         let now = Instant::now();
         self.0.retain(|_, l| l.expires > now);
+        let theirs: Vec<(String, Instant)> = self
+            .0
+            .iter()
+            .filter(|e| e.value().user == user)
+            .map(|e| (e.key().clone(), e.value().expires))
+            .collect();
+        if theirs.len() >= MAX_LOGINS_PER_USER {
+            if let Some((oldest, _)) = theirs.iter().min_by_key(|(_, exp)| *exp) {
+                self.0.remove(oldest);
+            }
+        }
         if self.0.len() >= MAX_LOGINS {
             if let Some(oldest) = self.0.iter().min_by_key(|e| e.value().expires).map(|e| e.key().clone()) {
                 self.0.remove(&oldest);
@@ -72,15 +115,14 @@ impl Logins {
             Login {
                 user: user.to_owned(),
                 expires: now + ttl,
+                secret,
             },
         );
         token
     }
 
-    /// The user of a live login, if the token is one.
-    fn user(&self, token: &str) -> Option<String> {
-        let l = self.0.get(token)?;
-        (l.expires > Instant::now()).then(|| l.user.clone())
+    fn get(&self, token: &str) -> Option<Login> {
+        self.0.get(token).map(|l| l.clone())
     }
 
     fn remove(&self, token: &str) {
@@ -99,16 +141,14 @@ fn cookie_token(req: &hyper::Request<hyper::body::Incoming>) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-/// The console user behind a request: a live login whose user still exists and may still
-/// use the console (a reload can take it away).
-fn session_user(site: &Site, req: &hyper::Request<hyper::body::Incoming>) -> Option<String> {
-    let user = site.consoles.user(&cookie_token(req)?)?;
-    site.core
-        .config()
-        .users
-        .iter()
-        .any(|u| u.name == user && u.console)
-        .then_some(user)
+/// The console user behind a request: a login that still stands (see [`still_valid`]).
+fn session_user(
+    site: &Site,
+    req: &hyper::Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
+) -> Option<String> {
+    let login = site.consoles.get(&cookie_token(req)?)?;
+    still_valid(&site.core, &login, peer.ip()).then_some(login.user)
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response<Body> {
@@ -148,7 +188,7 @@ pub(super) async fn route(site: &Site, r: Req) -> Response<Body> {
         ("/console/app.css", Method::GET | Method::HEAD) => asset("text/css; charset=utf-8", APP_CSS),
         ("/console/login", Method::POST) => no_store(login(site, r).await),
         ("/console/logout", Method::POST) => no_store(logout(site, &r)),
-        ("/console/api/state", Method::GET) => match session_user(site, &r.req) {
+        ("/console/api/state", Method::GET) => match session_user(site, &r.req, r.peer) {
             Some(user) => no_store(json_response(StatusCode::OK, state(&site.core, &user))),
             None => json_error(StatusCode::UNAUTHORIZED, "log in first"),
         },
@@ -166,7 +206,7 @@ struct LoginForm {
 
 async fn login(site: &Site, r: Req) -> Response<Body> {
     let Req { req, peer } = r;
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+    let body = match Limited::new(req.into_body(), MAX_LOGIN_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "the body is over the limit"),
     };
@@ -197,11 +237,15 @@ async fn login(site: &Site, r: Req) -> Response<Body> {
         Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
     }
     let config = core.config();
-    if !config.users.iter().any(|u| u.name == form.username && u.console) {
+    let Some(u) = config.users.iter().find(|u| u.name == form.username && u.console) else {
         tracing::warn!(target: "amiproxy::audit", user = %form.username, %peer, "console login refused: not a console user");
         return json_error(StatusCode::FORBIDDEN, "this user may not use the console");
-    }
-    let token = site.consoles.create(&form.username, config.web.console_session);
+    };
+    let token = site.consoles.create(
+        &form.username,
+        secret_fingerprint(&u.secret),
+        config.web.console_session,
+    );
     let secure = if site.tls { "; Secure" } else { "" };
     let cookie = format!(
         "{COOKIE_NAME}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
@@ -277,42 +321,35 @@ fn state(core: &Core, user: &str) -> String {
     .to_string()
 }
 
-/// The tail's WebSocket must be opened by the console's own page: its `Origin` must name
-/// the host the request was sent to.
-fn same_origin(req: &hyper::Request<hyper::body::Incoming>) -> bool {
-    let (Some(origin), Some(host)) = (
-        req.headers().get(ORIGIN).and_then(|v| v.to_str().ok()),
-        req.headers().get(HOST).and_then(|v| v.to_str().ok()),
-    ) else {
-        return false;
-    };
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.trim_end_matches('/').eq_ignore_ascii_case(host))
-}
-
 /// `/console/api/events`: the live event tail.
 fn tail(site: &Site, r: Req) -> Response<Body> {
-    let Req { mut req, .. } = r;
+    let Req { mut req, peer } = r;
     let accept = match accept_key(&req) {
         Ok(a) => a,
         Err(resp) => return *resp,
     };
-    if !same_origin(&req) {
+    // The tail must be opened by the console's own page: an `Origin` is required here.
+    if req.headers().get(ORIGIN).is_none() || !super::same_origin(&req) {
         return json_error(StatusCode::FORBIDDEN, "the event tail is for the console's own page");
     }
-    let Some(user) = session_user(site, &req) else {
+    let Some(user) = session_user(site, &req, peer) else {
         return json_error(StatusCode::UNAUTHORIZED, "log in first");
+    };
+    // A tail counts toward the listener's connections.
+    let Ok(slot) = site.conns.clone().try_acquire_owned() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
     };
     let core = site.core.clone();
     let upgrading = hyper::upgrade::on(&mut req);
     let token = cookie_token(&req).unwrap_or_default();
     let logins = site.consoles.0.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         if let Ok(io) = upgrading.await {
             let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(ws_config())).await;
+            let check = core.clone();
             run_tail(ws, core, user, move || {
-                logins.get(&token).is_some_and(|l| l.expires > Instant::now())
+                logins.get(&token).is_some_and(|l| still_valid(&check, &l, peer.ip()))
             })
             .await;
         }
@@ -415,14 +452,21 @@ mod tests {
     #[test]
     fn a_login_lasts_its_time_and_no_longer() {
         let l = Logins::default();
-        let t = l.create("op", Duration::from_secs(60));
+        let t = l.create("op", 7, Duration::from_secs(60));
         assert_eq!(t.len(), 64);
-        assert_eq!(l.user(&t).as_deref(), Some("op"));
-        assert_eq!(l.user("nope"), None);
-        let gone = l.create("op", Duration::ZERO);
-        assert_eq!(l.user(&gone), None);
+        assert_eq!(l.get(&t).map(|x| x.user).as_deref(), Some("op"));
+        assert!(l.get("nope").is_none());
+        let gone = l.create("op", 7, Duration::ZERO);
+        assert!(l.get(&gone).is_none_or(|x| x.expires <= Instant::now()));
         l.remove(&t);
-        assert_eq!(l.user(&t), None);
+        assert!(l.get(&t).is_none());
+        // One user holds a bounded number of logins; others are untouched.
+        let other = l.create("other", 1, Duration::from_secs(60));
+        let many: Vec<String> = (0..MAX_LOGINS_PER_USER + 3)
+            .map(|_| l.create("op", 7, Duration::from_secs(60)))
+            .collect();
+        assert!(l.get(&other).is_some());
+        assert_eq!(many.iter().filter(|t| l.get(t).is_some()).count(), MAX_LOGINS_PER_USER);
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod ops;
 pub mod ws;
 
 use crate::core::Core;
+use crate::tls::server::ServerTls;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -86,6 +87,21 @@ pub struct Site {
     pub consoles: console::Logins,
     /// The listener's address (the local end of the bridge sessions).
     pub local: SocketAddr,
+    /// Connections (and WebSockets) open at once on this listener (`web.max_connections`).
+    pub conns: Arc<tokio::sync::Semaphore>,
+}
+
+impl Site {
+    pub fn new(core: Arc<Core>, parts: Parts, tls: bool, local: SocketAddr, max_connections: usize) -> Site {
+        Site {
+            core,
+            parts,
+            tls,
+            consoles: Default::default(),
+            local,
+            conns: Arc::new(tokio::sync::Semaphore::new(max_connections.max(1))),
+        }
+    }
 }
 
 /// A request with where it came from.
@@ -95,7 +111,7 @@ pub struct Req {
 }
 
 /// Serves `site` on `listener` until the task is dropped; an accept error never ends it.
-pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAcceptor>) {
+pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<Arc<ServerTls>>) {
     let mut http = http1::Builder::new();
     // The metrics endpoint closes after each answer (its clients read to the end); the web
     // side keeps connections (browsers), and must: with keep-alive off hyper would add
@@ -114,9 +130,24 @@ pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAccept
                 continue;
             }
         };
+        // Over the cap, the connection is closed at once: nothing is read from it.
+        let Ok(slot) = site.conns.clone().try_acquire_owned() else {
+            debug!(%peer, "http connection refused: the listener's max_connections reached");
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (site, http, tls) = (site.clone(), http.clone(), tls.clone());
+        // The TLS in force now: a reload swaps it for new connections only.
+        let tls: Option<TlsAcceptor> = tls.as_ref().and_then(|t| t.current()).map(|a| a.acceptor.clone());
+        let (site, http) = (site.clone(), http.clone());
+        // A JSON action may take the login and the action's own time (a WebSocket, once
+        // upgraded, lives on apart from this bound).
+        let config = site.core.config();
+        let lifetime =
+            CONNECTION_TIMEOUT.max(config.proxy.auth_timeout + config.proxy.action_timeout + HANDLER_TIMEOUT);
+        drop(config);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |req| {
                 let site = site.clone();
                 async move { Ok::<_, Infallible>(answer(&site, Req { req, peer }).await) }
@@ -137,7 +168,7 @@ pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAccept
                     },
                 }
             };
-            match tokio::time::timeout(CONNECTION_TIMEOUT, served).await {
+            match tokio::time::timeout(lifetime, served).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => debug!(%peer, error = %e, "http request failed"),
                 Err(_) => debug!(%peer, "http request timed out"),
@@ -147,9 +178,10 @@ pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<TlsAccept
 }
 
 async fn answer(site: &Site, r: Req) -> Response<Body> {
-    // AMI actions have their own bound (the action timeout), the rest HANDLER_TIMEOUT.
+    // AMI actions have their own bound (the login and the action), the rest HANDLER_TIMEOUT.
     let limit = if r.req.uri().path().starts_with("/ami/") {
-        site.core.config().proxy.action_timeout + HANDLER_TIMEOUT
+        let config = site.core.config();
+        config.proxy.auth_timeout + config.proxy.action_timeout + HANDLER_TIMEOUT
     } else {
         HANDLER_TIMEOUT
     };
@@ -163,6 +195,11 @@ async fn route(site: &Site, r: Req) -> Response<Body> {
     let path = r.req.uri().path().to_owned();
     let method = r.req.method().clone();
     let p = site.parts;
+    // A browser names the page a request comes from; another site's page must not drive the
+    // API, the WebSocket or the console with credentials the browser holds.
+    if !same_origin(&r.req) && (path.starts_with("/ami/") || path.starts_with("/console/")) {
+        return json_error(StatusCode::FORBIDDEN, "cross-site requests are refused");
+    }
     match path.as_str() {
         "/metrics" | "/health" | "/ready" if p.ops => {
             if !matches!(method, Method::GET | Method::HEAD) {
@@ -199,6 +236,19 @@ pub(crate) fn with_type(status: StatusCode, content_type: &'static str, body: im
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+/// Whether a request's `Origin`, when it has one, names the host it was sent to. Clients
+/// other than browsers send none.
+pub(crate) fn same_origin(req: &hyper::Request<Incoming>) -> bool {
+    let Some(origin) = req.headers().get(hyper::header::ORIGIN) else {
+        return true;
+    };
+    let host = req.headers().get(hyper::header::HOST).and_then(|v| v.to_str().ok());
+    match (origin.to_str().ok().and_then(|o| o.split_once("://")), host) {
+        (Some((_, rest)), Some(host)) => rest.trim_end_matches('/').eq_ignore_ascii_case(host),
+        _ => false,
+    }
 }
 
 /// The user and secret of an `Authorization: Basic` header.

@@ -88,6 +88,10 @@ pub(super) async fn upgrade(site: &Site, r: Req) -> Response<Body> {
         Ok(a) => a,
         Err(resp) => return *resp,
     };
+    // A WebSocket counts toward the listener's connections for its whole life.
+    let Ok(slot) = site.conns.clone().try_acquire_owned() else {
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
     let core = &site.core;
     let mut bridge = match Bridge::open(core, peer, site.local, Transport::WebSocket, site.tls, Arc::from("web")).await
     {
@@ -110,6 +114,7 @@ pub(super) async fn upgrade(site: &Site, r: Req) -> Response<Body> {
     };
     let write_timeout = config.proxy.write_timeout;
     tokio::spawn(async move {
+        let _slot = slot;
         match upgrading.await {
             Ok(io) => {
                 let ws = WebSocketStream::from_raw_socket(TokioIo::new(io), Role::Server, Some(ws_config())).await;
