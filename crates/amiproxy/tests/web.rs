@@ -303,3 +303,54 @@ async fn the_web_certificate_rotates_on_reload() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A WebSocket client that writes actions as fast as it reads, during an event burst: its
+/// session's input and output pipes never wait on each other; every action is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_may_send_and_read_at_full_speed() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message as Ws;
+    const PINGS: usize = 3000;
+    let s1 = sim("pbx1").await;
+    let proxy = start_proxy(&web_config(&[&s1], ""));
+    let web = proxy.web.expect("web address");
+    let mut tcp = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut tcp, "pbx1").await;
+    let mut req = format!("ws://{web}/ami/ws").into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", "Basic YWRtaW46YWRtaW4tc2VjcmV0".parse().unwrap());
+    let stream = tokio::net::TcpStream::connect(web).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(req, stream).await.unwrap();
+    let (mut sink, mut rx) = ws.split();
+    s1.set_firehose(Some(20_000));
+    let writer = tokio::spawn(async move {
+        for i in 0..PINGS {
+            let frame = format!(r#"{{"Action":"Ping","ActionID":"p{i}"}}"#);
+            if sink.send(Ws::text(frame)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    });
+    let (mut answered, mut refused) = (0, 0);
+    let end = tokio::time::Instant::now() + DEADLINE;
+    while answered + refused < PINGS {
+        let m = tokio::time::timeout_at(end, rx.next())
+            .await
+            .expect("answers keep coming")
+            .expect("the socket stays open")
+            .unwrap();
+        let Ws::Text(t) = m else { continue };
+        let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+        if v["ActionID"].as_str().is_some_and(|a| a.starts_with('p')) {
+            match v["Response"].as_str() {
+                Some("Success") => answered += 1,
+                _ => refused += 1,
+            }
+        }
+    }
+    s1.set_firehose(None);
+    assert!(writer.await.unwrap(), "the writer could send every action");
+    assert!(answered > 0, "answered {answered}, refused {refused}");
+}

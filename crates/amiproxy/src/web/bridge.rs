@@ -36,7 +36,23 @@ pub enum BridgeError {
 
 pub struct Bridge {
     wr: WriteHalf<DuplexStream>,
-    frames: FramedRead<ReadHalf<DuplexStream>, PipeDecoder>,
+    frames: Frames,
+}
+
+/// The reading side of a bridge: what the session sends its front end.
+pub struct Frames(FramedRead<ReadHalf<DuplexStream>, PipeDecoder>);
+
+impl Frames {
+    /// The next thing the session sends; None when it has closed.
+    pub async fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            match self.0.next().await? {
+                Ok(Frame::Banner) => continue,
+                Ok(f) => return Some(f),
+                Err(_) => return None,
+            }
+        }
+    }
 }
 
 /// What the session sends its front end.
@@ -113,9 +129,9 @@ impl Bridge {
         let (rd, wr) = tokio::io::split(ours);
         let mut b = Bridge {
             wr,
-            frames: FramedRead::new(rd, PipeDecoder(AmiDecoder::new(Role::Upstream))),
+            frames: Frames(FramedRead::new(rd, PipeDecoder(AmiDecoder::new(Role::Upstream)))),
         };
-        match tokio::time::timeout(Duration::from_secs(5), b.frames.next()).await {
+        match tokio::time::timeout(Duration::from_secs(5), b.frames.0.next()).await {
             Ok(Some(Ok(Frame::Banner))) => Ok(b),
             Ok(_) => Err(BridgeError::Closed),
             Err(_) => Err(BridgeError::Timeout),
@@ -128,13 +144,7 @@ impl Bridge {
 
     /// The next thing the session sends; None when it has closed.
     pub async fn next_frame(&mut self) -> Option<Frame> {
-        loop {
-            match self.frames.next().await? {
-                Ok(Frame::Banner) => continue,
-                Ok(f) => return Some(f),
-                Err(_) => return None,
-            }
-        }
+        self.frames.next_frame().await
     }
 
     /// The next AMI message, events pre-encoded as JSON passed over; None when closed.
@@ -194,6 +204,27 @@ impl Bridge {
         })
         .await
         .map_err(|_| BridgeError::Timeout)?
+    }
+
+    /// Splits off the write side into a task fed by a bounded queue, so a front end that
+    /// reads the session and writes actions to it never waits on the session's input while
+    /// the session waits on its output (each pipe full, both stuck until the write timeout).
+    /// `try_send` on the queue fails when `depth` actions are waiting: the front end then
+    /// answers that action itself. Dropping the sender logs off and closes.
+    pub fn split(self, depth: usize) -> (Frames, tokio::sync::mpsc::Sender<Message>) {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Message>(depth.max(1));
+        let (rd, mut wr) = (self.frames, self.wr);
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if wr.write_all(m.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            let bye = MessageBuilder::action("Logoff").header("ActionID", "logoff").build();
+            let _ = wr.write_all(bye.as_bytes()).await;
+            let _ = wr.shutdown().await;
+        });
+        (rd, tx)
     }
 
     /// Ends the session politely (its answers already read).

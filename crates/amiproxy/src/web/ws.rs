@@ -164,10 +164,14 @@ fn outgoing(frame: Frame, collecting: &mut Vec<Collector>) -> Option<WsMessage> 
     Some(WsMessage::text(text))
 }
 
-/// One action frame from the client: forwarded to the session, or an error answer.
-async fn incoming(
+/// Actions a WebSocket client may have queued for its session at once; more are answered
+/// `Too many actions waiting` at once.
+const ACTION_QUEUE: usize = 256;
+
+/// One action frame from the client: queued for the session, or an error answer.
+fn incoming(
     text: &str,
-    bridge: &mut Bridge,
+    actions: &tokio::sync::mpsc::Sender<ami_proto::Message>,
     bounds: &Bounds,
     collecting: &mut Vec<Collector>,
     assigned: &mut u64,
@@ -190,17 +194,29 @@ async fn incoming(
                 aid
             }
         };
-        collecting.push(Collector::new(aid));
+        collecting.push(Collector::new(aid.clone()));
+        return match actions.try_send(msg) {
+            Ok(()) => Ok(None),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                collecting.retain(|c| c.action_id() != aid);
+                Ok(Some(refusal(text, "Too many actions waiting")))
+            }
+            Err(_) => Err(()),
+        };
     }
-    bridge.send(&msg).await.map_err(|_| ())?;
-    Ok(None)
+    match actions.try_send(msg) {
+        Ok(()) => Ok(None),
+        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(Some(refusal(text, "Too many actions waiting"))),
+        Err(_) => Err(()),
+    }
 }
 
-async fn run<S>(ws: WebSocketStream<S>, mut bridge: Bridge, bounds: Bounds, write_timeout: Duration)
+async fn run<S>(ws: WebSocketStream<S>, bridge: Bridge, bounds: Bounds, write_timeout: Duration)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let (mut sink, mut stream) = ws.split();
+    let (mut bridge, actions) = bridge.split(ACTION_QUEUE);
     let mut collecting: Vec<Collector> = Vec::new();
     let mut assigned = 0u64;
     loop {
@@ -208,7 +224,7 @@ where
             frame = stream.next() => {
                 let answer = match frame {
                     Some(Ok(WsMessage::Text(t))) => {
-                        match incoming(t.as_str(), &mut bridge, &bounds, &mut collecting, &mut assigned).await {
+                        match incoming(t.as_str(), &actions, &bounds, &mut collecting, &mut assigned) {
                             Ok(a) => a,
                             Err(()) => break,
                         }
@@ -258,5 +274,7 @@ where
             break;
         }
     }
-    bridge.logoff().await;
+    // Dropping the queue logs the session off (see `Bridge::split`).
+    drop(actions);
+    drop(bridge);
 }
