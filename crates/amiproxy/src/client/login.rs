@@ -128,9 +128,6 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 // Never log the secret or key, only who tried.
                 warn!(username = %username, reason = refusal.label(), "authentication failed");
                 audit(username, self.peer, "Login", "", "refused", refusal.label());
-                if refusal.counts_as_failure() {
-                    self.core.limits.login_failed(self.peer.ip()).await;
-                }
                 tokio::time::sleep_until(answer_at).await;
                 let _ = self.error(aid.as_deref(), refusal.client_message()).await;
                 let _ = self.flush().await;
@@ -207,6 +204,15 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 Err(LoginRefusal::BadSecret)
             }
         };
+        // The failure is counted at once, in a task of its own: the auth deadline may drop
+        // this future at any await below, and a guess whose refusal was never counted would
+        // escape the ban (one timed to end just before the deadline would learn its answer).
+        if let Err(refusal) = &outcome {
+            if refusal.counts_as_failure() {
+                let core = core.clone();
+                tokio::spawn(async move { core.limits.login_failed(ip).await });
+            }
+        }
         if outcome.is_err() && !md5 {
             verify(&core, move || auth::check_dummy(&secret)).await;
         }

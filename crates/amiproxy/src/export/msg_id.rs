@@ -5,8 +5,10 @@
 //! every replica tags it with the same server name, so the bytes a replica publishes are the
 //! bytes every other replica publishes. The id is the server name, a 128-bit XXH3 of those
 //! bytes (a published, stable algorithm: replicas built by different compilers agree), and
-//! how many identical events this replica already saw within the duplicate window: two
-//! genuinely identical events get `…-0` and `…-1` and are both kept, on every replica alike.
+//! how many identical events this replica already saw since that event was last quiet for
+//! twice the duplicate window: two genuinely identical events get `…-0` and `…-1` and are
+//! both kept, on every replica alike, and no number is given twice while JetStream may still
+//! hold it.
 //!
 //! The edge: a replica that started after the first of two identical events (within the
 //! window) counts the second as `…-0`, which the stream already holds, and that one copy is
@@ -21,9 +23,10 @@ use xxhash_rust::xxh3::Xxh3;
 #[derive(Debug)]
 pub struct MsgIds {
     window: Duration,
-    /// A content hash → (its occurrences so far, when the first of them was seen).
+    /// A content hash → (its occurrences so far, when the last of them was seen).
     seen: HashMap<u128, (u32, Instant)>,
-    /// The hashes in the order their entries began, to forget them after the window.
+    /// One item per entry, in time order, to find those whose last occurrence is old (an
+    /// item older than its entry's last occurrence is moved to the back when reached).
     order: VecDeque<(Instant, u128)>,
     cap: usize,
 }
@@ -55,8 +58,9 @@ impl MsgIds {
         h.update(bytes);
         let hash = h.digest128();
         let n = match self.seen.get_mut(&hash) {
-            Some((count, _)) => {
+            Some((count, last)) => {
                 *count = count.saturating_add(1);
+                *last = now;
                 *count
             }
             None => {
@@ -73,16 +77,24 @@ impl MsgIds {
         format!("{server}-{hash:032x}-{n}")
     }
 
-    /// Forgets the entries whose first event left JetStream's window: an identical event
-    /// after that is stored again whatever its count, so counting restarts at 0.
+    /// Forgets an entry only when its *last* event is twice the window old: every id it
+    /// gave has then left JetStream's window (with room for the time an event waits in the
+    /// buffer before it is stored), so counting may restart at 0 without reusing an id the
+    /// stream still holds. (Forgetting after the *first* event's window would hand out
+    /// `…-1` again while the last `…-1` is still there: a real event dropped as a duplicate.)
     fn expire(&mut self, now: Instant) {
+        let keep = self.window.saturating_mul(2);
         while let Some(&(t, hash)) = self.order.front() {
-            if now.saturating_duration_since(t) <= self.window {
+            if now.saturating_duration_since(t) <= keep {
                 break;
             }
             self.order.pop_front();
-            if self.seen.get(&hash).is_some_and(|(_, first)| *first == t) {
-                self.seen.remove(&hash);
+            match self.seen.get(&hash) {
+                Some((_, last)) if *last > t => self.order.push_back((*last, hash)),
+                Some(_) => {
+                    self.seen.remove(&hash);
+                }
+                None => {}
             }
         }
     }
@@ -130,14 +142,19 @@ mod tests {
     }
 
     #[test]
-    fn counting_restarts_after_the_window_and_memory_is_capped() {
+    fn counting_restarts_only_when_no_id_given_can_still_be_held() {
         let t0 = Instant::now();
-        let mut ids = MsgIds::new(Duration::from_secs(10), 3);
+        let s = Duration::from_secs;
+        let mut ids = MsgIds::new(s(10), 3);
         assert!(ids.next_at("s", EV, t0).ends_with("-0"));
-        assert!(ids.next_at("s", EV, t0 + Duration::from_secs(5)).ends_with("-1"));
-        assert!(ids.next_at("s", EV, t0 + Duration::from_secs(11)).ends_with("-0"));
+        assert!(ids.next_at("s", EV, t0 + s(8)).ends_with("-1"));
+        // The first left the window, the second not: a new number, never `-0` or `-1` again.
+        assert!(ids.next_at("s", EV, t0 + s(12)).ends_with("-2"));
+        assert!(ids.next_at("s", EV, t0 + s(25)).ends_with("-3"));
+        // Twice the window after the last one: nothing given can be held any more.
+        assert!(ids.next_at("s", EV, t0 + s(46)).ends_with("-0"));
         for i in 0..10u8 {
-            ids.next_at("s", &[i], t0 + Duration::from_secs(12));
+            ids.next_at("s", &[i], t0 + s(47));
         }
         assert_eq!(ids.len(), 3);
     }

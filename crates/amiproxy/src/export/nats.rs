@@ -24,6 +24,9 @@ use tracing::{error, info, warn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Room for the headers (id, server, sequence, replica) when an event's size is checked
+/// against the server's `max_payload`.
+const HEADER_ROOM: usize = 1024;
 /// How often an idle publisher looks at the connection, for the gauge and the log.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
@@ -253,6 +256,17 @@ pub(super) async fn run(cfg: NatsExport, replica: String, mut rx: mpsc::Receiver
             let item = &w.items[w.next];
             w.next += 1;
             if item.acked {
+                continue;
+            }
+            // NATS closes the connection on a message over its max_payload: such an event
+            // could never be published, and re-sending it would stall the export for good.
+            // It is dropped for the export (counted, logged) and the rest goes on.
+            let size = item.out.payload.len() + item.out.subject.len() + HEADER_ROOM;
+            let max_payload = client.server_info().max_payload;
+            if max_payload > 0 && size > max_payload {
+                warn!(size, max_payload, subject = %item.out.subject, "event too large for NATS; not exported");
+                crate::metrics::export_dropped().increment(1);
+                w.ack(n);
                 continue;
             }
             let out = &item.out;

@@ -198,18 +198,22 @@ impl Limits {
             }
         };
         let member = shared.register(user);
+        // The slot exists from here: whatever ends this call (a refusal, or the login's
+        // deadline dropping this future while Redis answers) releases the entry here and in
+        // Redis, so no entry is left to be refreshed forever.
+        let slot = UserSlot {
+            _local: local,
+            shared: Some((shared.clone(), user.to_owned(), member.clone())),
+        };
         let admitted = match shared.acquire(user, &member, max).await {
             Ok(admitted) => Ok(admitted),
             Err(_) => Self::fall_back(shared, "user-connections").map(|()| true),
         };
         if admitted != Ok(true) {
-            shared.forget(user, &member);
+            drop(slot);
             return admitted.map(|_| None);
         }
-        Ok(Some(UserSlot {
-            _local: local,
-            shared: Some((shared.clone(), user.to_owned(), member)),
-        }))
+        Ok(Some(slot))
     }
 
     pub fn tracked_addresses(&self) -> usize {

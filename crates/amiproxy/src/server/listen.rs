@@ -83,6 +83,9 @@ pub(super) async fn accept_loop(
             },
             _ = stop.cancelled() => return,
         };
+        // An IPv4 client on a dual-stack listener shows as `::ffff:a.b.c.d`: address rules,
+        // bans and logs see it as the IPv4 address it is.
+        let peer = std::net::SocketAddr::new(peer.ip().to_canonical(), peer.port());
         // The proxy's own cap on client connections, if configured.
         let Some(conn_slot) = core.limits.connection_slot() else {
             warn!(%peer, "refusing connection: limits.max_connections reached");

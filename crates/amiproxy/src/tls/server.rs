@@ -145,8 +145,11 @@ impl ServerTls {
                         .add(ca)
                         .map_err(|e| ProxyError::Tls(format!("{at}.client_ca: {e}")))?;
                 }
-                let mut verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).with_crls(files.crls);
+                // A CRL past its nextUpdate is refused, not trusted forever: a broken CRL feed
+                // must not keep accepting certificates revoked since.
+                let mut verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                    .with_crls(files.crls)
+                    .enforce_revocation_expiration();
                 if client.auth == ClientAuth::Optional {
                     verifier = verifier.allow_unauthenticated();
                 }

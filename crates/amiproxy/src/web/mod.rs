@@ -130,6 +130,8 @@ pub async fn serve(site: Arc<Site>, listener: TcpListener, tls: Option<Arc<Serve
                 continue;
             }
         };
+        // As on the AMI listeners: an IPv4 client is its IPv4 address, on any listener.
+        let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
         // Over the cap, the connection is closed at once: nothing is read from it.
         let Ok(slot) = site.conns.clone().try_acquire_owned() else {
             debug!(%peer, "http connection refused: the listener's max_connections reached");
