@@ -172,6 +172,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // A challenge answers one login, whatever its outcome.
         let challenge = self.challenge.take();
         let secret = m.get("Secret").unwrap_or("").to_owned();
+        // A place among this address's logins in verification: each refusal is counted
+        // before its place goes to the next (see `limits::turns`).
+        let turn = self.core.limits.turns.take(ip).await;
         match self.core.limits.is_banned(ip).await {
             Ok(false) => {}
             Ok(true) => return Err(LoginRefusal::AddressBanned),
@@ -209,8 +212,13 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // escape the ban (one timed to end just before the deadline would learn its answer).
         if let Err(refusal) = &outcome {
             if refusal.counts_as_failure() {
+                // The turn goes with the count: the next login from this address is checked
+                // after it.
                 let core = core.clone();
-                tokio::spawn(async move { core.limits.login_failed(ip).await });
+                tokio::spawn(async move {
+                    core.limits.login_failed(ip).await;
+                    drop(turn);
+                });
             }
         }
         if outcome.is_err() && !md5 {

@@ -14,6 +14,7 @@ mod breaker;
 mod local;
 mod scripts;
 mod shared;
+pub mod turns;
 
 use crate::config::{LimitsConfig, OnUnreachable, RedisConfig, UserConfig};
 use governor::DefaultDirectRateLimiter;
@@ -45,6 +46,8 @@ pub struct Limits {
     pub banned_refusals: AtomicU64,
     /// Actions refused by a rate limit.
     pub rate_limited: AtomicU64,
+    /// Logins in verification at once per address (`failed_logins` of them).
+    pub turns: turns::LoginTurns,
 }
 
 /// A user's connection slot; dropping it frees the slot here and across replicas.
@@ -72,6 +75,7 @@ impl Limits {
             ban: cfg.ban,
             banned_refusals: AtomicU64::new(0),
             rate_limited: AtomicU64::new(0),
+            turns: turns::LoginTurns::new(cfg.failed_logins),
         }
     }
 
