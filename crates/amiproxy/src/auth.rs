@@ -157,3 +157,91 @@ mod tests {
         assert!(!cert_matches(&binding(Some("app1"), None, None), None));
     }
 }
+
+/// Argon2 secrets verified lately, so that a client that logs in again and again (an HTTP API
+/// caller: one login per request; an app that reconnects) costs one argon2 verification a
+/// minute instead of one per login, and cannot keep the verification slots every login
+/// shares busy. Only successes are kept, as a SHA-256 of the user, their configured hash and
+/// the presented secret: a changed secret in the config misses, and the presented secret is
+/// never held. A wrong secret is verified in full every time, as before.
+#[derive(Debug, Default)]
+pub struct Verified {
+    seen: dashmap::DashMap<[u8; 32], std::time::Instant>,
+}
+
+impl Verified {
+    /// How long a verified secret is taken without verifying it again.
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(60);
+    /// Entries kept at most (the map is emptied when full: only re-verification is lost).
+    pub const CAP: usize = 10_000;
+
+    fn key(user: &UserConfig, secret: &str) -> Option<[u8; 32]> {
+        use sha2::{Digest, Sha256};
+        let Secret::Argon2(hash) = &user.secret else {
+            return None;
+        };
+        let mut h = Sha256::new();
+        for part in [user.name.as_bytes(), hash.as_bytes(), secret.as_bytes()] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        Some(h.finalize().into())
+    }
+
+    /// Whether this user's argon2 secret was verified with this exact secret lately.
+    pub fn recently(&self, user: &UserConfig, secret: &str) -> bool {
+        Self::key(user, secret)
+            .and_then(|k| self.seen.get(&k).map(|t| t.elapsed() < Self::TTL))
+            .unwrap_or(false)
+    }
+
+    /// Remembers a successful argon2 verification.
+    pub fn remember(&self, user: &UserConfig, secret: &str) {
+        if let Some(k) = Self::key(user, secret) {
+            if self.seen.len() >= Self::CAP {
+                self.seen.retain(|_, t| t.elapsed() < Self::TTL);
+                if self.seen.len() >= Self::CAP {
+                    self.seen.clear();
+                }
+            }
+            self.seen.insert(k, std::time::Instant::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod verified_tests {
+    use super::*;
+
+    fn argon_user(secret: &str) -> UserConfig {
+        let mut u = tests_user();
+        u.secret = Secret::Argon2(hash_secret(secret).unwrap());
+        u
+    }
+
+    fn tests_user() -> UserConfig {
+        crate::config::Config::from_toml(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\n[[upstream]]\nname = \"p\"\nkind = \"simulated\"\n[[user]]\nname = \"u\"\nsecret = \"x\"\n",
+            std::path::Path::new("."),
+        )
+        .unwrap()
+        .users
+        .remove(0)
+    }
+
+    #[test]
+    fn only_the_same_user_hash_and_secret_hit() {
+        let v = Verified::default();
+        let u = argon_user("right");
+        assert!(!v.recently(&u, "right"));
+        v.remember(&u, "right");
+        assert!(v.recently(&u, "right"));
+        assert!(!v.recently(&u, "wrong"));
+        // The secret changed in the config: a new hash, no hit.
+        assert!(!v.recently(&argon_user("right"), "right"));
+        // Plain secrets are cheap and never kept.
+        let plain = tests_user();
+        v.remember(&plain, "x");
+        assert!(!v.recently(&plain, "x"));
+    }
+}

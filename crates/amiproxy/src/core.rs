@@ -54,6 +54,8 @@ pub struct Core {
     pub unauth: Arc<Semaphore>,
     /// Secret verifications running at once: one per CPU.
     pub verifications: Semaphore,
+    /// Argon2 secrets verified in the last minute (see `auth::Verified`).
+    pub verified: crate::auth::Verified,
     pub limits: Limits,
     /// Bumped on every reload; sessions re-read their user when it changes.
     generation: watch::Sender<u64>,
@@ -111,6 +113,7 @@ impl Core {
             started: Instant::now(),
             unauth,
             verifications: Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())),
+            verified: Default::default(),
             limits,
             generation: watch::channel(0).0,
             phase: watch::channel(Phase::Running).0,

@@ -198,10 +198,12 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 Some(ch) if auth::check_md5(&u, ch, m.get("Key").unwrap_or("")) => Ok(u),
                 _ => Err(LoginRefusal::BadSecret),
             },
+            Some(u) if core.verified.recently(&u, &secret) => return Ok(u),
             Some(u) => {
-                let (checked, secret) = (u.clone(), secret.clone());
-                let ok = verify(&core, move || auth::check_plain(&checked, &secret)).await;
+                let (checked, presented) = (u.clone(), secret.clone());
+                let ok = verify(&core, move || auth::check_plain(&checked, &presented)).await;
                 if ok {
+                    core.verified.remember(&u, &secret);
                     return Ok(u);
                 }
                 Err(LoginRefusal::BadSecret)
