@@ -25,25 +25,6 @@ fn write_config(proxy: &Proxy, text: &str) {
     .unwrap();
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (
-        status,
-        out.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 async fn originate(c: &mut Client, aid: &str) -> String {
     c.send(&format!(
         "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nActionID: {aid}\r\n\r\n"

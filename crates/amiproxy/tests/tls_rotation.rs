@@ -9,7 +9,7 @@ use common::pki::*;
 use common::*;
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 
 fn config(leaf: &Leaf, tls_extra: &str, rest: &str) -> String {
     format!(
@@ -191,19 +191,6 @@ async fn sessions_resume_the_version_floor_holds_and_a_silent_handshake_times_ou
     assert_eq!(n, 0);
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
-        .await
-        .unwrap()
-        .unwrap();
-    out
-}
-
 /// The value of a metric line that starts with `prefix` (name and labels).
 fn metric(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -228,7 +215,7 @@ async fn the_expiry_of_each_certificate_is_in_sight() {
     );
     let proxy = start_proxy_env(&text, &[("RUST_LOG", "warn")], true);
     let metrics = proxy.metrics.unwrap();
-    let body = http_get(metrics, "/metrics").await;
+    let (_, body) = http_get(metrics, "/metrics").await;
     let listener = format!(
         "amiproxy_tls_cert_expiry_seconds{{kind=\"listener\",name=\"{}\"}}",
         proxy.addr()
@@ -246,8 +233,7 @@ async fn the_expiry_of_each_certificate_is_in_sight() {
     let left = metric(&body, &prefix).unwrap_or_else(|| panic!("{prefix} in {body}"));
     assert!((left - want).abs() < 120.0, "{left} vs {want}");
     // /health lists them; the log warned about the one that ends in 10 days.
-    let health = http_get(metrics, "/health").await;
-    let json = health.split("\r\n\r\n").nth(1).unwrap_or("");
+    let (_, json) = http_get(metrics, "/health").await;
     let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     let certs = v["certificates"].as_array().unwrap();
     let soon = certs.iter().find(|c| c["kind"] == "listener").unwrap();

@@ -131,14 +131,7 @@ async fn a_strict_websocket_client_over_tls() {
     let s1 = sim("pbx1").await;
     let dir = tempdir("webcerts");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
-        .args(["gen-cert", "--cert"])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    gen_cert(&cert, &key);
     let config = web_config(&[&s1], "").replace(
         "[web]\naddress = \"127.0.0.1:0\"\n",
         &format!(
@@ -227,17 +220,6 @@ async fn cross_site_requests_are_refused() {
     // Metrics and health are for operators: not on the web listener by default.
     let out = raw_http(web, format!("GET /metrics HTTP/1.1\r\n{host}Connection: close\r\n\r\n")).await;
     assert!(out.starts_with("HTTP/1.1 404"), "{out}");
-}
-
-fn gen_cert(cert: &std::path::Path, key: &std::path::Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
-        .args(["gen-cert", "--cert"])
-        .arg(cert)
-        .arg("--key")
-        .arg(key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
 }
 
 /// The certificate the web listener shows a new TLS client now.

@@ -421,14 +421,7 @@ pub async fn next_status_change(c: &mut Client, server: &str) -> Message {
 pub fn tls_proxy(sims: &[&ami_sim::SimHandle]) -> (Proxy, PathBuf) {
     let dir = tempdir("certs");
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
-        .args(["gen-cert", "--cert"])
-        .arg(&cert)
-        .arg("--key")
-        .arg(&key)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    gen_cert(&cert, &key);
     let config = format!(
         "[[listener]]\naddress = \"127.0.0.1:0\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n\n{}{USERS}",
         cert.display(),
@@ -436,6 +429,37 @@ pub fn tls_proxy(sims: &[&ami_sim::SimHandle]) -> (Proxy, PathBuf) {
         upstreams_toml(sims)
     );
     (start_proxy(&config), cert)
+}
+
+/// A self-signed certificate for localhost from the binary's own `gen-cert`.
+pub fn gen_cert(cert: &std::path::Path, key: &std::path::Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_amiproxy"))
+        .args(["gen-cert", "--cert"])
+        .arg(cert)
+        .arg("--key")
+        .arg(key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// One HTTP/1.1 GET, read to the end: the status and the body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(DEADLINE, s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// A rustls client config trusting `ca`, limited to `versions`.
