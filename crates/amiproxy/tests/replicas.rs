@@ -237,6 +237,18 @@ async fn spread(replicas: &[Proxy]) -> Vec<f64> {
     v
 }
 
+/// Waits until every client is logged in somewhere; returns how many each replica holds.
+async fn all_logged_in(replicas: &[Proxy]) -> Vec<f64> {
+    let mut on = Vec::new();
+    let end = Instant::now() + DEADLINE;
+    while on.iter().sum::<f64>() < CLIENTS as f64 {
+        assert!(Instant::now() < end, "clients never all logged in: {on:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        on = spread(replicas).await;
+    }
+    on
+}
+
 fn no_answer_twice(l: &Ledger) {
     let twice: Vec<_> = l.answers.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "actions answered more than once: {twice:?}");
@@ -260,13 +272,7 @@ async fn rolling_restart_moves_clients_without_losing_an_answer() {
             ))
         })
         .collect();
-    let mut on = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while on.iter().sum::<f64>() < CLIENTS as f64 {
-        assert!(Instant::now() < end, "clients never all logged in: {on:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        on = spread(&replicas).await;
-    }
+    let on = all_logged_in(&replicas).await;
     assert!(on[0] >= 1.0, "leastconn put clients on every replica: {on:?}");
 
     // The rolling restart's first step: replica 1 gets SIGTERM.
@@ -344,13 +350,7 @@ async fn replica_killed_under_load_its_clients_come_back_through_the_others() {
     let tasks: Vec<_> = (0..CLIENTS)
         .map(|n| tokio::spawn(client(n, front, ledger.clone(), stop.clone(), Duration::ZERO)))
         .collect();
-    let mut on = Vec::new();
-    let end = Instant::now() + DEADLINE;
-    while on.iter().sum::<f64>() < CLIENTS as f64 {
-        assert!(Instant::now() < end, "clients never all logged in: {on:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        on = spread(&replicas).await;
-    }
+    let on = all_logged_in(&replicas).await;
     let victims = on[1] as usize;
     assert!(victims >= 1, "leastconn put clients on replica 2: {on:?}");
     // Under load: wait until some actions went through, then SIGKILL replica 2.

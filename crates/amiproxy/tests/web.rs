@@ -14,6 +14,16 @@ fn web_config(sims: &[&ami_sim::SimHandle], extra_proxy: &str) -> String {
     )
 }
 
+/// A web proxy over two sims, both links up (seen by a TCP client, returned with them).
+async fn two_upstreams() -> ((ami_sim::SimHandle, ami_sim::SimHandle), Proxy, Client) {
+    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
+    let proxy = start_proxy(&web_config(&[&s1, &s2], ""));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    ((s1, s2), proxy, c)
+}
+
 fn python_web_clients() -> bool {
     let mut check = Command::new("python3");
     check.args(["-c", "import websockets, httpx"]);
@@ -47,12 +57,8 @@ async fn websocket_and_http_clients_get_ami_as_json_under_the_same_policy() {
     if !python_web_clients() {
         return;
     }
-    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
-    let proxy = start_proxy(&web_config(&[&s1, &s2], ""));
+    let (_sims, proxy, _c) = two_upstreams().await;
     let web = proxy.web.expect("web address");
-    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
-    wait_upstream(&mut c, "pbx1").await;
-    wait_upstream(&mut c, "pbx2").await;
     run_python(web, "api").await;
 }
 
@@ -92,13 +98,9 @@ async fn the_console_in_a_real_browser() {
     if !browser_tools() {
         return;
     }
-    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
-    let proxy = start_proxy(&web_config(&[&s1, &s2], ""));
+    // Its TCP client stays, so the sessions table has someone in it.
+    let (_sims, proxy, _c) = two_upstreams().await;
     let web = proxy.web.expect("web address");
-    // A TCP client that stays, so the sessions table has someone in it.
-    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
-    wait_upstream(&mut c, "pbx1").await;
-    wait_upstream(&mut c, "pbx2").await;
     let shot = std::env::temp_dir().join(format!("amiproxy-console-{}.png", std::process::id()));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/node/console_browser.js");
     let out = tokio::time::timeout(

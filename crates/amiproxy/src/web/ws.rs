@@ -181,6 +181,7 @@ fn incoming(
         Err(e) => return Ok(Some(refusal(text, &e.to_string()))),
     };
     let mut msg = a.msg;
+    let mut collect = None;
     if a.collect {
         if collecting.len() >= MAX_COLLECTING {
             return Ok(Some(refusal(text, "Too many lists being collected")));
@@ -194,18 +195,14 @@ fn incoming(
                 aid
             }
         };
-        collecting.push(Collector::new(aid.clone()));
-        return match actions.try_send(msg) {
-            Ok(()) => Ok(None),
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
-                collecting.retain(|c| c.action_id() != aid);
-                Ok(Some(refusal(text, "Too many actions waiting")))
-            }
-            Err(_) => Err(()),
-        };
+        collect = Some(aid);
     }
     match actions.try_send(msg) {
-        Ok(()) => Ok(None),
+        Ok(()) => {
+            // Its answer is read on this same task, after this returns: never before.
+            collecting.extend(collect.map(Collector::new));
+            Ok(None)
+        }
         Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => Ok(Some(refusal(text, "Too many actions waiting"))),
         Err(_) => Err(()),
     }
