@@ -173,7 +173,10 @@ impl AmiDecoder {
         } else {
             None
         };
-        let fields = std::mem::take(&mut self.fields);
+        // An exact copy (one allocation, room for one header more: the proxy's tag) keeps
+        // the decoder's own index at its size; taking it would regrow a new one per message.
+        let mut fields = Vec::with_capacity(self.fields.len() + 1);
+        fields.extend_from_slice(&self.fields);
         self.reset();
         self.state = State::Headers;
         Decoded::Message(Message::from_parts(raw, fields, body))

@@ -377,6 +377,27 @@ impl Message {
         self.without_all(key).with_appended(key, value)
     }
 
+    /// [`Message::with_only`], taking the message: when it has no header of that name (every
+    /// event from a well-behaved upstream), its index is kept and grown in place, so tagging
+    /// costs one buffer for the bytes and nothing else. This is the per-event path.
+    pub fn into_only(mut self, key: &str, value: &str) -> Message {
+        let named = |f: &Field| f.has_colon() && self.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes());
+        // A legacy body may have lines after it: the general splice places the tag there.
+        if self.body.is_some() || self.fields.iter().any(named) {
+            return self.with_only(key, value);
+        }
+        let at = self.header_end();
+        let (line, nf) = Self::line_for(at, key, value);
+        let mut out = BytesMut::with_capacity(self.raw.len() + line.len());
+        out.put_slice(&self.raw[..at]);
+        out.put_slice(&line);
+        out.put_slice(&self.raw[at..]);
+        // Every line is before `at`: the new one is the last.
+        self.fields.push(nf);
+        self.raw = out.freeze();
+        self
+    }
+
     /// Removes the first header named `key`, if any.
     pub fn without_header(&self, key: &str) -> Message {
         match self.find(key) {
@@ -411,6 +432,11 @@ mod tests {
         assert_eq!(t, Message::parse(t.bytes().clone()));
         let plain = msg("Event: X\r\n\r\n");
         assert_eq!(plain.without_all("Server").as_bytes(), plain.as_bytes());
+        // Owned: the same bytes and index, whether or not a copy was there to remove.
+        assert_eq!(m.clone().into_only("Server", "pbx1"), t);
+        let owned = plain.clone().into_only("Server", "pbx1");
+        assert_eq!(owned, plain.with_only("Server", "pbx1"));
+        assert_eq!(owned, Message::parse(owned.bytes().clone()));
     }
 
     #[test]

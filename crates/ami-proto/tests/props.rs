@@ -305,7 +305,11 @@ proptest! {
             ("with_appended", m.with_appended(&key, &new_value)),
             ("with_second", m.with_second(&key, &new_value)),
             ("without_header", m.without_header(&key)),
+            ("with_only", m.with_only(&key, &new_value)),
+            ("into_only", m.clone().into_only(&key, &new_value)),
         ];
+        // The owned tag is the shared one, byte for byte and index for index.
+        prop_assert_eq!(&edits[5].1, &edits[4].1);
         for (what, e) in &edits {
             prop_assert_eq!(e, &Message::parse(e.bytes().clone()), "{}", what);
             // And the decoder agrees too.

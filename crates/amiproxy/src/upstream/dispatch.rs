@@ -86,7 +86,8 @@ impl Upstream {
 
     fn on_event(&self, ctx: &Context, msg: Message) {
         let name = msg.get("Event").unwrap_or("");
-        if let Some(aid) = msg.action_id() {
+        let aid = msg.action_id();
+        if let Some(aid) = aid {
             // Broadcast events reach the main link only (account links have events off): the
             // Originate it answers may wait on one of the extra links (control, accounts).
             if name.eq_ignore_ascii_case("OriginateResponse")
@@ -99,7 +100,9 @@ impl Upstream {
                 return;
             }
         }
-        self.publish(ctx, msg);
+        // Looked up once here for the publish: this is every event's path.
+        let ours = aid.is_some_and(ProxyActionId::is_ours);
+        self.publish(ctx, msg, ours)
     }
 
     /// An item (or the end) of a list an action in flight here is answered with: to its
@@ -161,18 +164,20 @@ impl Upstream {
     /// ActionID back when it follows from an action of ours, is tagged with this server, and
     /// is published (held first while the action it follows from is unanswered on an
     /// account link).
-    fn publish(&self, ctx: &Context, msg: Message) {
-        let name = msg.get("Event").unwrap_or("");
+    ///
+    /// `ours`: its ActionID is one of the proxy's.
+    fn publish(&self, ctx: &Context, msg: Message, ours: bool) {
         if !self.is_main() {
             return;
         }
         self.events_in.increment(1);
         self.events_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ctx.owners.learn(self.id, name, &msg);
+        ctx.owners.learn(self.id, msg.get("Event").unwrap_or(""), &msg);
         // The proxy's ActionID, when the event follows from an action of ours.
-        let raw_aid = msg.action_id().filter(|a| ProxyActionId::is_ours(a)).map(str::to_owned);
-        let msg = match msg.action_id() {
-            Some(aid) if ProxyActionId::is_ours(aid) => {
+        let mut raw_aid = None;
+        let msg = match ours {
+            true => {
+                raw_aid = msg.action_id().map(str::to_owned);
                 // One of ours: give it back to its client, or drop it (e.g. a list item that
                 // arrives after its action timed out must not reach everyone).
                 match ctx.ids.restore_broadcast(&msg) {
@@ -180,16 +185,16 @@ impl Upstream {
                     None => {
                         debug!(
                             server = self.name(),
-                            event = name,
+                            event = msg.get("Event").unwrap_or(""),
                             "dropping an event for a finished action"
                         );
                         return;
                     }
                 }
             }
-            _ => msg,
+            false => msg,
         };
-        let mut event = Some(msg.with_only(ctx.server_header(), self.name()));
+        let mut event = Some(msg.into_only(ctx.server_header(), self.name()));
         if let Some(aid) = raw_aid.as_deref() {
             for account in &self.extra {
                 event = event.and_then(|e| account.hold(aid, e, &ctx.hub));
