@@ -80,6 +80,10 @@ pub(crate) struct Front {
     /// `--upstream-set control_link=true`. Repeatable.
     #[arg(long = "upstream-set", value_name = "KEY=VALUE", value_parser = upstream_setting)]
     pub(crate) upstream_set: Vec<(String, String)>,
+    /// `KEY=VALUE` (a TOML value) added to the proxy's `[proxy]` section, e.g.
+    /// `--proxy-set busy_poll_us=0`. Repeatable.
+    #[arg(long = "proxy-set", value_name = "KEY=VALUE", value_parser = upstream_setting)]
+    pub(crate) proxy_set: Vec<(String, String)>,
 }
 
 /// Realistic event filters, advanced and legacy, includes and excludes; the last one lets the
@@ -121,6 +125,7 @@ impl Front {
                 .map(|s| s.to_string())
                 .collect(),
             upstream_set: self.upstream_set.clone(),
+            proxy_set: self.proxy_set.clone(),
             ..ProxyTuning::default()
         }
     }
@@ -286,7 +291,7 @@ pub(crate) struct LoginsArgs {
     pub(crate) spawn_sim: bool,
 }
 
-/// One `--upstream-set KEY=VALUE`: a plain key, and a value TOML reads.
+/// One `--upstream-set` or `--proxy-set KEY=VALUE`: a plain key, and a value TOML reads.
 fn upstream_setting(s: &str) -> std::result::Result<(String, String), String> {
     let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
     let (k, v) = (k.trim(), v.trim());

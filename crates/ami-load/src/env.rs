@@ -70,6 +70,8 @@ pub struct ProxyTuning {
     /// `key = value` lines added to every `[[upstream]]` of the proxy's config
     /// (`--upstream-set`).
     pub upstream_set: Vec<(String, String)>,
+    /// `key = value` lines added to the proxy's `[proxy]` section (`--proxy-set`).
+    pub proxy_set: Vec<(String, String)>,
     /// Serve `[web]` too (AMI over a WebSocket), for `fanout --ws`.
     pub web: bool,
 }
@@ -84,6 +86,7 @@ impl Default for ProxyTuning {
             secret_hash: None,
             tenants: 0,
             upstream_set: Vec::new(),
+            proxy_set: Vec::new(),
             web: false,
         }
     }
@@ -257,8 +260,10 @@ fn upstreams(sims: &[SimHandle]) -> Vec<(String, SocketAddr)> {
 /// as an argon2 hash) and any tenants.
 pub fn proxy_toml(upstreams: &[(String, SocketAddr)], creds: &Credentials, tuning: &ProxyTuning) -> String {
     let mut s = format!(
-        "[proxy]\nauth_limit = {}\nevent_buffer = {}\naction_timeout_secs = 10\n\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n",
-        tuning.auth_limit, tuning.event_buffer
+        "[proxy]\nauth_limit = {}\nevent_buffer = {}\naction_timeout_secs = 10\n{}\n[[listener]]\naddress = \"127.0.0.1:0\"\n\n",
+        tuning.auth_limit,
+        tuning.event_buffer,
+        tuning.proxy_set.iter().map(|(k, v)| format!("{k} = {v}\n")).collect::<String>(),
     );
     for (name, addr) in upstreams {
         s.push_str(&format!(
