@@ -9,13 +9,6 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
-/// Every event costs a few short-lived allocations of a few hundred bytes, freed on other
-/// threads than their own (a session drops the last reference); mimalloc's per-thread free
-/// lists take that at a fraction of glibc's cost, and it never trims and re-faults its heap
-/// under a burst (BENCHMARKS.md, "Ingest").
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// An AMI proxy for Asterisk: many client logins over TCP and TLS, per-user policy, one
 /// login per upstream Asterisk, routing over a cluster, one merged event stream.
 #[derive(Parser)]
