@@ -22,6 +22,7 @@ pub mod json;
 pub mod limits;
 pub mod metrics;
 pub mod routing;
+pub mod runtime;
 pub mod server;
 pub mod sessions;
 pub mod sync;

@@ -148,14 +148,26 @@ fn main() -> ExitCode {
             if let Some(n) = config.proxy.worker_threads {
                 builder.worker_threads(n);
             }
-            let rt = match builder.enable_all().build() {
-                Ok(rt) => rt,
-                Err(e) => {
+            // Control first (`amiproxy::runtime`): one thread for logins, actions and the
+            // upstream links; the others deliver events.
+            let control = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("amiproxy-control")
+                .enable_all()
+                .build();
+            let rt = builder.thread_name("amiproxy-delivery").enable_all().build();
+            let (rt, control) = match (rt, control) {
+                (Ok(rt), Ok(control)) => (rt, control),
+                (Err(e), _) | (_, Err(e)) => {
                     eprintln!("cannot start the runtime: {e}");
                     return ExitCode::from(1);
                 }
             };
-            rt.block_on(run(cli.config, config))
+            amiproxy::runtime::install(control.handle().clone(), rt.handle().clone());
+            let code = rt.block_on(run(cli.config, config));
+            // Whatever still runs on the control thread (links, sessions) ends with it.
+            control.shutdown_timeout(Duration::from_secs(1));
+            code
         }
     }
 }

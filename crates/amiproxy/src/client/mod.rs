@@ -128,6 +128,10 @@ pub async fn serve(
     .await
 }
 
+/// Logs the client in on the control thread, then runs the session where it belongs
+/// (`crate::runtime`). Each phase is a future of its own on the heap, so what a session
+/// keeps for its life is the one it is in: awaiting them inline would size this task for
+/// both, and one moved to the delivery runtime would cost its memory twice.
 async fn run(
     core: Arc<Core>,
     io: Box<dyn Io>,
@@ -135,6 +139,43 @@ async fn run(
     permit: OwnedSemaphorePermit,
     listener: Arc<str>,
 ) -> End {
+    let logging_in = Box::pin(log_in(core, io, conn, permit, listener));
+    // Placed in a statement of its own: no session state outlives it in this future.
+    let placed = match logging_in.await {
+        Ok(session) => place(session),
+        Err(end) => return end,
+    };
+    match placed {
+        Placed::Here(session) => session.await,
+        Placed::Delivery(task) => task.await.unwrap_or(End::Shutdown),
+    }
+}
+
+/// Where a logged-in session runs.
+enum Placed {
+    Here(std::pin::Pin<Box<dyn std::future::Future<Output = End> + Send>>),
+    Delivery(tokio::task::JoinHandle<End>),
+}
+
+/// A session that takes events is delivery work: off the control thread.
+fn place(session: LoggedIn) -> Placed {
+    if !session.s.wants_events() {
+        return Placed::Here(Box::pin(session.run()));
+    }
+    match crate::runtime::spawn_delivery(session.run().in_current_span()) {
+        Ok(task) => Placed::Delivery(task),
+        Err(here) => Placed::Here(Box::pin(here)),
+    }
+}
+
+/// From the banner to a successful login.
+async fn log_in(
+    core: Arc<Core>,
+    io: Box<dyn Io>,
+    conn: Connection,
+    permit: OwnedSemaphorePermit,
+    listener: Arc<str>,
+) -> Result<LoggedIn, End> {
     let config = core.config();
     let (rd, wr) = tokio::io::split(io);
     let limits = Limits {
@@ -143,7 +184,7 @@ async fn run(
         max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
     };
     let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
-    let (tx, mut rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
+    let (tx, rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
     let auth_timeout = config.proxy.auth_timeout;
     drop(config);
     let (gen, version) = core.dialect();
@@ -157,80 +198,122 @@ async fn run(
         s.flush().await?;
         s.until_login(&mut frames, &mut phase, auth_timeout).await
     };
-    if let Err(end) = logged_in.await {
-        return end;
-    }
+    logged_in.await?;
     drop(permit);
     let Some(user) = s.user.clone() else {
-        return End::LoginRefused;
+        return Err(End::LoginRefused);
     };
     tracing::Span::current().record("user", user.name.as_str());
     info!("logged in");
-    let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
-    s.registered = Some(
-        core.registry
-            .register(&user.name, conn.peer, listener.clone(), conn.transport, conn.since),
-    );
-    // A session with events off (`Events: off`, or a user who reads nothing) does not
-    // follow the hub at all: at a full-speed flood, a hundred control clients would each
-    // spend a core's worth of wake-ups discarding events (and delay everyone's logins).
-    let mut events = s.wants_events().then(|| core.hub.subscribe());
-    // Asterisk announces every login to the sessions that read `security`: this one
-    // included, so after the subscription.
-    core.hub.publish(login::successful_auth(
-        &user.name,
-        &conn,
-        core.config().proxy.name.as_str(),
-    ));
-    let mut generation = core.generation();
-    generation.mark_unchanged();
-    if let Err(end) = s.flush().await {
-        return end;
-    }
-    loop {
-        let res = tokio::select! {
-            biased;
-            _ = overflow.wait() => {
-                warn!("closing: client does not read its responses");
-                Err(End::AnswersOverflow)
-            }
-            Ok(()) = phase.changed() => {
-                let p = *phase.borrow_and_update();
-                s.phase_changed(p, &mut rx, &mut frames).await
-            }
-            Ok(()) = generation.changed() => {
-                generation.mark_unchanged();
-                s.reload_user()
-            }
-            Some(m) = rx.recv() => s.answers(m, &mut rx).await,
-            frame = frames.next() => match frame {
-                Some(Ok(f)) => s.logged_in(f).await,
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "read error");
-                    Err(End::ReadFailed)
-                }
-                None => Err(End::ClientClosed),
-            },
-            ev = next_event(&mut events) => match events.as_mut() {
-                Some(e) => s.on_event(ev, e, &mut rx).await,
-                None => Ok(()),
-            },
-        };
-        if let Err(end) = res {
-            return end;
-        }
-        // `Events` or a reload may have turned events on or off.
-        if s.wants_events() != events.is_some() {
-            events = s.wants_events().then(|| core.hub.subscribe());
-        }
-        if let Some(aid) = s.logoff.take() {
-            return match s.logoff_after_answers(aid, &mut rx).await {
-                Ok(()) => End::Logoff,
-                Err(end) => end,
-            };
-        }
+    Ok(LoggedIn {
+        core,
+        s,
+        frames,
+        rx,
+        overflow,
+        phase,
+        user,
+        conn,
+        listener,
+    })
+}
+
+/// A logged-in session and all it owns, to run wherever it is spawned.
+struct LoggedIn {
+    core: Arc<Core>,
+    s: Session<tokio::io::WriteHalf<Box<dyn Io>>>,
+    frames: FramedRead<tokio::io::ReadHalf<Box<dyn Io>>, AmiDecoder>,
+    rx: ClientRx,
+    overflow: Arc<crate::client_tx::Overflow>,
+    phase: tokio::sync::watch::Receiver<Phase>,
+    user: Arc<UserConfig>,
+    conn: Connection,
+    listener: Arc<str>,
+}
+
+impl LoggedIn {
+    async fn run(self) -> End {
+        let LoggedIn {
+            core,
+            mut s,
+            mut frames,
+            mut rx,
+            overflow,
+            mut phase,
+            user,
+            conn,
+            listener,
+        } = self;
+        let _gauge = crate::metrics::ClientGauge::new(&user.name, &listener);
+        s.registered =
+            Some(
+                core.registry
+                    .register(&user.name, conn.peer, listener.clone(), conn.transport, conn.since),
+            );
+        // A session with events off (`Events: off`, or a user who reads nothing) does not
+        // follow the hub at all: at a full-speed flood, a hundred control clients would each
+        // spend a core's worth of wake-ups discarding events (and delay everyone's logins).
+        let mut events = s.wants_events().then(|| core.hub.subscribe());
+        // Asterisk announces every login to the sessions that read `security`: this one
+        // included, so after the subscription.
+        core.hub.publish(login::successful_auth(
+            &user.name,
+            &conn,
+            core.config().proxy.name.as_str(),
+        ));
+        let mut generation = core.generation();
+        generation.mark_unchanged();
         if let Err(end) = s.flush().await {
             return end;
+        }
+        loop {
+            let res = tokio::select! {
+                biased;
+                _ = overflow.wait() => {
+                    warn!("closing: client does not read its responses");
+                    Err(End::AnswersOverflow)
+                }
+                Ok(()) = phase.changed() => {
+                    let p = *phase.borrow_and_update();
+                    // Boxed, as the Logoff below: rare paths that would size every session's task.
+                Box::pin(s.phase_changed(p, &mut rx, &mut frames)).await
+                }
+                Ok(()) = generation.changed() => {
+                    generation.mark_unchanged();
+                    s.reload_user()
+                }
+                Some(m) = rx.recv() => s.answers(m, &mut rx).await,
+                frame = frames.next() => match frame {
+                    // Boxed: an action's path is most of this future's size, and the
+                    // future lasts as long as the session (an idle one too).
+                    Some(Ok(f)) => Box::pin(s.logged_in(f)).await,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "read error");
+                        Err(End::ReadFailed)
+                    }
+                    None => Err(End::ClientClosed),
+                },
+                ev = next_event(&mut events) => match events.as_mut() {
+                    Some(e) => s.on_event(ev, e, &mut rx).await,
+                    None => Ok(()),
+                },
+            };
+            if let Err(end) = res {
+                return end;
+            }
+            // `Events` or a reload may have turned events on or off.
+            if s.wants_events() != events.is_some() {
+                events = s.wants_events().then(|| core.hub.subscribe());
+            }
+            if let Some(aid) = s.logoff.take() {
+                return match Box::pin(s.logoff_after_answers(aid, &mut rx)).await {
+                    Ok(()) => End::Logoff,
+                    Err(end) => end,
+                };
+            }
+            if let Err(end) = s.flush().await {
+                return end;
+            }
         }
     }
 }
@@ -297,10 +380,17 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     async fn logoff_after_answers(&mut self, aid: Option<String>, rx: &mut ClientRx) -> Result<(), End> {
         let deadline = tokio::time::Instant::now() + self.core.config().proxy.action_timeout + Duration::from_secs(1);
         // A slot is freed after its last answer was queued, so once every slot is back
-        // every answer is in `rx`.
-        while self.in_flight.available_permits() < self.in_flight_max {
+        // every answer is in `rx`. The slots are waited for, not checked after each answer:
+        // the upstream side queues an answer and then frees its slot, and a session woken
+        // in between (on another thread) would otherwise sleep until the deadline.
+        let slots = u32::try_from(self.in_flight_max).unwrap_or(u32::MAX);
+        let all_back = self.in_flight.clone().acquire_many_owned(slots);
+        tokio::pin!(all_back);
+        loop {
             tokio::select! {
+                biased;
                 Some(m) = rx.recv() => self.answers(m, rx).await?,
+                _ = &mut all_back => break,
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }

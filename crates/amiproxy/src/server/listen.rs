@@ -70,6 +70,18 @@ pub(super) async fn accept_loop(
     stop: CancellationToken,
     label: Arc<str>,
 ) {
+    // Bound on the caller's runtime; accepting here, on the control thread, it is moved to
+    // this runtime's I/O driver, as is every connection it accepts.
+    let listener = match crate::runtime::on_control() {
+        true => match listener.into_std().and_then(TcpListener::from_std) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(error = %e, "cannot move the listener to the control thread");
+                return;
+            }
+        },
+        false => listener,
+    };
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -104,7 +116,13 @@ pub(super) async fn accept_loop(
             let mut peer_cert = None;
             let io: Box<dyn Io> = match tls {
                 None => Box::new(tcp),
-                Some(active) => match tokio::time::timeout(active.handshake_timeout, active.acceptor.accept(tcp)).await
+                // On the heap: the handshake's state would otherwise stay in this task, which
+                // lasts as long as the connection.
+                Some(active) => match Box::pin(tokio::time::timeout(
+                    active.handshake_timeout,
+                    active.acceptor.accept(tcp),
+                ))
+                .await
                 {
                     Ok(Ok(s)) => {
                         let conn = s.get_ref().1;

@@ -85,7 +85,8 @@ pub async fn start(config: Config) -> Result<Running, ProxyError> {
     let core = Core::new(config);
     {
         let busy = core.busy.clone();
-        tokio::spawn(async move { busy.run().await });
+        // It keeps the control thread awake, where actions and answers pass.
+        crate::runtime::spawn_control(async move { busy.run().await });
     }
     // Before the links: the exporter subscribes to the hub at once and misses no event.
     let config = core.config();
@@ -165,7 +166,7 @@ impl Running {
         let addr = b.listener.local_addr()?;
         info!(%addr, tls = b.tls.current().is_some(), "listening");
         let stop = CancellationToken::new();
-        tokio::spawn(accept_loop(
+        crate::runtime::spawn_control(accept_loop(
             self.core.clone(),
             b.listener,
             b.tls.clone(),

@@ -27,10 +27,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts the link of `up` and its extra links (control, accounts), each reconnecting on its own until
 /// `up.stop` is cancelled.
+/// On the control runtime (`crate::runtime`): answers never wait behind event deliveries.
 pub fn spawn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
-    tokio::spawn(run(ctx.clone(), up.clone()));
+    crate::runtime::spawn_control(run(ctx.clone(), up.clone()));
     for account in &up.extra {
-        tokio::spawn(run(ctx.clone(), account.clone()));
+        crate::runtime::spawn_control(run(ctx.clone(), account.clone()));
     }
 }
 
