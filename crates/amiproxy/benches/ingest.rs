@@ -12,6 +12,10 @@ use bytes::BytesMut;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::path::Path;
 
+/// The binary's allocator (`src/main.rs`), so the figure is the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CONFIG: &str = r#"
 [[listener]]
 address = "127.0.0.1:0"

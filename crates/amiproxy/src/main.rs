@@ -9,6 +9,23 @@ use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// Every event costs a few short-lived allocations of a few hundred bytes, often freed on
+/// another thread than their own (a session drops the last reference to an event); mimalloc's
+/// per-thread free lists take that at a fraction of glibc's cost: one upstream link ingests
+/// 1.23 M events/s instead of 0.86 M (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Transparent huge pages off for this process. mimalloc's arenas are large aligned
+/// mappings, and where the host's THP setting is `always` each one touched is backed by 2 MiB
+/// pages: an idle client then costs 57 KiB of RSS instead of 25–31 (`ami-load scale`). The
+/// flag is per process and applies to every page faulted in from here on.
+fn disable_transparent_huge_pages() {
+    // SAFETY: prctl with PR_SET_THP_DISABLE takes integer arguments only and touches no
+    // memory of ours; a kernel without it returns an error, which changes nothing.
+    let _ = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+}
+
 /// An AMI proxy for Asterisk: many client logins over TCP and TLS, per-user policy, one
 /// login per upstream Asterisk, routing over a cluster, one merged event stream.
 #[derive(Parser)]
@@ -70,6 +87,7 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    disable_transparent_huge_pages();
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => match load(&cli.config) {
