@@ -26,8 +26,8 @@ const WRITE_QUEUE: usize = 65_536;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Starts the link of `up` and its extra links (control, accounts), each reconnecting on its own until
-/// `up.stop` is cancelled.
-/// On the control runtime (`crate::runtime`): answers never wait behind event deliveries.
+/// `up.stop` is cancelled. They run on the control runtime (`crate::runtime`), so answers never
+/// wait behind event deliveries.
 pub fn spawn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
     crate::runtime::spawn_control(run(ctx.clone(), up.clone()));
     for account in &up.extra {
