@@ -359,16 +359,19 @@ impl Message {
     /// also where the name has blanks around it (` Server`, `Server :`), which some client
     /// libraries trim. No copy when there is none.
     pub fn without_all(&self, key: &str) -> Message {
-        let matches =
-            |m: &Message, f: &Field| f.has_colon() && m.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes());
-        if !self.fields.iter().any(|f| matches(self, f)) {
+        if !self.fields.iter().any(|f| self.names_loosely(f, key)) {
             return self.clone();
         }
         let mut m = self.clone();
-        while let Some(f) = m.fields.iter().find(|f| matches(&m, f)).copied() {
+        while let Some(f) = m.fields.iter().find(|f| m.names_loosely(f, key)).copied() {
             m = m.splice(f.start as usize, f.next as usize, b"", None);
         }
         m
+    }
+
+    /// Whether the line `f` is a header named `key`, blanks around the name ignored.
+    fn names_loosely(&self, f: &Field, key: &str) -> bool {
+        f.has_colon() && self.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes())
     }
 
     /// `key: value` as the only header of that name, after every other header: what a peer
@@ -381,9 +384,8 @@ impl Message {
     /// event from a well-behaved upstream), its index is kept and grown in place, so tagging
     /// costs one buffer for the bytes and nothing else. This is the per-event path.
     pub fn into_only(mut self, key: &str, value: &str) -> Message {
-        let named = |f: &Field| f.has_colon() && self.key_of(f).trim_ascii().eq_ignore_ascii_case(key.as_bytes());
         // A legacy body may have lines after it: the general splice places the tag there.
-        if self.body.is_some() || self.fields.iter().any(named) {
+        if self.body.is_some() || self.fields.iter().any(|f| self.names_loosely(f, key)) {
             return self.with_only(key, value);
         }
         let at = self.header_end();
