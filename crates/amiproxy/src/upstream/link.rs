@@ -352,6 +352,12 @@ async fn serve(
                         next = futures::FutureExt::now_or_never(frames.next());
                     }
                 }
+                // A full batch: more is waiting. Step aside, or the link would go on from its
+                // buffer (reading it costs no budget) ahead of the logins and actions that
+                // share the control thread, for as long as the upstream floods.
+                if handled >= DISPATCH_BATCH {
+                    tokio::task::yield_now().await;
+                }
             }
             _ = ping.tick() => {
                 if last_seen.elapsed() > allowed_silence {
