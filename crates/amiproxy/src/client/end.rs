@@ -31,6 +31,9 @@ pub(crate) enum End {
     UserRemoved,
     /// The proxy shut down.
     Shutdown,
+    /// The session's task on the delivery threads ended without a reason: it panicked (a
+    /// bug, logged at `error`).
+    Failed,
 }
 
 impl End {
@@ -48,6 +51,7 @@ impl End {
             End::FellBehind => "fell-behind",
             End::UserRemoved => "user-removed",
             End::Shutdown => "shutdown",
+            End::Failed => "failed",
         }
     }
 
@@ -57,6 +61,7 @@ impl End {
             End::ClientClosed | End::Logoff | End::ReadFailed => {
                 tracing::debug!(reason = self.label(), "session ended")
             }
+            End::Failed => tracing::error!(reason = self.label(), "session ended"),
             _ => info!(reason = self.label(), "session ended"),
         }
         crate::metrics::session_ended(self.label());

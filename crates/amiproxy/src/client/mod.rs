@@ -147,7 +147,15 @@ async fn run(
     };
     match placed {
         Placed::Here(session) => session.await,
-        Placed::Delivery(task) => task.await.unwrap_or(End::Shutdown),
+        Placed::Delivery(task) => match task.await {
+            Ok(end) => end,
+            Err(e) if e.is_panic() => {
+                tracing::error!(error = %e, "the session's task panicked");
+                End::Failed
+            }
+            // Cancelled: the delivery runtime is stopping.
+            Err(_) => End::Shutdown,
+        },
     }
 }
 
