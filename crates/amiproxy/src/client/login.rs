@@ -3,19 +3,24 @@
 
 use super::end::{audit, End, LoginRefusal};
 use super::local::events_mask;
-use super::{Connection, Session};
+use super::{Connection, LoggedIn, Session, RESPONSE_QUEUE};
 use crate::auth;
+use crate::client_tx::ClientTx;
 use crate::config::{CertLogin, UserConfig};
 use crate::core::Core;
 use crate::dialect::Generation;
 use crate::perms::Classes;
+use crate::upstream::Io;
+use ami_proto::{AmiDecoder, Limits, Role};
 use ami_proto::{Decoded, Message, MessageBuilder};
 use rand::Rng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWrite;
-use tracing::warn;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::codec::FramedRead;
+use tracing::{info, warn};
 
 /// Delay before answering a failed login, as Asterisk does, to slow down guessing.
 const LOGIN_FAIL_DELAY: Duration = Duration::from_secs(1);
@@ -246,4 +251,54 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let fb = fb.header("Status", "Fully Booted").build();
         self.send(&fb).await
     }
+}
+
+/// From the banner to a successful login.
+pub(super) async fn log_in(
+    core: Arc<Core>,
+    io: Box<dyn Io>,
+    conn: Connection,
+    permit: OwnedSemaphorePermit,
+    listener: Arc<str>,
+) -> Result<LoggedIn, End> {
+    let config = core.config();
+    let (rd, wr) = tokio::io::split(io);
+    let limits = Limits {
+        max_line: config.proxy.max_line,
+        max_lines: config.proxy.max_lines,
+        max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
+    };
+    let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
+    let (tx, rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
+    let auth_timeout = config.proxy.auth_timeout;
+    drop(config);
+    let (gen, version) = core.dialect();
+    let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
+    s.json_events = conn.transport == crate::sessions::Transport::WebSocket;
+    s.peer_cert = conn.peer_cert.clone();
+    let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
+    let mut phase = core.phase();
+    let logged_in = async {
+        s.write_raw(banner.as_bytes()).await?;
+        s.flush().await?;
+        s.until_login(&mut frames, &mut phase, auth_timeout).await
+    };
+    logged_in.await?;
+    drop(permit);
+    let Some(user) = s.user.clone() else {
+        return Err(End::LoginRefused);
+    };
+    tracing::Span::current().record("user", user.name.as_str());
+    info!("logged in");
+    Ok(LoggedIn {
+        core,
+        s,
+        frames,
+        rx,
+        overflow,
+        phase,
+        user,
+        conn,
+        listener,
+    })
 }

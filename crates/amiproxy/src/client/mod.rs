@@ -27,7 +27,7 @@ use crate::filter::{EventFilter, FilterSet};
 use crate::limits::UserSlot;
 use crate::perms::Classes;
 use crate::upstream::Io;
-use ami_proto::{AmiDecoder, Decoded, Limits, MessageBuilder, Role};
+use ami_proto::{AmiDecoder, Decoded, MessageBuilder};
 use end::End;
 use futures::StreamExt;
 use governor::DefaultDirectRateLimiter;
@@ -139,7 +139,7 @@ async fn run(
     permit: OwnedSemaphorePermit,
     listener: Arc<str>,
 ) -> End {
-    let logging_in = Box::pin(log_in(core, io, conn, permit, listener));
+    let logging_in = Box::pin(login::log_in(core, io, conn, permit, listener));
     // Placed in a statement of its own: no session state outlives it in this future.
     let placed = match logging_in.await {
         Ok(session) => place(session),
@@ -174,56 +174,6 @@ fn place(session: LoggedIn) -> Placed {
         Ok(task) => Placed::Delivery(task),
         Err(here) => Placed::Here(Box::pin(here)),
     }
-}
-
-/// From the banner to a successful login.
-async fn log_in(
-    core: Arc<Core>,
-    io: Box<dyn Io>,
-    conn: Connection,
-    permit: OwnedSemaphorePermit,
-    listener: Arc<str>,
-) -> Result<LoggedIn, End> {
-    let config = core.config();
-    let (rd, wr) = tokio::io::split(io);
-    let limits = Limits {
-        max_line: config.proxy.max_line,
-        max_lines: config.proxy.max_lines,
-        max_message: config.proxy.max_line * (config.proxy.max_lines + 1),
-    };
-    let mut frames = FramedRead::new(rd, AmiDecoder::with_limits(Role::Client, limits));
-    let (tx, rx, overflow) = ClientTx::channel(RESPONSE_QUEUE, config.proxy.client_queue_bytes);
-    let auth_timeout = config.proxy.auth_timeout;
-    drop(config);
-    let (gen, version) = core.dialect();
-    let mut s = Session::new(core.clone(), conn.peer, wr, tx, gen);
-    s.json_events = conn.transport == crate::sessions::Transport::WebSocket;
-    s.peer_cert = conn.peer_cert.clone();
-    let banner = format!("{}{}\r\n", ami_proto::BANNER_PREFIX, version);
-    let mut phase = core.phase();
-    let logged_in = async {
-        s.write_raw(banner.as_bytes()).await?;
-        s.flush().await?;
-        s.until_login(&mut frames, &mut phase, auth_timeout).await
-    };
-    logged_in.await?;
-    drop(permit);
-    let Some(user) = s.user.clone() else {
-        return Err(End::LoginRefused);
-    };
-    tracing::Span::current().record("user", user.name.as_str());
-    info!("logged in");
-    Ok(LoggedIn {
-        core,
-        s,
-        frames,
-        rx,
-        overflow,
-        phase,
-        user,
-        conn,
-        listener,
-    })
 }
 
 /// A logged-in session and all it owns, to run wherever it is spawned.
