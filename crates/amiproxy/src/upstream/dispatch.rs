@@ -100,7 +100,12 @@ impl Upstream {
                 return;
             }
         }
-        // Looked up once here for the publish: this is every event's path.
+        // Only the main link publishes (the extra links' logins have events off).
+        if !self.is_main() {
+            return;
+        }
+        // The name and ActionID looked up once here: this is every event's path.
+        ctx.owners.learn(self.id, name, &msg);
         let ours = aid.is_some_and(ProxyActionId::is_ours);
         self.publish(ctx, msg, ours)
     }
@@ -160,19 +165,15 @@ impl Upstream {
         true
     }
 
-    /// An event for every client: it teaches the ownership index, gets its client's
-    /// ActionID back when it follows from an action of ours, is tagged with this server, and
+    /// An event from the main link for every client (the ownership index has learnt from it
+    /// already): it gets its client's ActionID back when it follows from an action of ours, is tagged with this server, and
     /// is published (held first while the action it follows from is unanswered on an
     /// account link).
     ///
     /// `ours`: its ActionID is one of the proxy's.
     fn publish(&self, ctx: &Context, msg: Message, ours: bool) {
-        if !self.is_main() {
-            return;
-        }
         self.events_in.increment(1);
         self.events_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ctx.owners.learn(self.id, msg.get("Event").unwrap_or(""), &msg);
         // The proxy's ActionID, when the event follows from an action of ours.
         let mut raw_aid = None;
         let msg = match ours {
