@@ -425,12 +425,18 @@ fn the_example_cluster_starts_with_one_command() {
         .map(|_| free_port().saturating_sub(30).max(1024))
         .find(|b| (1..=22).all(|i| std::net::TcpListener::bind(("127.0.0.1", b + i)).is_ok()))
         .expect("a free run of ports");
+    // HAProxy binds with SO_REUSEPORT: a front port inside that run would share a replica's
+    // health port (its clients then meet HTTP), so it is taken from outside the run.
+    let ami_port = (0..100)
+        .map(|_| free_port())
+        .find(|p| !(base..=base + 22).contains(p))
+        .expect("a free port outside the run");
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out = std::process::Command::new("bash")
         .arg(root.join("examples/cluster/run.sh"))
         .arg("--smoke")
         .env("BIN_DIR", &bin_dir)
-        .env("AMI_PORT", free_port().to_string())
+        .env("AMI_PORT", ami_port.to_string())
         .env("BASE_PORT", base.to_string())
         .output()
         .unwrap();
