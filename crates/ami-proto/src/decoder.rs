@@ -1,4 +1,5 @@
 use crate::error::{Error, Rejection};
+use crate::line_scan::next_line;
 use crate::message::{Field, Message};
 use crate::END_COMMAND;
 use bytes::{Buf, BytesMut};
@@ -187,8 +188,11 @@ impl AmiDecoder {
     /// Frames the next message from `buf`, consuming its bytes; None until one is whole.
     pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
         loop {
-            let nl = match memchr::memchr(b'\n', &buf[self.scan..]) {
-                Some(i) => self.scan + i,
+            // The scan found the line's first colon only when it began at the line's start
+            // (not when it resumes a line that arrived in parts).
+            let whole_line = self.scan == self.line_start;
+            let (nl, colon) = match next_line(buf, self.scan) {
+                Some(l) => (l.nl, l.colon.filter(|_| whole_line)),
                 None => {
                     self.scan = buf.len();
                     // A trailing `\r` may be the start of the line's `\r\n`: not counted yet.
@@ -303,7 +307,11 @@ impl AmiDecoder {
                             continue;
                         }
                     }
-                    let field = Field::parse(buf, start, end, next);
+                    let field = match colon {
+                        Some(_) => Field::with_colon(buf, start, end, next, colon),
+                        None if whole_line => Field::with_colon(buf, start, end, next, None),
+                        None => Field::parse(buf, start, end, next),
+                    };
                     if self.fields.len() >= self.limits.max_lines || self.rejected.is_some() {
                         if self.role == Role::Upstream {
                             return Err(Error::MessageTooLarge {

@@ -15,6 +15,7 @@ pub mod clock;
 mod decoder;
 mod error;
 pub mod facts;
+mod line_scan;
 mod message;
 
 pub use action::{Action, ActionName};

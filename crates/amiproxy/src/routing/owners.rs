@@ -20,6 +20,10 @@ pub struct Owners {
     relearns: DashMap<UpstreamId, Relearn>,
     /// Set once the index reached [`MAX_OWNED_KEYS`] (warned about once).
     full: std::sync::atomic::AtomicBool,
+    /// At least `map.len()`: the length last counted plus the keys added since. Counting
+    /// locks every shard of the map (there are 4 per CPU), far too dear for every new
+    /// channel, so it is counted again only when this bound reaches the cap.
+    len_bound: std::sync::atomic::AtomicUsize,
 }
 
 /// Keys (channel names and uniqueids) the index holds at most: a PBX with far fewer live
@@ -54,7 +58,7 @@ impl Owners {
         if key.is_empty() {
             return;
         }
-        if self.map.len() >= MAX_OWNED_KEYS && !self.map.contains_key(key) {
+        if !self.map.contains_key(key) && !self.room_for_one(MAX_OWNED_KEYS) {
             if !self.full.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(
                     max = MAX_OWNED_KEYS,
@@ -67,6 +71,17 @@ impl Owners {
         if !owners.contains(&upstream) {
             owners.push(upstream);
         }
+    }
+
+    /// Whether one more key fits under `cap` ([`MAX_OWNED_KEYS`]), counting it in the bound.
+    fn room_for_one(&self, cap: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.len_bound.fetch_add(1, Relaxed) < cap {
+            return true;
+        }
+        let len = self.map.len();
+        self.len_bound.store(len + 1, Relaxed);
+        len < cap
     }
 
     /// Starts a relearn of `upstream`'s channels: remembers what the index holds for it.
@@ -246,6 +261,28 @@ impl Owners {
 mod tests {
     use super::*;
     use crate::routing::tests::action;
+
+    #[test]
+    fn the_length_bound_counts_again_only_at_the_cap() {
+        let o = Owners::default();
+        let add = |k: &str| {
+            let fits = o.room_for_one(3);
+            if fits {
+                o.map.insert(k.to_owned(), vec![UpstreamId(1)]);
+            }
+            fits
+        };
+        assert!(add("a") && add("b") && add("c"));
+        // Full: the bound reached the cap, the count confirms it.
+        assert!(!add("d"));
+        o.remove("a");
+        o.remove("b");
+        // Room again once keys went: the bound is counted again and lets one in.
+        assert!(add("e"));
+        assert!(add("f"));
+        assert!(!add("g"));
+        assert_eq!(o.len(), 3);
+    }
 
     #[test]
     fn relearn_converges_to_the_upstreams_truth() {
