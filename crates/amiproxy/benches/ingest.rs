@@ -51,6 +51,9 @@ fn events() -> (Vec<u8>, usize) {
     (out.repeat(copies), n * copies)
 }
 
+/// Events a link reads in one go at a flood: a 64 KiB read of ~370-byte events.
+const READ_EVENTS: usize = 176;
+
 fn ingest(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -70,13 +73,20 @@ fn ingest(c: &mut Criterion) {
             || BytesMut::from(&stream[..]),
             |mut buf| {
                 let mut d = AmiDecoder::new(Role::Upstream).skip_banner();
+                // Published a read's worth at a time, as a link does.
+                let mut out = Vec::new();
                 while let Ok(Some(f)) = d.decode(&mut buf) {
                     if let Decoded::Message(m) = f {
-                        let _ = up.dispatch(&core.links, m);
+                        let _ = up.dispatch(&core.links, m, &mut out);
+                    }
+                    if out.len() == READ_EVENTS {
+                        core.hub.publish_all(std::mem::take(&mut out));
+                        // The subscriber keeps up, as a client taking every event would.
+                        while client.try_next().is_some() {}
                     }
                 }
-                // The subscriber keeps up, as a client taking every event would.
-                while client.try_recv().is_ok() {}
+                core.hub.publish_all(out);
+                while client.try_next().is_some() {}
             },
             BatchSize::LargeInput,
         )

@@ -4,12 +4,10 @@
 use super::{End, Session};
 use crate::client_tx::ClientRx;
 use crate::config::SlowClient;
-use crate::hub::{self, Event};
+use crate::hub::{self, Event, Next, Subscription};
 use ami_proto::Message;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use tokio::io::AsyncWrite;
-use tokio::sync::broadcast;
 use tracing::{debug, warn};
 
 /// Events written before a flush.
@@ -43,18 +41,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         self.send(&m).await
     }
 
-    /// Writes a batch of hub events, the first given, the rest taken while they are ready.
-    pub(super) async fn on_event(
-        &mut self,
-        ev: Result<Arc<Event>, broadcast::error::RecvError>,
-        events: &mut broadcast::Receiver<Arc<Event>>,
-        answers: &mut ClientRx,
-    ) -> Result<(), End> {
-        let mut ev = match ev {
-            Ok(ev) => ev,
-            Err(broadcast::error::RecvError::Lagged(n)) => return self.lagged(n).await,
-            Err(broadcast::error::RecvError::Closed) => return Err(End::Shutdown),
-        };
+    /// Writes the hub events ready now, a bounded batch of them.
+    pub(super) async fn on_events(&mut self, events: &mut Subscription, answers: &mut ClientRx) -> Result<(), End> {
         // Sampled: a histogram record per batch would cost more than the batch at low rates.
         self.batches = self.batches.wrapping_add(1);
         if self.batches % 64 == 1 {
@@ -65,7 +53,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
         let (mut sent, mut skipped) = (0u64, 0u64);
         let mut result = Ok(());
-        for i in 0..=EVENT_BATCH {
+        for _ in 0..EVENT_BATCH {
             // An upstream queues an answer before it publishes the events that follow it
             // (a response, then its OriginateResponse): answers already queued go first, so a
             // batch never overtakes them.
@@ -78,7 +66,18 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             if result.is_err() {
                 break;
             }
-            if self.wants(&ev) {
+            let ev = match events.try_next() {
+                Some(Next::Event(ev)) => ev,
+                Some(Next::Lost(n)) => {
+                    result = self.lagged(n).await;
+                    if result.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+                None => break,
+            };
+            if self.wants(ev) {
                 // Hub events carry their origin already (tagged at publish).
                 let bytes = match self.json_events {
                     true => ev.pre_encoded(),
@@ -92,17 +91,6 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             } else {
                 skipped += 1;
             }
-            if i == EVENT_BATCH {
-                break;
-            }
-            ev = match events.try_recv() {
-                Ok(ev) => ev,
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    result = self.lagged(n).await;
-                    break;
-                }
-                Err(_) => break,
-            };
         }
         self.events_out.increment(sent);
         if let Some(r) = &self.registered {

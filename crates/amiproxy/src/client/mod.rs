@@ -251,8 +251,8 @@ impl LoggedIn {
                     }
                     None => Err(End::ClientClosed),
                 },
-                ev = next_event(&mut events) => match events.as_mut() {
-                    Some(e) => s.on_event(ev, e, &mut rx).await,
+                () = next_events(&events) => match events.as_mut() {
+                    Some(e) => s.on_events(e, &mut rx).await,
                     None => Ok(()),
                 },
             };
@@ -276,12 +276,10 @@ impl LoggedIn {
     }
 }
 
-/// The next hub event, or never when the session follows none.
-async fn next_event(
-    events: &mut Option<tokio::sync::broadcast::Receiver<Arc<crate::hub::Event>>>,
-) -> Result<Arc<crate::hub::Event>, tokio::sync::broadcast::error::RecvError> {
+/// Resolves when hub events are ready, or never when the session follows none.
+async fn next_events(events: &Option<crate::hub::Subscription>) {
     match events {
-        Some(e) => e.recv().await,
+        Some(e) => e.ready().await,
         None => std::future::pending().await,
     }
 }

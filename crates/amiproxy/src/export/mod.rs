@@ -1,7 +1,7 @@
 //! Export of the merged upstream event stream outside the proxy (`[export.nats]`: NATS
 //! JetStream). The exporter reads the hub like one more client, so it can never slow the
 //! upstream readers or the AMI clients: when its buffer is full (NATS slow or away) it stops
-//! taking from its hub receiver, and the broadcast ring drops the oldest events for the
+//! taking from its hub receiver, and the hub's ring drops the oldest events for the
 //! exporter alone (counted in `amiproxy_export_dropped_total`).
 //!
 //! Two tasks: the intake here (hub → filter → subject, headers, `Nats-Msg-Id` → a bounded
@@ -16,13 +16,13 @@ pub use msg_id::MsgIds;
 
 use crate::config::NatsExport;
 use crate::filter::{EventFilter, FilterSet};
-use crate::hub::{Event, Hub};
+use crate::hub::{Event, Hub, Next, Subscription};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -59,8 +59,7 @@ pub fn spawn(hub: &Hub, ring: usize, cfg: Option<&NatsExport>) -> Option<Exporte
     let (tx, buffered) = mpsc::channel(cfg.buffer);
     let prepare = Prepare::new(cfg);
     let stop = CancellationToken::new();
-    // The ring holds the next power of two: past that, a receiver has lost events.
-    tokio::spawn(intake(rx, tx, prepare, ring.next_power_of_two(), stop.clone()));
+    tokio::spawn(intake(rx, tx, prepare, ring, stop.clone()));
     let pending = Arc::new(AtomicUsize::new(0));
     let publisher = tokio::spawn(nats::run(cfg.clone(), replica, buffered, pending.clone()));
     Some(Exporter {
@@ -114,7 +113,7 @@ fn default_replica() -> String {
 
 /// Hub → buffer. Waits when the buffer is full; the ring then skips the oldest for us alone.
 async fn intake(
-    mut rx: broadcast::Receiver<Arc<Event>>,
+    mut events: Subscription,
     tx: mpsc::Sender<Outgoing>,
     mut prepare: Prepare,
     ring: usize,
@@ -122,21 +121,22 @@ async fn intake(
 ) {
     let mut lag = Lag::default();
     loop {
-        let got = tokio::select! {
-            got = rx.recv() => got,
-            _ = stop.cancelled() => return,
-        };
-        let ev = match got {
-            Ok(ev) => ev,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
+        let out = match events.try_next() {
+            Some(Next::Event(ev)) => prepare.prepare(ev),
+            Some(Next::Lost(n)) => {
                 lag.count(n);
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            None => {
+                tokio::select! {
+                    () = events.ready() => continue,
+                    _ = stop.cancelled() => return,
+                }
+            }
         };
-        let Some(out) = prepare.prepare(&ev) else { continue };
+        let Some(out) = out else { continue };
         // Wait for room. Meanwhile, once the ring has passed us, take the loss now (the
-        // receiver skips to the oldest event the ring still holds) so the metric and the log
+        // reader skips to the oldest event the ring still holds) so the metric and the log
         // say so while NATS is away, not only once it is back.
         let permit = loop {
             if stop.is_cancelled() {
@@ -146,9 +146,10 @@ async fn intake(
                 Ok(Ok(permit)) => break permit,
                 Ok(Err(_)) => return,
                 Err(_) => {
-                    if rx.len() > ring {
-                        if let Err(broadcast::error::TryRecvError::Lagged(n)) = rx.try_recv() {
-                            lag.count(n);
+                    if events.len() > ring {
+                        let lost = events.take_loss();
+                        if lost > 0 {
+                            lag.count(lost);
                         }
                     }
                 }

@@ -5,7 +5,7 @@
 use super::action_ids::restore_aid;
 use super::waiter::{Held, Waiting};
 use super::{Context, ProxyActionId, Upstream};
-use crate::hub::Hub;
+use crate::hub::{Event, Hub};
 use ami_proto::facts::{names_complete, ListFraming};
 use ami_proto::{Kind, Message, MessageBuilder};
 use tracing::debug;
@@ -14,10 +14,13 @@ impl Upstream {
     /// Handles one message from the upstream. Anything that is neither a response nor an
     /// event means the stream can no longer be trusted (garbage, a desynchronised peer): the
     /// link is dropped and made anew.
-    pub fn dispatch(&self, ctx: &Context, msg: Message) -> Result<(), String> {
+    ///
+    /// Events for every client are pushed on `out`, for the caller to publish when it has
+    /// handled what it read.
+    pub fn dispatch(&self, ctx: &Context, msg: Message, out: &mut Vec<Event>) -> Result<(), String> {
         match msg.kind() {
             Kind::Response => self.on_response(ctx, msg),
-            Kind::Event => self.on_event(ctx, msg),
+            Kind::Event => self.on_event(ctx, msg, out),
             _ => return Err("protocol error: a message that is neither a response nor an event".into()),
         }
         Ok(())
@@ -84,7 +87,7 @@ impl Upstream {
         }
     }
 
-    fn on_event(&self, ctx: &Context, msg: Message) {
+    fn on_event(&self, ctx: &Context, msg: Message, out: &mut Vec<Event>) {
         let name = msg.get("Event").unwrap_or("");
         let aid = msg.action_id();
         if let Some(aid) = aid {
@@ -107,7 +110,7 @@ impl Upstream {
         // The name and ActionID looked up once here: this is every event's path.
         ctx.owners.learn(self.id, name, &msg);
         let ours = aid.is_some_and(ProxyActionId::is_ours);
-        self.publish(ctx, msg, ours)
+        self.publish(ctx, msg, ours, out)
     }
 
     /// An item (or the end) of a list an action in flight here is answered with: to its
@@ -171,7 +174,7 @@ impl Upstream {
     /// account link).
     ///
     /// `ours`: its ActionID is one of the proxy's.
-    fn publish(&self, ctx: &Context, msg: Message, ours: bool) {
+    fn publish(&self, ctx: &Context, msg: Message, ours: bool, out: &mut Vec<Event>) {
         self.events_in.increment(1);
         self.events_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // The proxy's ActionID, when the event follows from an action of ours.
@@ -202,7 +205,7 @@ impl Upstream {
             }
         }
         if let Some(event) = event {
-            ctx.hub.publish_from(event, self.origin.clone());
+            out.push(Event::from_upstream(event, self.origin.clone()));
         }
     }
 

@@ -6,7 +6,7 @@ use super::waiter::{Waiter, Waiting};
 use super::{simulated, Context, Io, LinkRole, Upstream};
 use crate::config::UpstreamTarget;
 use crate::error::ProxyError;
-use crate::hub;
+use crate::hub::{self, Event};
 use crate::sync::lock;
 use ami_proto::{AmiDecoder, Decoded, Kind, MessageBuilder, Role};
 use bytes::Bytes;
@@ -307,7 +307,12 @@ type Frames = FramedRead<tokio::io::ReadHalf<Box<dyn Io>>, AmiDecoder>;
 const DISPATCH_BATCH: usize = 256;
 
 /// One frame from the upstream; Err ends the connection, saying why.
-fn handle(ctx: &Context, up: &Upstream, frame: Option<Result<Decoded, ami_proto::Error>>) -> Result<(), String> {
+fn handle(
+    ctx: &Context,
+    up: &Upstream,
+    frame: Option<Result<Decoded, ami_proto::Error>>,
+    out: &mut Vec<Event>,
+) -> Result<(), String> {
     match frame {
         // Asterisk writes C strings: a message that starts with NUL is not AMI, and would
         // read as a pre-encoded event on a WebSocket session's pipe (`json::PRE_ENCODED`).
@@ -315,7 +320,7 @@ fn handle(ctx: &Context, up: &Upstream, frame: Option<Result<Decoded, ami_proto:
         Some(Ok(Decoded::Message(m))) if m.as_bytes().first() == Some(&crate::json::PRE_ENCODED) => {
             Err("a message starting with NUL (not AMI)".into())
         }
-        Some(Ok(Decoded::Message(m))) => up.dispatch(ctx, m),
+        Some(Ok(Decoded::Message(m))) => up.dispatch(ctx, m, out),
         Some(Ok(_)) => Ok(()),
         Some(Err(e)) => Err(format!("read error: {e}")),
         None => Err("connection closed by upstream".into()),
@@ -341,10 +346,14 @@ async fn serve(
                 last_seen = Instant::now();
                 // Every frame already read goes in this turn (a bounded batch): one wake-up
                 // and one clock read per read chunk, not per event.
+                // Its events go to the hub together, after it: one wake-up per session per
+                // read, not per event (answers go at once, ahead of them, as before).
                 let mut next = Some(frame);
                 let mut handled = 0;
+                let mut out = Vec::new();
                 while let Some(frame) = next.take() {
-                    if let Err(reason) = handle(ctx, up, frame) {
+                    if let Err(reason) = handle(ctx, up, frame, &mut out) {
+                        ctx.hub.publish_all(out);
                         return reason;
                     }
                     handled += 1;
@@ -352,6 +361,7 @@ async fn serve(
                         next = futures::FutureExt::now_or_never(frames.next());
                     }
                 }
+                ctx.hub.publish_all(out);
                 // A full batch: more is waiting. Step aside, or the link would go on from its
                 // buffer (reading it costs no budget) ahead of the logins and actions that
                 // share the control thread, for as long as the upstream floods.

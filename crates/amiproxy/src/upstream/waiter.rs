@@ -3,7 +3,7 @@
 
 use super::merge::Merge;
 use crate::client_tx::ClientTx;
-use crate::hub::Hub;
+use crate::hub::{Event, Hub};
 use ami_proto::facts::ListFraming;
 use ami_proto::{Message, MessageBuilder};
 use std::sync::Arc;
@@ -87,9 +87,9 @@ pub(super) struct Held {
 impl Drop for Waiter {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
-            for m in held.events {
-                held.hub.publish_from(m, held.origin.clone());
-            }
+            let events = held.events.into_iter();
+            held.hub
+                .publish_all(events.map(|m| Event::from_upstream(m, held.origin.clone())).collect());
         }
     }
 }

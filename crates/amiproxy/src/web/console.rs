@@ -12,6 +12,7 @@ use super::bridge::{Bridge, BridgeError};
 use super::ws::{accept_key, switching, ws_config};
 use super::{json_error, json_response, not_allowed, text, Body, Req, Site};
 use crate::core::Core;
+use crate::hub::Next;
 use crate::json::AsJson;
 use crate::perms::Classes;
 use crate::sessions::Transport;
@@ -26,7 +27,6 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
@@ -389,9 +389,18 @@ where
     let mut classes: Option<Classes> = read(&core);
     loop {
         tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) => {
-                    let Some(c) = classes else { break };
+            () = events.ready() => {
+                let Some(c) = classes else { break };
+                // A read's worth per turn at most: the socket and the flush get their turns.
+                for _ in 0..TAIL_BATCH {
+                    let ev = match events.try_next() {
+                        Some(Next::Event(ev)) => ev,
+                        Some(Next::Lost(n)) => {
+                            skipped += n;
+                            continue;
+                        }
+                        None => break,
+                    };
                     if ev.classes.is_empty() || !c.contains(ev.classes) {
                         continue;
                     }
@@ -405,9 +414,7 @@ where
                         skipped += 1;
                     }
                 }
-                Err(RecvError::Lagged(n)) => skipped += n,
-                Err(RecvError::Closed) => break,
-            },
+            }
             m = stream.next() => match m {
                 Some(Ok(WsMessage::Text(t))) => {
                     if let Ok(c) = serde_json::from_str::<TailControl>(t.as_str()) {

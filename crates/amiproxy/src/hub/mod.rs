@@ -1,13 +1,16 @@
 //! The merged event stream: every upstream event is parsed once, tagged once, and published
-//! into one broadcast ring. Each client session reads the ring at its own pace; a client
-//! that falls behind loses the oldest events (and is told how many), never slowing the
-//! upstream readers or any other client.
+//! into one ring ([`ring`]), a read's worth at a time. Each client session reads the ring at
+//! its own pace; a client that falls behind loses the oldest events (and is told how many),
+//! never slowing the upstream readers or any other client.
+
+mod ring;
+
+pub use ring::{Next, Subscription};
 
 use crate::perms::Classes;
 use crate::policy::EventNames;
 use ami_proto::{Message, MessageBuilder};
 use std::sync::{Arc, OnceLock};
-use tokio::sync::broadcast;
 
 /// One event as every client sees it (before per-client ActionID handling).
 #[derive(Debug)]
@@ -43,6 +46,11 @@ impl Event {
         }
     }
 
+    /// An event the upstream `server` sent.
+    pub fn from_upstream(msg: Message, server: Arc<str>) -> Event {
+        Event::new(msg, Some(server), true)
+    }
+
     pub fn names(&self) -> &EventNames {
         self.names.get_or_init(|| EventNames::of(&self.msg))
     }
@@ -55,60 +63,84 @@ impl Event {
 
 #[derive(Debug, Clone)]
 pub struct Hub {
-    tx: broadcast::Sender<Arc<Event>>,
+    ring: Arc<ring::Ring>,
 }
 
 impl Hub {
+    /// A hub whose ring keeps the newest `capacity` events.
     pub fn new(capacity: usize) -> Hub {
-        let (tx, _) = broadcast::channel(capacity);
-        Hub { tx }
+        Hub {
+            ring: Arc::new(ring::Ring::new(capacity)),
+        }
     }
 
     /// Publishes one of the proxy's own events.
     pub fn publish(&self, msg: Message) {
-        self.send(Event::new(msg, None, false));
+        self.ring.publish(vec![Event::new(msg, None, false)]);
     }
 
-    /// Publishes an event the upstream `server` sent.
+    /// Publishes an event the upstream `server` sent, alone (see [`Hub::publish_all`]).
     pub fn publish_from(&self, msg: Message, server: Arc<str>) {
-        self.send(Event::new(msg, Some(server), true));
+        self.ring.publish(vec![Event::new(msg, Some(server), true)]);
     }
 
     /// Publishes one of the proxy's own events about the upstream `server` (scoped to it).
     pub fn publish_about(&self, msg: Message, server: Arc<str>) {
-        self.send(Event::new(msg, Some(server), false));
+        self.ring.publish(vec![Event::new(msg, Some(server), false)]);
     }
 
-    fn send(&self, ev: Event) {
-        // No receiver is not an error: nobody is logged in.
-        let _ = self.tx.send(Arc::new(ev));
+    /// Publishes events in their order, as one batch: what a link read in one go.
+    pub fn publish_all(&self, events: Vec<Event>) {
+        self.ring.publish(events);
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+    pub fn subscribe(&self) -> Subscription {
+        self.ring.subscribe()
     }
 
     pub fn receivers(&self) -> usize {
-        self.tx.receiver_count()
+        self.ring.subscribers()
     }
 }
 
 /// The classes of a `Privilege:` value. An upstream uses a few dozen distinct values for
-/// millions of events, so each reading thread remembers what it parsed (bounded).
+/// millions of events, so each reading thread remembers what it parsed: the last few values
+/// in a short list compared byte for byte (most events repeat one of them), the rest in a
+/// bounded map.
 fn privilege_classes(privilege: &str) -> Classes {
+    const RECENT: usize = 4;
     const REMEMBERED: usize = 256;
+    #[derive(Default)]
+    struct Seen {
+        recent: Vec<(Box<str>, Classes)>,
+        next: usize,
+        all: std::collections::HashMap<Box<str>, Classes>,
+    }
     thread_local! {
-        static SEEN: std::cell::RefCell<std::collections::HashMap<Box<str>, Classes>> =
-            std::cell::RefCell::new(std::collections::HashMap::new());
+        static SEEN: std::cell::RefCell<Seen> = std::cell::RefCell::new(Seen::default());
     }
     SEEN.with(|seen| {
         let mut seen = seen.borrow_mut();
-        if let Some(c) = seen.get(privilege) {
+        if let Some((_, c)) = seen.recent.iter().find(|(p, _)| **p == *privilege) {
             return *c;
         }
-        let c = Classes::parse_lenient(privilege);
-        if seen.len() < REMEMBERED {
-            seen.insert(privilege.into(), c);
+        let c = match seen.all.get(privilege) {
+            Some(c) => *c,
+            None => {
+                let c = Classes::parse_lenient(privilege);
+                if seen.all.len() < REMEMBERED {
+                    seen.all.insert(privilege.into(), c);
+                }
+                c
+            }
+        };
+        let entry = (Box::from(privilege), c);
+        if seen.recent.len() < RECENT {
+            seen.recent.push(entry);
+        } else {
+            let at = seen.next;
+            seen.recent[at] = entry;
+            seen.next = (at + 1) % RECENT;
         }
         c
     })
