@@ -1,6 +1,6 @@
 use crate::error::{Error, Rejection};
 use crate::line_scan::next_line;
-use crate::message::{Field, Message};
+use crate::message::{key_names_loosely, Field, Message};
 use crate::END_COMMAND;
 use bytes::{Buf, BytesMut};
 
@@ -89,6 +89,20 @@ pub struct AmiDecoder {
     rejected_action_id: Option<String>,
     /// The current line is too long; drop input until its end.
     skipping_line: bool,
+    /// What [`AmiDecoder::tagging_events`] appends to each event.
+    tag: Option<Tag>,
+    /// The current message has a header named as the tag: it is not tagged here.
+    tag_clash: bool,
+}
+
+/// A header line appended to every event a decoder takes out of its buffer.
+#[derive(Debug)]
+struct Tag {
+    key: Box<str>,
+    /// `key: value\r\n`, made safe as [`Message::with_appended`] makes it.
+    line: Vec<u8>,
+    /// Its index entry, as if it began at 0.
+    field: Field,
 }
 
 impl AmiDecoder {
@@ -116,7 +130,25 @@ impl AmiDecoder {
             rejected: None,
             rejected_action_id: None,
             skipping_line: false,
+            tag: None,
+            tag_clash: false,
         }
+    }
+
+    /// An upstream decoder that appends `key: value` as the last header of every event, in
+    /// the one copy that takes the event out of the read buffer: a proxy tags each event
+    /// with the server it came from without copying it a second time. An event that carries
+    /// a header of that name already (blanks around the name and case ignored) is left
+    /// untagged, for the caller to replace what the peer wrote; [`Message::decoder_tag`]
+    /// says which is which.
+    pub fn tagging_events(mut self, key: &str, value: &str) -> Self {
+        let (line, field) = Message::line_for(0, key, value);
+        self.tag = Some(Tag {
+            key: key.into(),
+            line,
+            field,
+        });
+        self
     }
 
     /// An upstream decoder that expects no banner (e.g. after a test injects one itself).
@@ -135,6 +167,7 @@ impl AmiDecoder {
         self.rejected = None;
         self.rejected_action_id = None;
         self.skipping_line = false;
+        self.tag_clash = false;
     }
 
     /// Marks the current message rejected, dropping what it buffered so memory stays bounded.
@@ -168,7 +201,6 @@ impl AmiDecoder {
             self.reset();
             return Decoded::Rejected { reason, action_id };
         }
-        let raw = buf.split_to(next).freeze();
         let body = if self.body_start > 0 {
             Some((self.body_start as u32, self.line_start as u32))
         } else {
@@ -178,9 +210,28 @@ impl AmiDecoder {
         // the decoder's own index at its size; taking it would regrow a new one per message.
         let mut fields = Vec::with_capacity(self.fields.len() + 1);
         fields.extend_from_slice(&self.fields);
+        let is_event = |f: &Field| buf[f.key_range()].eq_ignore_ascii_case(b"Event");
+        let tag = self
+            .tag
+            .as_ref()
+            .filter(|_| !self.tag_clash && body.is_none() && self.fields.first().is_some_and(is_event));
+        let msg = match tag {
+            Some(tag) => {
+                // The headers, the tag, then the blank line that ends the message.
+                let at = self.line_start;
+                let mut raw = BytesMut::with_capacity(next + tag.line.len());
+                raw.extend_from_slice(&buf[..at]);
+                raw.extend_from_slice(&tag.line);
+                raw.extend_from_slice(&buf[at..next]);
+                buf.advance(next);
+                fields.push(tag.field.shifted(at as i64));
+                Message::from_parts(raw.freeze(), fields, None).tagged()
+            }
+            None => Message::from_parts(buf.split_to(next).freeze(), fields, body),
+        };
         self.reset();
         self.state = State::Headers;
-        Decoded::Message(Message::from_parts(raw, fields, body))
+        Decoded::Message(msg)
     }
 }
 
@@ -326,6 +377,9 @@ impl AmiDecoder {
                         let reason = self.rejected.unwrap_or(Rejection::TooManyLines);
                         self.reject(buf, reason);
                         continue;
+                    }
+                    if let Some(tag) = &self.tag {
+                        self.tag_clash |= field.has_colon() && key_names_loosely(&buf[field.key_range()], &tag.key);
                     }
                     self.fields.push(field);
                     self.line_start = next;

@@ -47,11 +47,16 @@ impl Field {
         }
     }
 
-    fn has_colon(&self) -> bool {
+    pub(crate) fn has_colon(&self) -> bool {
         self.key_end != self.end || self.value_start != self.end
     }
 
-    fn shifted(self, by: i64) -> Field {
+    /// Where its name is in the message's bytes.
+    pub(crate) fn key_range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.key_end as usize
+    }
+
+    pub(crate) fn shifted(self, by: i64) -> Field {
         let s = |x: u32| (x as i64 + by) as u32;
         Field {
             start: s(self.start),
@@ -83,11 +88,32 @@ pub struct Message {
     /// Legacy command output (`Response: Follows`): the raw text between the headers and
     /// the end of the message, `--END COMMAND--` included.
     body: Option<(u32, u32)>,
+    /// The last header was appended by a tagging decoder ([`crate::AmiDecoder::tagging_events`]),
+    /// and no other header has its name. Any change to the message clears it: only the
+    /// decoder that wrote the tag vouches for it.
+    tagged: bool,
 }
 
 impl Message {
     pub(crate) fn from_parts(raw: Bytes, fields: Vec<Field>, body: Option<(u32, u32)>) -> Self {
-        Message { raw, fields, body }
+        Message {
+            raw,
+            fields,
+            body,
+            tagged: false,
+        }
+    }
+
+    pub(crate) fn tagged(mut self) -> Self {
+        self.tagged = true;
+        self
+    }
+
+    /// The header a tagging decoder appended, as (name, value); None when it did not tag
+    /// this message (not an event, or the upstream wrote a header of that name itself).
+    pub fn decoder_tag(&self) -> Option<(&[u8], &[u8])> {
+        let f = self.fields.last().filter(|_| self.tagged)?;
+        Some((self.key_of(f), self.value_of(f)))
     }
 
     /// Parses one complete message from bytes (used by builders and tests). Lines are split
@@ -108,11 +134,7 @@ impl Message {
             fields.push(Field::parse(&raw, pos, end, next));
             pos = next;
         }
-        Message {
-            raw,
-            fields,
-            body: None,
-        }
+        Message::from_parts(raw, fields, None)
     }
 
     /// The bytes as received (or as built), ready to write to a socket.
@@ -284,16 +306,12 @@ impl Message {
         let body = self
             .body
             .map(|(s, e)| ((s as i64 + delta) as u32, (e as i64 + delta) as u32));
-        Message {
-            raw: out.freeze(),
-            fields,
-            body,
-        }
+        Message::from_parts(out.freeze(), fields, body)
     }
 
     /// One `Key: Value\r\n` line. Line breaks in either part (and a colon in the key) would
     /// forge extra headers, so they become spaces (`_` in the key); lengths are unchanged.
-    fn line_for(at: usize, key: &str, value: &str) -> (Vec<u8>, Field) {
+    pub(crate) fn line_for(at: usize, key: &str, value: &str) -> (Vec<u8>, Field) {
         let mut line = Vec::with_capacity(key.len() + value.len() + 4);
         line.extend(
             key.bytes()
@@ -377,15 +395,7 @@ impl Message {
 
     /// Whether the line `f` is a header named `key`, blanks around the name ignored.
     fn names_loosely(&self, f: &Field, key: &str) -> bool {
-        let k = self.key_of(f);
-        // Most keys differ in length, and a key without blanks around it (nearly all) needs
-        // no trimming: this runs over every header of every event the proxy tags.
-        f.has_colon()
-            && k.len() >= key.len()
-            && match k.len() == key.len() {
-                true => k.eq_ignore_ascii_case(key.as_bytes()),
-                false => k.trim_ascii().eq_ignore_ascii_case(key.as_bytes()),
-            }
+        f.has_colon() && key_names_loosely(self.key_of(f), key)
     }
 
     /// `key: value` as the only header of that name, after every other header: what a peer
@@ -411,6 +421,7 @@ impl Message {
         // Every line is before `at`: the new one is the last.
         self.fields.push(nf);
         self.raw = out.freeze();
+        self.tagged = false;
         self
     }
 
@@ -421,6 +432,18 @@ impl Message {
             None => self.clone(),
         }
     }
+}
+
+/// Whether a header's name `k` is `key`, blanks around it ignored, ASCII case too.
+#[inline]
+pub(crate) fn key_names_loosely(k: &[u8], key: &str) -> bool {
+    // Most keys differ in length, and a key without blanks around it (nearly all) needs no
+    // trimming: this runs over every header of every event the proxy tags.
+    k.len() >= key.len()
+        && match k.len() == key.len() {
+            true => k.eq_ignore_ascii_case(key.as_bytes()),
+            false => k.trim_ascii().eq_ignore_ascii_case(key.as_bytes()),
+        }
 }
 
 impl fmt::Debug for Message {

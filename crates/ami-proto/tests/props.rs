@@ -223,6 +223,53 @@ proptest! {
         prop_assert!(!chunked.error);
     }
 
+    /// A tagging decoder gives every event exactly what tagging it afterwards would
+    /// (`into_only`: bytes and index), and leaves alone what it must not tag: messages that
+    /// are not events, and events that name the tag's header themselves.
+    #[test]
+    fn a_tagging_decoder_tags_as_into_only_would(
+        msgs in prop::collection::vec((headers(1..10), any::<bool>(), any::<bool>()), 1..8),
+        sizes in chunk_sizes(),
+        value in value(),
+    ) {
+        const KEY: &str = "Server";
+        let mut stream = Vec::new();
+        for (h, event, clash) in &msgs {
+            let mut h = h.clone();
+            if *event {
+                h.insert(0, ("Event".into(), "Newstate".into()));
+            }
+            if *clash {
+                let at = h.len() / 2;
+                h.insert(at, (" server ".into(), "forged".into()));
+            }
+            prop_assume!(!is_follows(&h));
+            stream.extend_from_slice(build(&h).as_bytes());
+        }
+        let plain = run(decoder(Role::Upstream, None), &stream, &sizes);
+        let tagging = run(decoder(Role::Upstream, None).tagging_events(KEY, &value), &stream, &sizes);
+        prop_assert_eq!(plain.error, tagging.error);
+        let (plain, tagged) = (messages(&plain.items), messages(&tagging.items));
+        prop_assert_eq!(plain.len(), tagged.len());
+        for (p, t) in plain.into_iter().zip(tagged) {
+            let names_key = p.headers().any(|(k, _)| k.trim().eq_ignore_ascii_case(KEY));
+            if p.kind() == Kind::Event && !names_key {
+                let want = p.clone().into_only(KEY, &value);
+                prop_assert_eq!(t.as_bytes(), want.as_bytes());
+                prop_assert_eq!(t.headers().collect::<Vec<_>>(), want.headers().collect::<Vec<_>>());
+                prop_assert_eq!(t.decoder_tag().map(|(_, v)| v.to_vec()), Some(cleaned(&value).into_bytes()));
+                // Its index is the one a fresh parse gives.
+                let reparsed = Message::parse(Bytes::copy_from_slice(t.as_bytes()));
+                prop_assert_eq!(t.headers().collect::<Vec<_>>(), reparsed.headers().collect::<Vec<_>>());
+            } else {
+                prop_assert_eq!(t.as_bytes(), p.as_bytes());
+                prop_assert!(t.decoder_tag().is_none());
+            }
+            // An edit drops the decoder's word for the tag.
+            prop_assert!(t.with_header("X", "y").decoder_tag().is_none());
+        }
+    }
+
     /// Arbitrary bytes never panic the decoder, in either role, default limits; the client
     /// role never fails (it refuses and goes on); chunking changes nothing; every message
     /// without legacy output re-parses to itself.

@@ -72,7 +72,9 @@ fn ingest(c: &mut Criterion) {
         b.iter_batched(
             || BytesMut::from(&stream[..]),
             |mut buf| {
-                let mut d = AmiDecoder::new(Role::Upstream).skip_banner();
+                let mut d = AmiDecoder::new(Role::Upstream)
+                    .skip_banner()
+                    .tagging_events("Server", "pbx1");
                 // Published a read's worth at a time, as a link does.
                 let mut out = Vec::new();
                 while let Ok(Some(f)) = d.decode(&mut buf) {

@@ -324,7 +324,7 @@ async fn every_message_has_an_origin_and_logins_are_announced() {
     // A merged list: items tagged by their server, the proxy's Complete by the proxy.
     let (start, items, complete) = admin.list("Action: Status\r\n", "st").await;
     assert!(start.get("Server").is_some(), "{start:?}");
-    assert!(items.iter().all(|i| i.get("Server").is_some()));
+    assert!(items.iter().all(|i| i.get("Server").is_some()), "{items:?}");
     assert_eq!(complete.get("Server"), Some("amiproxy"), "{complete:?}");
     // Another user's login is announced too (not to a user without `security`).
     let _ro = Client::login(proxy.addr(), "ro", "ro-secret").await;

@@ -143,7 +143,9 @@ impl Upstream {
             Waiting::Merge { merge, client_aid } => {
                 let m = restore_aid(msg.clone(), client_aid.as_deref());
                 if done && names_complete(name) {
-                    merge.complete(m);
+                    // The merged Complete is the proxy's: not tagged with this server (the
+                    // link's decoder tagged it, as every event).
+                    merge.complete(m.without_all(header));
                 } else {
                     merge.item(m.with_only(header, self.name()));
                     if done {
@@ -198,7 +200,13 @@ impl Upstream {
             }
             false => msg,
         };
-        let mut event = Some(msg.into_only(ctx.server_header(), self.name()));
+        let (header, name) = (ctx.server_header(), self.name());
+        // Tagged by the link's decoder already, unless the upstream wrote that header itself
+        // (or the event was changed since): then what it wrote is replaced.
+        let tagged = msg
+            .decoder_tag()
+            .is_some_and(|(k, v)| k == header.as_bytes() && v == name.as_bytes());
+        let mut event = Some(if tagged { msg } else { msg.into_only(header, name) });
         if let Some(aid) = raw_aid.as_deref() {
             for account in &self.extra {
                 event = event.and_then(|e| account.hold(aid, e, &ctx.hub));

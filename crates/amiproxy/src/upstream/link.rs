@@ -167,7 +167,9 @@ async fn connect(up: &Upstream, address: &str) -> Result<Box<dyn Io>, ProxyError
 async fn session(ctx: &Arc<Context>, up: &Arc<Upstream>, address: &str) -> Result<(), ProxyError> {
     let io = connect(up, address).await?;
     let (rd, wr) = tokio::io::split(io);
-    let mut frames = FramedRead::with_capacity(rd, AmiDecoder::new(Role::Upstream), 64 * 1024);
+    // Events come out of the read buffer tagged with this server (one copy, not two).
+    let decoder = AmiDecoder::new(Role::Upstream).tagging_events(ctx.server_header(), up.name());
+    let mut frames = FramedRead::with_capacity(rd, decoder, 64 * 1024);
     let mut wr = BufWriter::with_capacity(64 * 1024, wr);
     let version = login(ctx, up, &mut frames, &mut wr).await?;
 
