@@ -6,7 +6,8 @@
 //! keeps the newest `capacity` events (and always the newest batch whole), so
 //! `proxy.event_buffer` means what it says at any batch size, and its memory is bounded by
 //! the events it holds. A reader that falls further behind than that is told how many events
-//! it lost, exactly: every event has a sequence number.
+//! it lost, exactly: every event has a sequence number. A batch every reader has left is
+//! let go at the next publish, so a ring whose readers keep up holds next to nothing.
 
 use super::Event;
 use std::collections::VecDeque;
@@ -19,6 +20,8 @@ use tokio::sync::Notify;
 struct Batch {
     first: u64,
     events: Vec<Event>,
+    /// Subscribers (counted at publish) that have not left it yet.
+    unread: AtomicUsize,
 }
 
 impl Batch {
@@ -42,6 +45,7 @@ pub(super) struct Ring {
     /// The sequence number the next event gets: how many were published. Written under
     /// the lock, read without it to see whether anything is new.
     published: AtomicU64,
+    /// Changed under the lock, so every batch counts exactly the readers that will read it.
     subscribers: AtomicUsize,
     notify: Notify,
 }
@@ -64,12 +68,26 @@ impl Ring {
         }
         {
             let mut r = crate::sync::lock(&self.retained);
+            let readers = self.subscribers.load(Ordering::Acquire);
+            if readers == 0 {
+                return;
+            }
             let first = self.published.load(Ordering::Relaxed);
-            let batch = Batch { first, events };
+            let batch = Batch {
+                first,
+                events,
+                unread: AtomicUsize::new(readers),
+            };
             let end = batch.end();
             r.events += batch.events.len();
             r.batches.push_back(Arc::new(batch));
-            while r.events > self.capacity && r.batches.len() > 1 {
+            // The oldest go once every reader has left them, or when the ring is over its
+            // capacity (the newest batch stays, whatever its size).
+            while let Some(oldest) = r.batches.front() {
+                let read = oldest.unread.load(Ordering::Acquire) == 0;
+                if !read && (r.events <= self.capacity || r.batches.len() == 1) {
+                    break;
+                }
                 if let Some(oldest) = r.batches.pop_front() {
                     r.events -= oldest.events.len();
                 }
@@ -80,11 +98,10 @@ impl Ring {
     }
 
     pub(super) fn subscribe(self: &Arc<Ring>) -> Subscription {
-        // Counted before reading where the stream is, so a publish that misses this
-        // subscriber publishes before that point.
-        self.subscribers.fetch_add(1, Ordering::AcqRel);
+        // Under the lock: every batch from `next` on counts this reader, none before.
         let next = {
             let _r = crate::sync::lock(&self.retained);
+            self.subscribers.fetch_add(1, Ordering::AcqRel);
             self.published.load(Ordering::Acquire)
         };
         Subscription {
@@ -138,8 +155,10 @@ impl Subscription {
     /// with no batch when the ring has dropped `next` (the loss is then counted by
     /// [`Subscription::take_loss`]).
     fn fetch(&mut self) -> bool {
-        // Let go of a batch read to its end: the ring alone decides how long events live.
-        self.batch = None;
+        // Leave the batch read to its end.
+        if let Some(done) = self.batch.take() {
+            done.unread.fetch_sub(1, Ordering::AcqRel);
+        }
         if self.next >= self.ring.published.load(Ordering::Acquire) {
             return false;
         }
@@ -166,7 +185,10 @@ impl Subscription {
         }
         let lost = oldest - self.next;
         self.next = oldest;
-        self.batch = None;
+        // What is left of the batch in hand is skipped with the rest.
+        if let Some(left) = self.batch.take() {
+            left.unread.fetch_sub(1, Ordering::AcqRel);
+        }
         lost
     }
 
@@ -196,7 +218,16 @@ impl Subscription {
 }
 
 impl Drop for Subscription {
+    /// Leaves the batch in hand and every batch not reached yet, so none waits for a
+    /// reader that is gone.
     fn drop(&mut self) {
+        let r = crate::sync::lock(&self.ring.retained);
+        if let Some(held) = self.batch.take() {
+            held.unread.fetch_sub(1, Ordering::AcqRel);
+        }
+        for b in r.batches.iter().filter(|b| b.first >= self.next) {
+            b.unread.fetch_sub(1, Ordering::AcqRel);
+        }
         self.ring.subscribers.fetch_sub(1, Ordering::AcqRel);
     }
 }
@@ -257,6 +288,45 @@ mod tests {
         ring.publish(events(9..20));
         assert_eq!(drain(&mut s).len(), 11);
         assert_eq!(crate::sync::lock(&ring.retained).events, 11);
+    }
+
+    #[test]
+    fn batches_every_reader_has_left_are_let_go() {
+        let ring = Arc::new(Ring::new(1000));
+        let kept = || crate::sync::lock(&ring.retained).events;
+        let (mut a, mut b) = (ring.subscribe(), ring.subscribe());
+        ring.publish(events(0..3));
+        ring.publish(events(3..5));
+        assert_eq!(drain(&mut a).len(), 5);
+        assert_eq!(kept(), 5);
+        // `b` read the first batch half: both stay.
+        assert!(b.try_next().is_some());
+        ring.publish(events(5..6));
+        assert_eq!(kept(), 6);
+        // `b` leaves the first batch (reads on into the second): the first goes.
+        assert_eq!(drain(&mut b).len(), 5);
+        ring.publish(events(6..7));
+        // Every reader is in the newest batch or at its end: only what is unread stays.
+        assert!(kept() <= 2, "{}", kept());
+        // A reader that goes away leaves what it had not read.
+        let c = ring.subscribe();
+        ring.publish(events(7..9));
+        drop(c);
+        drain(&mut a);
+        drain(&mut b);
+        ring.publish(events(9..10));
+        assert!(kept() <= 3, "{}", kept());
+        // And one that the ring passed, mid-batch, leaves the batch it held.
+        let small = Arc::new(Ring::new(2));
+        let mut slow = small.subscribe();
+        small.publish(events(0..2));
+        assert!(slow.try_next().is_some());
+        small.publish(events(2..4));
+        small.publish(events(4..6));
+        assert_eq!(slow.take_loss(), 3);
+        assert_eq!(drain(&mut slow).len(), 2);
+        small.publish(events(6..7));
+        assert_eq!(crate::sync::lock(&small.retained).events, 1);
     }
 
     #[test]
