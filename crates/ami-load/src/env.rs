@@ -105,6 +105,8 @@ pub struct Env {
     /// The proxy's `[web]` address, when started with one.
     pub web: Option<SocketAddr>,
     child: Option<(Child, ChildStdout)>,
+    /// The `ami-sim` process behind the front (see [`Env::start_on_sim_process`]).
+    sim_process: Option<(Child, ChildStdout)>,
     /// The in-process proxy, held so that it keeps serving for the life of the run.
     in_process: Option<amiproxy::server::Running>,
     dir: Option<PathBuf>,
@@ -123,6 +125,7 @@ impl Env {
                 via,
                 sims: Vec::new(),
                 child: None,
+                sim_process: None,
                 in_process: None,
                 dir: None,
             });
@@ -142,6 +145,7 @@ impl Env {
                 via,
                 sims: Vec::new(),
                 child: Some((child, stdout)),
+                sim_process: None,
                 in_process: None,
                 dir: None,
             });
@@ -163,6 +167,7 @@ impl Env {
             via: via.clone(),
             sims,
             child: None,
+            sim_process: None,
             in_process: None,
             dir: None,
         };
@@ -208,16 +213,90 @@ impl Env {
         Ok(env)
     }
 
-    /// Names events are tagged with (empty when the endpoint is not a proxy we started).
-    pub fn server_names(&self) -> Vec<String> {
-        self.sims.iter().map(|s| s.name().to_owned()).collect()
+    /// The `ami-sim` binary in its own process, named `sim1`, its firehose running at
+    /// `firehose` events/s from the start (0: as fast as it can), with `via` in front of it:
+    /// `Via::SimBin` (clients talk to it: the baseline) or `Via::ProxyBin`. Both paths then
+    /// cross process boundaries, and the baseline's simulator pays for its own fan-out, as
+    /// a real Asterisk does; an in-process simulator would answer the baseline's actions
+    /// from the load generator's own threads.
+    pub async fn start_on_sim_process(
+        via: Via,
+        sim_bin: &Path,
+        firehose: u64,
+        creds: &Credentials,
+        tuning: &ProxyTuning,
+    ) -> Result<Env> {
+        let mut cmd = Command::new(sim_bin);
+        cmd.args(["--listen", "127.0.0.1:0", "--name", "sim1", "--firehose"])
+            .arg(firehose.to_string())
+            .env("RUST_LOG", "error")
+            .stderr(Stdio::null());
+        let (sim_child, sim_stdout, sim_addr, _) = spawn_listening(cmd, false).await?;
+        let mut env = Env {
+            targets: vec![sim_addr],
+            pid: sim_child.id(),
+            through_proxy: false,
+            web: None,
+            via: via.clone(),
+            sims: Vec::new(),
+            child: None,
+            sim_process: Some((sim_child, sim_stdout)),
+            in_process: None,
+            dir: None,
+        };
+        match via {
+            Via::SimBin(_) => {}
+            Via::ProxyBin(bin) => {
+                let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
+                std::fs::create_dir_all(&dir)?;
+                let path = dir.join("proxy.toml");
+                std::fs::write(&path, proxy_toml(&[("sim1".into(), sim_addr)], creds, tuning))?;
+                env.dir = Some(dir);
+                let mut cmd = Command::new(&bin);
+                cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
+                let (child, stdout, addr, _) = spawn_listening(cmd, false).await?;
+                env.pid = child.id();
+                env.child = Some((child, stdout));
+                env.targets = vec![addr];
+                env.through_proxy = true;
+                wait_ready(addr, &env.server_names(), creds).await?;
+            }
+            other => {
+                return Err(LoadError::Usage(format!(
+                    "a simulator process runs behind the ami-sim baseline or the proxy binary, not {}",
+                    other.label()
+                )))
+            }
+        }
+        Ok(env)
     }
 
-    /// Sets every simulator's firehose.
+    /// Names events are tagged with (empty when the endpoint is not a proxy we started).
+    pub fn server_names(&self) -> Vec<String> {
+        match self.sim_process.is_some() {
+            true => vec!["sim1".to_owned()],
+            false => self.sims.iter().map(|s| s.name().to_owned()).collect(),
+        }
+    }
+
+    /// Sets every simulator's firehose. A simulator process runs its own from its start:
+    /// stopping it stops the process (SIGSTOP; it is killed at shutdown), so that the
+    /// stream has an end every reader can reach.
     pub fn set_firehose(&self, rate: Option<u64>) {
         for s in &self.sims {
             s.set_firehose(rate);
         }
+        if let (None, Some(pid)) = (rate, self.sim_process.as_ref().and_then(|(c, _)| c.id())) {
+            let _ = std::process::Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status();
+        }
+    }
+
+    /// Whether the firehose ran before any reader subscribed (a simulator process): a
+    /// reader's first number is then where it came in, not a loss.
+    pub fn firehose_ran_before(&self) -> bool {
+        self.sim_process.is_some()
     }
 
     /// Events the simulators skipped for sessions too slow to keep up.
@@ -228,7 +307,7 @@ impl Env {
     /// Stops the proxy process and the simulators, removes the temporary config.
     pub async fn shutdown(mut self) {
         drop(self.in_process.take());
-        if let Some((mut child, _stdout)) = self.child.take() {
+        for (mut child, _stdout) in [self.child.take(), self.sim_process.take()].into_iter().flatten() {
             let _ = child.start_kill();
             let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         }

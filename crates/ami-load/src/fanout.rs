@@ -195,8 +195,13 @@ impl<'e> Readers<'e> {
         }
         // A second run on the same simulator (`--ws`) starts mid-sequence: its loss counts
         // from the first number each reader saw.
-        let from_one = self.rate.is_some() && !self.ws;
-        let mut row = summarize(&per_client, window.max(f64::MIN_POSITIVE), from_one);
+        let from_one = self.rate.is_some() && !self.ws && !env.firehose_ran_before();
+        let mut row = summarize(
+            &per_client,
+            window.max(f64::MIN_POSITIVE),
+            from_one,
+            env.firehose_ran_before(),
+        );
         row.via = match self.ws {
             true => format!("{}(ws)", env.via.label()),
             false => env.via.label().to_owned(),
@@ -253,15 +258,17 @@ async fn wait_quiet(progress: &AtomicU64) {
 
 /// Per-client rates and loss. With `from_one`, the firehose started after every client was
 /// subscribed, so each stream must start at `SimSeq: 1` and a later first number is loss.
-fn summarize(per_client: &[Vec<ConnSeen>], window: f64, from_one: bool) -> FanoutRow {
+/// With `tail_cut`, the stream was cut rather than ended (a simulator process stopped
+/// mid-send): the tail everyone must have reached is the lowest last number, not the highest.
+fn summarize(per_client: &[Vec<ConnSeen>], window: f64, from_one: bool, tail_cut: bool) -> FanoutRow {
     use std::collections::BTreeMap;
     // The highest number any client saw per stream: the tail everyone should have reached.
     let mut top: BTreeMap<&str, u64> = BTreeMap::new();
     let mut span: BTreeMap<&str, u64> = BTreeMap::new();
     for conns in per_client {
         for s in conns.iter().flat_map(|c| &c.streams) {
-            let t = top.entry(&s.key).or_default();
-            *t = (*t).max(s.last);
+            let t = top.entry(&s.key).or_insert(if tail_cut { u64::MAX } else { 0 });
+            *t = if tail_cut { (*t).min(s.last) } else { (*t).max(s.last) };
             let sp = span.entry(&s.key).or_default();
             *sp = (*sp).max(s.at_end.saturating_sub(s.at_start));
         }
@@ -286,7 +293,7 @@ fn summarize(per_client: &[Vec<ConnSeen>], window: f64, from_one: bool) -> Fanou
         for (key, &t) in &top {
             let mine = conns.iter().flat_map(|c| &c.streams).find(|s| s.key == *key);
             row.lost += match mine {
-                Some(s) => s.gaps + (t - s.last) + if from_one { s.first - 1 } else { 0 },
+                Some(s) => s.gaps + t.saturating_sub(s.last) + if from_one { s.first - 1 } else { 0 },
                 None => t,
             };
             row.disorder += mine.map_or(0, |s| s.disorder);
@@ -325,10 +332,14 @@ mod tests {
     #[test]
     fn loss_counts_gaps_head_and_tail() {
         let clients = vec![vec![conn("", 1, 100, 0, 100)], vec![conn("", 3, 90, 5, 83)]];
-        let r = summarize(&clients, 1.0, true);
+        let r = summarize(&clients, 1.0, true, false);
         // Second client: 5 gaps, 10 short at the tail, 2 missed at the head.
         assert_eq!(r.lost, 17);
         assert_eq!((r.eps_min, r.eps_max), (83.0, 100.0));
         assert_eq!(r.source_eps, 99.0);
+        // A stream that was running before anyone subscribed and was cut at the end: only
+        // the gaps are loss.
+        let r = summarize(&clients, 1.0, false, true);
+        assert_eq!(r.lost, 5);
     }
 }

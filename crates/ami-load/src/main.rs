@@ -169,9 +169,9 @@ fn check_rtt(a: &RttArgs) -> Result<()> {
     if a.load_clients > 10_000 {
         return Err(LoadError::Usage("--load-clients must be at most 10000".into()));
     }
-    if a.load_clients > 0 && (!a.spawn_sim || a.sim_bin.is_some() || a.front.target.is_some()) {
+    if a.load_clients > 0 && (a.spawn_sim == a.sim_bin.is_some() || a.front.target.is_some()) {
         return Err(LoadError::Usage(
-            "--load-clients needs --spawn-sim (and no --sim-bin or --target): the firehose is switched through the in-process simulator".into(),
+            "--load-clients needs --spawn-sim (the firehose switched through the in-process simulator) or --sim-bin (a simulator process whose firehose runs from its start, behind both the baseline and the proxy), not both, and no --target".into(),
         ));
     }
     Ok(())
@@ -193,7 +193,10 @@ async fn rtt_cmd(json: bool, a: RttArgs) -> Result<()> {
     };
     let tuning = a.front.tuning(1000 + a.load_clients);
     for via in a.front.vias(a.spawn_sim || a.sim_bin.is_some(), a.sim_bin.clone())? {
-        let env = Env::start(via, 1, &creds, &tuning).await?;
+        let env = match (&a.sim_bin, a.load_clients) {
+            (Some(sim), 1..) => Env::start_on_sim_process(via, sim, a.load_rate, &creds, &tuning).await?,
+            _ => Env::start(via, 1, &creds, &tuning).await?,
+        };
         let server = a.server.clone().or_else(|| {
             (a.action == rtt::ActionKind::Ping)
                 .then(|| env.server_names().into_iter().next())
@@ -432,7 +435,7 @@ mod tests {
     }
 
     #[test]
-    fn rtt_load_needs_the_in_process_sim() {
+    fn rtt_load_needs_one_simulator_with_a_firehose() {
         let Cmd::Rtt(a) = parse(&[
             "rtt",
             "--spawn-sim",
@@ -446,7 +449,21 @@ mod tests {
         };
         check_rtt(&a).unwrap();
         assert_eq!((a.load_clients, a.load_rate), (100, 0));
-        let Cmd::Rtt(a) = parse(&["rtt", "--sim-bin", "x", "--direct", "--load-clients", "1"]) else {
+        // A simulator process runs its firehose itself, behind both fronts.
+        let Cmd::Rtt(a) = parse(&[
+            "rtt",
+            "--sim-bin",
+            "x",
+            "--compare",
+            "--proxy-bin",
+            "p",
+            "--load-clients",
+            "1",
+        ]) else {
+            panic!()
+        };
+        check_rtt(&a).unwrap();
+        let Cmd::Rtt(a) = parse(&["rtt", "--direct", "--load-clients", "1"]) else {
             panic!()
         };
         assert!(usage(check_rtt(&a)).contains("--spawn-sim"));

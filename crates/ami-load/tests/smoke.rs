@@ -4,24 +4,30 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The `amiproxy` binary of this build profile, built first if needed. It sits next to the
-/// directory holding this test executable (`target/<profile>/deps/smoke-…`).
+/// The `amiproxy` binary of this build profile, built first if needed.
 fn proxy_bin() -> PathBuf {
+    binary("amiproxy")
+}
+
+/// The binary `name` (of the package of that name) of this build profile, built first if
+/// needed. It sits next to the directory holding this test executable
+/// (`target/<profile>/deps/smoke-…`).
+fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let profile_dir = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target/<profile>/deps layout");
-    let bin = profile_dir.join("amiproxy");
+    let bin = profile_dir.join(name);
     // Always ask cargo: a stale binary from an older build would test old code.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.args(["build", "-q", "-p", "amiproxy", "--bin", "amiproxy"]);
+    cmd.args(["build", "-q", "-p", name, "--bin", name]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }
     let status = cmd.status().expect("run cargo build");
-    assert!(status.success(), "cargo build -p amiproxy failed");
+    assert!(status.success(), "cargo build -p {name} failed");
     assert!(bin.exists(), "{} missing after build", bin.display());
     bin
 }
@@ -188,6 +194,37 @@ fn rtt_under_event_load_loses_nothing() {
         assert_eq!(r["clients"], 3, "{r}");
         assert_eq!(r["lost"], 0, "{r}");
         assert_eq!(r["errors"], 0, "{r}");
+    }
+}
+
+/// The baseline that pays for its own fan-out: a simulator process with its firehose on,
+/// read directly by the load, then through the proxy binary.
+#[test]
+fn rtt_under_load_on_a_simulator_process() {
+    let (proxy, sim) = (proxy_bin(), binary("ami-sim"));
+    let out = ami_load(&[
+        "rtt",
+        "--sim-bin",
+        sim.to_str().unwrap(),
+        "--compare",
+        "--proxy-bin",
+        proxy.to_str().unwrap(),
+        "--requests",
+        "100",
+        "--load-clients",
+        "3",
+        "--load-rate",
+        "2000",
+    ]);
+    for r in rows(&out[0]) {
+        assert_eq!(r["answered"], 100, "{r}");
+    }
+    let load = rows(&out[1]);
+    assert_eq!(load.len(), 2);
+    for r in load {
+        assert_eq!(r["clients"], 3, "{r}");
+        assert_eq!(r["lost"], 0, "{r}");
+        assert!(r["eps_mean"].as_f64().is_some_and(|e| e > 0.0), "{r}");
     }
 }
 
