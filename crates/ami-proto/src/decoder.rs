@@ -1,6 +1,6 @@
 use crate::error::{Error, Rejection};
 use crate::line_scan::next_line;
-use crate::message::{key_names_loosely, Field, Message};
+use crate::message::{key_names_loosely, Field, Lookup, Message};
 use crate::END_COMMAND;
 use bytes::{Buf, BytesMut};
 
@@ -93,6 +93,8 @@ pub struct AmiDecoder {
     tag: Option<Tag>,
     /// The current message has a header named as the tag: it is not tagged here.
     tag_clash: bool,
+    /// The current message's first `ActionID` line, noted as its lines are indexed.
+    action_id_at: Lookup,
 }
 
 /// A header line appended to every event a decoder takes out of its buffer.
@@ -132,6 +134,7 @@ impl AmiDecoder {
             skipping_line: false,
             tag: None,
             tag_clash: false,
+            action_id_at: Lookup::Absent,
         }
     }
 
@@ -168,6 +171,7 @@ impl AmiDecoder {
         self.rejected_action_id = None;
         self.skipping_line = false;
         self.tag_clash = false;
+        self.action_id_at = Lookup::Absent;
     }
 
     /// Marks the current message rejected, dropping what it buffered so memory stays bounded.
@@ -228,7 +232,8 @@ impl AmiDecoder {
                 Message::from_parts(raw.freeze(), fields, None).tagged()
             }
             None => Message::from_parts(buf.split_to(next).freeze(), fields, body),
-        };
+        }
+        .with_action_id_at(self.action_id_at);
         self.reset();
         self.state = State::Headers;
         Decoded::Message(msg)
@@ -380,6 +385,12 @@ impl AmiDecoder {
                     }
                     if let Some(tag) = &self.tag {
                         self.tag_clash |= field.has_colon() && key_names_loosely(&buf[field.key_range()], &tag.key);
+                    }
+                    if self.action_id_at == Lookup::Absent
+                        && field.has_colon()
+                        && buf[field.key_range()].eq_ignore_ascii_case(b"ActionID")
+                    {
+                        self.action_id_at = Lookup::At(self.fields.len() as u32);
                     }
                     self.fields.push(field);
                     self.line_start = next;

@@ -7,7 +7,7 @@
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-/// Past this many bytes without a line end, the scan hands over to `memchr`.
+/// Past this many bytes of a value without a line end, the scan hands over to `memchr`.
 const LONG_LINE: usize = 128;
 
 /// The high bit set in exactly the bytes of `word` that equal `byte` (no false positives:
@@ -37,36 +37,20 @@ pub(crate) struct LineEnd {
 /// `\n` there.
 #[inline]
 pub(crate) fn next_line(buf: &[u8], from: usize) -> Option<LineEnd> {
-    let mut colon = None;
+    // The name: both bytes looked for, until the first of either.
     let mut at = from;
-    while let Some(chunk) = buf.get(at..at + 8) {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break;
-        };
-        let word = u64::from_le_bytes(bytes);
-        let nl = bytes_equal(word, b'\n');
-        if colon.is_none() {
-            let c = bytes_equal(word, b':');
-            // A colon after the newline belongs to the next line.
-            if c != 0 && (nl == 0 || c.trailing_zeros() < nl.trailing_zeros()) {
-                colon = Some(at + first(c));
+    while let Some(word) = word_at(buf, at) {
+        let (nl, colon) = (bytes_equal(word, b'\n'), bytes_equal(word, b':'));
+        if nl | colon != 0 {
+            let i = at + first(nl | colon);
+            if buf[i] == b'\n' {
+                return Some(LineEnd { nl: i, colon: None });
             }
-        }
-        if nl != 0 {
-            return Some(LineEnd {
-                nl: at + first(nl),
-                colon,
-            });
+            return value_end(buf, i + 1).map(|nl| LineEnd { nl, colon: Some(i) });
         }
         at += 8;
-        if at - from >= LONG_LINE {
-            // A long line (a Variable with a large value, command output): the rest goes
-            // faster through memchr, with the colon searched the same way if still missing.
-            let nl = at + memchr::memchr(b'\n', &buf[at..])?;
-            let colon = colon.or_else(|| memchr::memchr(b':', &buf[at..nl]).map(|c| at + c));
-            return Some(LineEnd { nl, colon });
-        }
     }
+    let mut colon = None;
     for (i, &b) in buf.get(at..).unwrap_or_default().iter().enumerate() {
         match b {
             b'\n' => return Some(LineEnd { nl: at + i, colon }),
@@ -75,6 +59,32 @@ pub(crate) fn next_line(buf: &[u8], from: usize) -> Option<LineEnd> {
         }
     }
     None
+}
+
+/// The value, after the colon: only the line end is looked for.
+#[inline]
+fn value_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = word_at(buf, at) {
+        let nl = bytes_equal(word, b'\n');
+        if nl != 0 {
+            return Some(at + first(nl));
+        }
+        at += 8;
+        if at - from >= LONG_LINE {
+            // A long value (a large Variable, command output) goes faster through memchr.
+            return memchr::memchr(b'\n', &buf[at..]).map(|i| at + i);
+        }
+    }
+    buf.get(at..)?.iter().position(|&b| b == b'\n').map(|i| at + i)
+}
+
+/// The eight bytes at `at`, as a little-endian word (byte `at` the lowest); None past the
+/// last whole word.
+#[inline(always)]
+fn word_at(buf: &[u8], at: usize) -> Option<u64> {
+    let bytes: [u8; 8] = buf.get(at..at.checked_add(8)?)?.try_into().ok()?;
+    Some(u64::from_le_bytes(bytes))
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ pub enum Kind {
 
 /// A decoded AMI message: its exact bytes (terminating blank line included) and an
 /// index of its lines. Cheap to clone (the bytes are shared).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Message {
     raw: Bytes,
     fields: Vec<Field>,
@@ -92,6 +92,19 @@ pub struct Message {
     /// and no other header has its name. Any change to the message clears it: only the
     /// decoder that wrote the tag vouches for it.
     tagged: bool,
+    /// Where its first `ActionID` is, when the decoder noted it on the way (the proxy asks
+    /// every event, and most have none). Any change to the message forgets it.
+    action_id_at: Lookup,
+}
+
+/// What the decoder learnt of one header while it indexed the lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Not noted: look.
+    Unknown,
+    Absent,
+    /// The index of its line.
+    At(u32),
 }
 
 impl Message {
@@ -101,7 +114,14 @@ impl Message {
             fields,
             body,
             tagged: false,
+            action_id_at: Lookup::Unknown,
         }
+    }
+
+    /// Records where the first `ActionID` is (the decoder's [`Lookup`]).
+    pub(crate) fn with_action_id_at(mut self, at: Lookup) -> Self {
+        self.action_id_at = at;
+        self
     }
 
     pub(crate) fn tagged(mut self) -> Self {
@@ -243,7 +263,14 @@ impl Message {
     }
 
     pub fn action_id(&self) -> Option<&str> {
-        self.get("ActionID")
+        match self.action_id_at {
+            Lookup::Unknown => self.get("ActionID"),
+            Lookup::Absent => None,
+            Lookup::At(i) => {
+                let f = self.fields.get(i as usize)?;
+                std::str::from_utf8(self.value_of(f)).ok()
+            }
+        }
     }
 
     /// The `Event:` name, only when the message is an event.
@@ -422,6 +449,7 @@ impl Message {
         self.fields.push(nf);
         self.raw = out.freeze();
         self.tagged = false;
+        self.action_id_at = Lookup::Unknown;
         self
     }
 
@@ -445,6 +473,16 @@ pub(crate) fn key_names_loosely(k: &[u8], key: &str) -> bool {
             false => k.trim_ascii().eq_ignore_ascii_case(key.as_bytes()),
         }
 }
+
+/// Two messages are equal when their bytes and index are: what the decoder noted on the way
+/// (the tag it vouches for, where the ActionID is) is not part of the message.
+impl PartialEq for Message {
+    fn eq(&self, other: &Message) -> bool {
+        self.raw == other.raw && self.fields == other.fields && self.body == other.body
+    }
+}
+
+impl Eq for Message {}
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

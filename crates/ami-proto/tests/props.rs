@@ -287,6 +287,10 @@ proptest! {
                 if m.legacy_output().is_none() {
                     prop_assert_eq!(m, &Message::parse(m.bytes().clone()));
                 }
+                // Where the decoder noted the ActionID is where a look finds it.
+                prop_assert_eq!(m.action_id(), m.get("ActionID"));
+                let edited = m.with_header("X", "y");
+                prop_assert_eq!(edited.action_id(), m.get("ActionID"));
             }
         }
     }
