@@ -24,6 +24,9 @@ pub struct Owners {
     /// locks every shard of the map (there are 4 per CPU), far too dear for every new
     /// channel, so it is counted again only when this bound reaches the cap.
     len_bound: std::sync::atomic::AtomicUsize,
+    /// At least the number of relearns in progress: when 0, a live event has no relearn to
+    /// tell about (the common case), and the map of relearns is not even looked at.
+    relearning: std::sync::atomic::AtomicUsize,
 }
 
 /// Keys (channel names and uniqueids) the index holds at most: a PBX with far fewer live
@@ -92,6 +95,8 @@ impl Owners {
             .filter(|e| e.value().contains(&upstream))
             .map(|e| e.key().clone())
             .collect();
+        // Counted before it exists, so no live event in between goes unnoted.
+        self.relearning.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         self.relearns.insert(
             upstream,
             Relearn {
@@ -127,6 +132,7 @@ impl Owners {
         let Some((_, r)) = self.relearns.remove(&upstream) else {
             return;
         };
+        self.relearning.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if !complete {
             return;
         }
@@ -144,6 +150,9 @@ impl Owners {
 
     /// Notes live-event changes to keys during a relearn of `upstream`.
     fn touched(&self, upstream: UpstreamId, keys: &[&str], gone: bool) {
+        if self.relearning.load(std::sync::atomic::Ordering::Acquire) == 0 {
+            return;
+        }
         if let Some(mut r) = self.relearns.get_mut(&upstream) {
             for k in keys.iter().filter(|k| !k.is_empty()) {
                 r.touched.insert((*k).to_owned());

@@ -10,14 +10,32 @@ use ami_proto::facts::{names_complete, ListFraming};
 use ami_proto::{Kind, Message, MessageBuilder};
 use tracing::debug;
 
+/// What a link read in one go, for the hub: the events for every client, and how many
+/// events the upstream sent (counted once per read, not once per event).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    events: Vec<Event>,
+    received: u64,
+}
+
 impl Upstream {
+    /// Publishes what `out` holds, as one batch, and counts what the upstream sent.
+    pub fn flush(&self, ctx: &Context, out: Outbox) {
+        if out.received > 0 {
+            self.events_in.increment(out.received);
+            self.events_total
+                .fetch_add(out.received, std::sync::atomic::Ordering::Relaxed);
+        }
+        ctx.hub.publish_all(out.events);
+    }
+
     /// Handles one message from the upstream. Anything that is neither a response nor an
     /// event means the stream can no longer be trusted (garbage, a desynchronised peer): the
     /// link is dropped and made anew.
     ///
-    /// Events for every client are pushed on `out`, for the caller to publish when it has
-    /// handled what it read.
-    pub fn dispatch(&self, ctx: &Context, msg: Message, out: &mut Vec<Event>) -> Result<(), String> {
+    /// Events for every client go in `out`, for the caller to [`Upstream::flush`] when it
+    /// has handled what it read.
+    pub fn dispatch(&self, ctx: &Context, msg: Message, out: &mut Outbox) -> Result<(), String> {
         match msg.kind() {
             Kind::Response => self.on_response(ctx, msg),
             Kind::Event => self.on_event(ctx, msg, out),
@@ -87,7 +105,7 @@ impl Upstream {
         }
     }
 
-    fn on_event(&self, ctx: &Context, msg: Message, out: &mut Vec<Event>) {
+    fn on_event(&self, ctx: &Context, msg: Message, out: &mut Outbox) {
         let name = msg.get("Event").unwrap_or("");
         let aid = msg.action_id();
         if let Some(aid) = aid {
@@ -176,9 +194,8 @@ impl Upstream {
     /// account link).
     ///
     /// `ours`: its ActionID is one of the proxy's.
-    fn publish(&self, ctx: &Context, msg: Message, ours: bool, out: &mut Vec<Event>) {
-        self.events_in.increment(1);
-        self.events_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    fn publish(&self, ctx: &Context, msg: Message, ours: bool, out: &mut Outbox) {
+        out.received += 1;
         // The proxy's ActionID, when the event follows from an action of ours.
         let mut raw_aid = None;
         let msg = match ours {
@@ -213,7 +230,7 @@ impl Upstream {
             }
         }
         if let Some(event) = event {
-            out.push(Event::from_upstream(event, self.origin.clone()));
+            out.events.push(Event::from_upstream(event, self.origin.clone()));
         }
     }
 

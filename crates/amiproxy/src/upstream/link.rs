@@ -2,11 +2,12 @@
 //! reconnect with capped exponential backoff and jitter, forever until a reload removes it.
 //! A Ping each interval finds a dead peer; ownership is relearned on every (re)connect.
 
+use super::dispatch::Outbox;
 use super::waiter::{Waiter, Waiting};
 use super::{simulated, Context, Io, LinkRole, Upstream};
 use crate::config::UpstreamTarget;
 use crate::error::ProxyError;
-use crate::hub::{self, Event};
+use crate::hub;
 use crate::sync::lock;
 use ami_proto::{AmiDecoder, Decoded, Kind, MessageBuilder, Role};
 use bytes::Bytes;
@@ -313,7 +314,7 @@ fn handle(
     ctx: &Context,
     up: &Upstream,
     frame: Option<Result<Decoded, ami_proto::Error>>,
-    out: &mut Vec<Event>,
+    out: &mut Outbox,
 ) -> Result<(), String> {
     match frame {
         // Asterisk writes C strings: a message that starts with NUL is not AMI, and would
@@ -352,10 +353,10 @@ async fn serve(
                 // read, not per event (answers go at once, ahead of them, as before).
                 let mut next = Some(frame);
                 let mut handled = 0;
-                let mut out = Vec::new();
+                let mut out = Outbox::default();
                 while let Some(frame) = next.take() {
                     if let Err(reason) = handle(ctx, up, frame, &mut out) {
-                        ctx.hub.publish_all(out);
+                        up.flush(ctx, out);
                         return reason;
                     }
                     handled += 1;
@@ -363,7 +364,7 @@ async fn serve(
                         next = futures::FutureExt::now_or_never(frames.next());
                     }
                 }
-                ctx.hub.publish_all(out);
+                up.flush(ctx, out);
                 // A full batch: more is waiting. Step aside, or the link would go on from its
                 // buffer (reading it costs no budget) ahead of the logins and actions that
                 // share the control thread, for as long as the upstream floods.

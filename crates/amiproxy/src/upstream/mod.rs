@@ -21,6 +21,7 @@ mod waiter;
 
 pub use action_ids::{ActionIds, ProxyActionId};
 pub use context::Context;
+pub use dispatch::Outbox;
 pub use link::spawn;
 pub use waiter::{ListEnd, Refused, Waiter, Waiting};
 
