@@ -12,7 +12,7 @@
 use super::Event;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
 /// Events published together, numbered from `first`.
@@ -41,7 +41,8 @@ struct Retained {
 #[derive(Debug)]
 pub(super) struct Ring {
     capacity: usize,
-    retained: Mutex<Retained>,
+    /// Written by the publisher only; every reader takes it shared.
+    retained: RwLock<Retained>,
     /// The sequence number the next event gets: how many were published. Written under
     /// the lock, read without it to see whether anything is new.
     published: AtomicU64,
@@ -54,7 +55,7 @@ impl Ring {
     pub(super) fn new(capacity: usize) -> Ring {
         Ring {
             capacity: capacity.max(1),
-            retained: Mutex::new(Retained::default()),
+            retained: RwLock::new(Retained::default()),
             published: AtomicU64::new(0),
             subscribers: AtomicUsize::new(0),
             notify: Notify::new(),
@@ -67,7 +68,7 @@ impl Ring {
             return;
         }
         {
-            let mut r = crate::sync::lock(&self.retained);
+            let mut r = crate::sync::write(&self.retained);
             let readers = self.subscribers.load(Ordering::Acquire);
             if readers == 0 {
                 return;
@@ -100,7 +101,7 @@ impl Ring {
     pub(super) fn subscribe(self: &Arc<Ring>) -> Subscription {
         // Under the lock: every batch from `next` on counts this reader, none before.
         let next = {
-            let _r = crate::sync::lock(&self.retained);
+            let _r = crate::sync::read(&self.retained);
             self.subscribers.fetch_add(1, Ordering::AcqRel);
             self.published.load(Ordering::Acquire)
         };
@@ -162,7 +163,7 @@ impl Subscription {
         if self.next >= self.ring.published.load(Ordering::Acquire) {
             return false;
         }
-        let r = crate::sync::lock(&self.ring.retained);
+        let r = crate::sync::read(&self.ring.retained);
         let at = r.batches.partition_point(|b| b.end() <= self.next);
         match r.batches.get(at) {
             Some(b) if b.first <= self.next => self.batch = Some(b.clone()),
@@ -174,7 +175,7 @@ impl Subscription {
     /// Moves a reader the ring has passed to the oldest event it still holds; how many
     /// events it skipped (0 when it was not passed).
     pub fn take_loss(&mut self) -> u64 {
-        let r = crate::sync::lock(&self.ring.retained);
+        let r = crate::sync::read(&self.ring.retained);
         let oldest = r
             .batches
             .front()
@@ -221,7 +222,7 @@ impl Drop for Subscription {
     /// Leaves the batch in hand and every batch not reached yet, so none waits for a
     /// reader that is gone.
     fn drop(&mut self) {
-        let r = crate::sync::lock(&self.ring.retained);
+        let r = crate::sync::read(&self.ring.retained);
         if let Some(held) = self.batch.take() {
             held.unread.fetch_sub(1, Ordering::AcqRel);
         }
@@ -287,13 +288,13 @@ mod tests {
         let mut s = ring.subscribe();
         ring.publish(events(9..20));
         assert_eq!(drain(&mut s).len(), 11);
-        assert_eq!(crate::sync::lock(&ring.retained).events, 11);
+        assert_eq!(crate::sync::read(&ring.retained).events, 11);
     }
 
     #[test]
     fn batches_every_reader_has_left_are_let_go() {
         let ring = Arc::new(Ring::new(1000));
-        let kept = || crate::sync::lock(&ring.retained).events;
+        let kept = || crate::sync::read(&ring.retained).events;
         let (mut a, mut b) = (ring.subscribe(), ring.subscribe());
         ring.publish(events(0..3));
         ring.publish(events(3..5));
@@ -326,7 +327,7 @@ mod tests {
         assert_eq!(slow.take_loss(), 3);
         assert_eq!(drain(&mut slow).len(), 2);
         small.publish(events(6..7));
-        assert_eq!(crate::sync::lock(&small.retained).events, 1);
+        assert_eq!(crate::sync::read(&small.retained).events, 1);
     }
 
     #[test]
