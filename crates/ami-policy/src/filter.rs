@@ -10,6 +10,40 @@
 
 use ami_proto::Message;
 use regex::bytes::Regex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Filters a [`FilterMemo`] remembers at most: the first distinct configured filter texts.
+pub const MEMO_SLOTS: usize = 64;
+
+/// The configured filter texts that have a memo slot, in slot order. Process-wide and never
+/// reassigned, so a slot means the same filter before and after a configuration reload (an
+/// event already in flight keeps what it learnt).
+static MEMO_TEXTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// The memo slot of a configured filter text, given on first sight; None once every slot is
+/// taken.
+fn memo_slot(text: &str) -> Option<u8> {
+    let mut texts = MEMO_TEXTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(i) = texts.iter().position(|t| t == text) {
+        return u8::try_from(i).ok();
+    }
+    if texts.len() >= MEMO_SLOTS {
+        return None;
+    }
+    texts.push(text.to_owned());
+    u8::try_from(texts.len() - 1).ok()
+}
+
+/// What one event's filters came to, shared by every client that judges it: users whose
+/// configured filters are the same text (a hundred tenant dashboards with one filter list)
+/// judge each filter once per event, not once per client. A filter's result depends only on
+/// the event, so whoever judges it first may write it for all.
+#[derive(Debug, Default)]
+pub struct FilterMemo {
+    known: AtomicU64,
+    matched: AtomicU64,
+}
 
 #[derive(Debug, Clone)]
 enum Method {
@@ -27,9 +61,19 @@ pub struct EventFilter {
     name: Option<String>,
     header: Option<String>,
     method: Method,
+    /// Its slot in an event's [`FilterMemo`] (configured filters only).
+    memo: Option<u8>,
 }
 
 impl EventFilter {
+    /// A filter of the configuration ([`EventFilter::parse`]), remembered per event under its
+    /// text: every user configured with the same text shares what one of them judged.
+    pub fn parse_configured(text: &str) -> Result<EventFilter, String> {
+        let mut f = Self::parse(text)?;
+        f.memo = memo_slot(text.trim());
+        Ok(f)
+    }
+
     /// A filter in manager.conf's text form (legacy or advanced).
     pub fn parse(text: &str) -> Result<EventFilter, String> {
         let t = text.trim();
@@ -60,6 +104,7 @@ impl EventFilter {
             name: None,
             header: None,
             method: Method::Regex(re),
+            memo: None,
         })
     }
 
@@ -70,6 +115,7 @@ impl EventFilter {
             name: None,
             header: None,
             method: Method::None,
+            memo: None,
         };
         let mut method = "none".to_string();
         for part in criteria.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -110,6 +156,24 @@ impl EventFilter {
 
     pub fn is_exclude(&self) -> bool {
         self.exclude
+    }
+
+    /// [`EventFilter::matches`], from the event's memo when this filter has a slot there.
+    fn matches_memo(&self, ev: &Message, event: Option<&[u8]>, memo: Option<&FilterMemo>) -> bool {
+        let (Some(slot), Some(memo)) = (self.memo, memo) else {
+            return self.matches(ev, event);
+        };
+        let bit = 1u64 << slot;
+        // `matched` is written before `known`: whoever sees the bit known sees its result.
+        if memo.known.load(Ordering::Acquire) & bit != 0 {
+            return memo.matched.load(Ordering::Acquire) & bit != 0;
+        }
+        let m = self.matches(ev, event);
+        if m {
+            memo.matched.fetch_or(bit, Ordering::Release);
+        }
+        memo.known.fetch_or(bit, Ordering::Release);
+        m
     }
 
     /// Matches on the raw bytes: no copy, no UTF-8 check per event and client.
@@ -191,12 +255,18 @@ impl FilterSet {
     }
 
     pub fn allows(&self, ev: &Message) -> bool {
+        self.allows_memo(ev, None)
+    }
+
+    /// [`FilterSet::allows`], sharing `memo` (the event's) with every other client that
+    /// judges the same event.
+    pub fn allows_memo(&self, ev: &Message, memo: Option<&FilterMemo>) -> bool {
         if self.is_empty() {
             return true;
         }
         let event = ev.get_bytes("Event");
-        (self.include.is_empty() || self.include.iter().any(|f| f.matches(ev, event)))
-            && !self.exclude.iter().any(|f| f.matches(ev, event))
+        (self.include.is_empty() || self.include.iter().any(|f| f.matches_memo(ev, event, memo)))
+            && !self.exclude.iter().any(|f| f.matches_memo(ev, event, memo))
     }
 }
 
@@ -218,6 +288,44 @@ mod tests {
             s.add(EventFilter::parse(f).unwrap());
         }
         s
+    }
+
+    #[test]
+    fn a_memo_judges_each_configured_filter_once_for_everyone() {
+        let texts = ["Event: Newchannel", "!Channel: DAHDI/", "action(exclude),name(VarSet)"];
+        let configured = |texts: &[&str]| {
+            let mut s = FilterSet::default();
+            for t in texts {
+                s.add(EventFilter::parse_configured(t).unwrap());
+            }
+            s
+        };
+        // Two users with the same texts share slots; a session's own filter has none.
+        let (a, b) = (configured(&texts), configured(&texts));
+        assert_eq!(a.include[0].memo, b.include[0].memo);
+        assert!(a.include[0].memo.is_some());
+        assert_ne!(a.include[0].memo, a.exclude[0].memo);
+        assert!(EventFilter::parse(texts[0]).unwrap().memo.is_none());
+        for (name, chan) in [
+            ("Newchannel", "PJSIP/1"),
+            ("Newchannel", "DAHDI/1"),
+            ("Hangup", "PJSIP/1"),
+        ] {
+            let e = ev(name, chan);
+            let memo = FilterMemo::default();
+            let first = a.allows_memo(&e, Some(&memo));
+            assert_eq!(first, a.allows(&e), "{name} {chan}");
+            // The second user reads what the first judged, and comes to the same.
+            assert_eq!(b.allows_memo(&e, Some(&memo)), first);
+            // A set with other filters, sharing one slot, still judges its own.
+            let c = configured(&["Event: Newchannel"]);
+            assert_eq!(c.allows_memo(&e, Some(&memo)), c.allows(&e));
+        }
+        // The memo holds what was judged: a filter judged false stays false for all.
+        let e = ev("Hangup", "PJSIP/1");
+        let memo = FilterMemo::default();
+        assert!(!a.allows_memo(&e, Some(&memo)));
+        assert!(!b.allows_memo(&e, Some(&memo)));
     }
 
     #[test]

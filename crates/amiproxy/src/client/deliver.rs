@@ -125,6 +125,6 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             && user
                 .policy
                 .named_in_scope(&ev.msg, || ev.names(), ev.server.as_deref(), self.core.owners.as_ref())
-            && self.filters.allows(&ev.msg)
+            && self.filters.allows_memo(&ev.msg, Some(&ev.filter_memo))
     }
 }

@@ -202,7 +202,7 @@ fn policy(raw: &RawConfig, i: usize, u: &RawUser, write: Classes, bad: Bad) -> P
         }
     }
     for (j, f) in u.eventfilter.iter().enumerate() {
-        match EventFilter::parse(f) {
+        match EventFilter::parse_configured(f) {
             Ok(f) => policy.filters.add(f),
             Err(e) => bad(format!("user[{i}].eventfilter[{j}]"), e),
         }

@@ -9,6 +9,7 @@ pub use ring::{Next, Subscription};
 
 use crate::perms::Classes;
 use crate::policy::EventNames;
+use ami_policy::filter::FilterMemo;
 use ami_proto::{Message, MessageBuilder};
 use std::sync::{Arc, OnceLock};
 
@@ -31,6 +32,9 @@ pub struct Event {
     /// The event as JSON for WebSocket clients: encoded by the first such client, shared by
     /// every other (never when no client reads JSON).
     json: OnceLock<bytes::Bytes>,
+    /// What the configured event filters said of it: each judged by the first client that
+    /// asks, read by every other client whose user has the same filter.
+    pub filter_memo: FilterMemo,
 }
 
 impl Event {
@@ -43,6 +47,7 @@ impl Event {
             from_upstream,
             names: OnceLock::new(),
             json: OnceLock::new(),
+            filter_memo: FilterMemo::default(),
         }
     }
 
