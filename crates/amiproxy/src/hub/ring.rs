@@ -204,7 +204,11 @@ impl Subscription {
     }
 
     /// Waits until [`Subscription::try_next`] has something. Cancel-safe: nothing is taken.
+    /// Counts against the task's cooperative budget, as a channel receive does: a reader
+    /// working through a backlog (every event filtered out, say) still lets the other tasks
+    /// of its thread run.
     pub async fn ready(&self) {
+        tokio::task::consume_budget().await;
         loop {
             let notified = self.ring.notify.notified();
             tokio::pin!(notified);

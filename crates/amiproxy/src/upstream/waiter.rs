@@ -85,6 +85,11 @@ pub(super) struct Held {
 }
 
 impl Drop for Waiter {
+    /// Publishes the held events. In the binary every link runs on the one control thread,
+    /// so this never runs while the main link is between reading events and publishing
+    /// them: held events keep their place after the events read before them. (Where links
+    /// share a multi-threaded runtime, as in tests, a held event can pass events the main
+    /// link read in the same read and has not published yet.)
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let events = held.events.into_iter();
