@@ -160,6 +160,8 @@ fn converse(core: &Arc<Core>, config: &Config, prefix: &[u8], input: &[u8], size
                 local: "127.0.0.1:5038".parse().expect("an address"),
                 tls: false,
                 since: std::time::SystemTime::now(),
+                transport: amiproxy::sessions::Transport::Tcp,
+                peer_cert: None,
             },
             permit,
             Arc::from("127.0.0.1:0"),

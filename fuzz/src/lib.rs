@@ -39,7 +39,14 @@ pub fn chunk_sizes(selector: u8, len: usize) -> Vec<usize> {
     }
 }
 
+/// The tag a tagging upstream decoder appends (see [`check`]).
+const TAG: (&str, &str) = ("Server", "pbx1");
+
 fn run(role: Role, input: &[u8], sizes: &[usize]) -> Outcome {
+    run_with(AmiDecoder::new(role), role, input, sizes)
+}
+
+fn run_with(mut d: AmiDecoder, role: Role, input: &[u8], sizes: &[usize]) -> Outcome {
     let limits = match role {
         Role::Client => Limits::client(),
         Role::Upstream => Limits::upstream(),
@@ -47,7 +54,6 @@ fn run(role: Role, input: &[u8], sizes: &[usize]) -> Outcome {
     // Largest buffer a client-role decoder may hold between reads: a message of the
     // maximal number of maximal lines, plus a partial line (and its `\r`).
     let client_bound = limits.max_lines * (limits.max_line + 2) + limits.max_line + 1;
-    let mut d = AmiDecoder::new(role);
     let mut buf = BytesMut::new();
     let mut out = Outcome {
         items: Vec::new(),
@@ -114,6 +120,8 @@ fn check_items(role: Role, items: &[Decoded]) {
                     let l = Limits::client();
                     assert!(m.field_count() <= l.max_lines);
                 }
+                // Where the decoder noted the first ActionID is where a look finds it.
+                assert_eq!(m.action_id(), m.get("ActionID"), "{m:?}");
             }
         }
     }
@@ -134,5 +142,58 @@ pub fn check(role: Role, data: &[u8]) {
     if selector != 0 {
         let whole = run(role, input, &[input.len().max(1)]);
         assert_eq!(chunked, whole, "chunking changed the result");
+    }
+    // A tagging upstream decoder gives each message what tagging it afterwards would.
+    if role == Role::Upstream {
+        let tagging = AmiDecoder::new(role).tagging_events(TAG.0, TAG.1);
+        let tagged = run_with(tagging, role, input, &chunk_sizes(selector, input.len()));
+        assert_eq!(tagged.error, chunked.error);
+        assert_eq!(tagged.items.len(), chunked.items.len());
+        for (t, p) in tagged.items.iter().zip(&chunked.items) {
+            match (t, p) {
+                (Decoded::Message(t), Decoded::Message(p)) => match t.decoder_tag() {
+                    Some(_) => assert_eq!(t.as_bytes(), p.clone().into_only(TAG.0, TAG.1).as_bytes()),
+                    None => assert_eq!(t, p),
+                },
+                (t, p) => assert_eq!(t, p),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The target body over the captured transcripts, in several chunkings: what the fuzzer
+    /// starts from, checked on stable without libFuzzer.
+    #[test]
+    fn the_transcripts_pass_every_check() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/transcripts");
+        let mut n = 0;
+        for entry in std::fs::read_dir(dir).expect("fixtures/transcripts") {
+            let path = entry.expect("an entry").path();
+            let name = path.to_string_lossy().into_owned();
+            let role = match () {
+                _ if name.ends_with(".s2c.raw") => Role::Upstream,
+                _ if name.ends_with(".c2s.raw") => Role::Client,
+                _ => continue,
+            };
+            let bytes = std::fs::read(&path).expect("a transcript");
+            for selector in [0u8, 1, 7, 200] {
+                let mut data = vec![selector];
+                data.extend_from_slice(&bytes);
+                check(role, &data);
+            }
+            n += 1;
+        }
+        assert!(n > 10, "only {n} transcripts");
+        // A forged tag and an ActionID after it, cut anywhere.
+        let forged = b"Event: Newstate\r\nActionID: 1\r\n server : evil\r\n\r\nEvent: X\r\nActionid: 2\r\n\r\n";
+        for selector in [0u8, 1, 3, 130] {
+            let mut data = vec![selector];
+            data.extend_from_slice(forged);
+            check(Role::Upstream, &data);
+        }
     }
 }
