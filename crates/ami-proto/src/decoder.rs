@@ -1,6 +1,6 @@
 use crate::error::{Error, Rejection};
 use crate::line_scan::next_line;
-use crate::message::{key_names_loosely, Field, Lookup, Message};
+use crate::message::{key_names_loosely, Field, Kind, Lookup, Message};
 use crate::END_COMMAND;
 use bytes::{Buf, BytesMut};
 
@@ -214,11 +214,11 @@ impl AmiDecoder {
         // the decoder's own index at its size; taking it would regrow a new one per message.
         let mut fields = Vec::with_capacity(self.fields.len() + 1);
         fields.extend_from_slice(&self.fields);
-        let is_event = |f: &Field| buf[f.key_range()].eq_ignore_ascii_case(b"Event");
+        let kind = Kind::of_first_key(self.fields.first().map(|f| &buf[f.key_range()]));
         let tag = self
             .tag
             .as_ref()
-            .filter(|_| !self.tag_clash && body.is_none() && self.fields.first().is_some_and(is_event));
+            .filter(|_| !self.tag_clash && body.is_none() && kind == Kind::Event);
         let msg = match tag {
             Some(tag) => {
                 // The headers, the tag, then the blank line that ends the message.
@@ -363,10 +363,9 @@ impl AmiDecoder {
                             continue;
                         }
                     }
-                    let field = match colon {
-                        Some(_) => Field::with_colon(buf, start, end, next, colon),
-                        None if whole_line => Field::with_colon(buf, start, end, next, None),
-                        None => Field::parse(buf, start, end, next),
+                    let field = match whole_line {
+                        true => Field::with_colon(buf, start, end, next, colon),
+                        false => Field::parse(buf, start, end, next),
                     };
                     if self.fields.len() >= self.limits.max_lines || self.rejected.is_some() {
                         if self.role == Role::Upstream {
@@ -383,14 +382,14 @@ impl AmiDecoder {
                         self.reject(buf, reason);
                         continue;
                     }
-                    if let Some(tag) = &self.tag {
-                        self.tag_clash |= field.has_colon() && key_names_loosely(&buf[field.key_range()], &tag.key);
-                    }
-                    if self.action_id_at == Lookup::Absent
-                        && field.has_colon()
-                        && buf[field.key_range()].eq_ignore_ascii_case(b"ActionID")
-                    {
-                        self.action_id_at = Lookup::At(self.fields.len() as u32);
+                    if field.has_colon() {
+                        let key = &buf[field.key_range()];
+                        if let Some(tag) = &self.tag {
+                            self.tag_clash |= key_names_loosely(key, &tag.key);
+                        }
+                        if self.action_id_at == Lookup::Absent && key.eq_ignore_ascii_case(b"ActionID") {
+                            self.action_id_at = Lookup::At(self.fields.len() as u32);
+                        }
                     }
                     self.fields.push(field);
                     self.line_start = next;

@@ -79,6 +79,18 @@ pub enum Kind {
     Other,
 }
 
+impl Kind {
+    /// The kind of a message whose first header has the name `key` (None: no header).
+    pub(crate) fn of_first_key(key: Option<&[u8]>) -> Kind {
+        match key {
+            Some(k) if k.eq_ignore_ascii_case(b"Event") => Kind::Event,
+            Some(k) if k.eq_ignore_ascii_case(b"Response") => Kind::Response,
+            Some(k) if k.eq_ignore_ascii_case(b"Action") => Kind::Action,
+            _ => Kind::Other,
+        }
+    }
+}
+
 /// A decoded AMI message: its exact bytes (terminating blank line included) and an
 /// index of its lines. Cheap to clone (the bytes are shared).
 #[derive(Clone)]
@@ -177,12 +189,7 @@ impl Message {
 
     /// The kind, from the first header's key.
     pub fn kind(&self) -> Kind {
-        match self.fields.first().map(|f| self.key_of(f)) {
-            Some(k) if k.eq_ignore_ascii_case(b"Event") => Kind::Event,
-            Some(k) if k.eq_ignore_ascii_case(b"Response") => Kind::Response,
-            Some(k) if k.eq_ignore_ascii_case(b"Action") => Kind::Action,
-            _ => Kind::Other,
-        }
+        Kind::of_first_key(self.fields.first().map(|f| self.key_of(f)))
     }
 
     fn key_of(&self, f: &Field) -> &[u8] {
