@@ -84,11 +84,6 @@ impl Hub {
         self.ring.publish(vec![Event::new(msg, None, false)]);
     }
 
-    /// Publishes an event the upstream `server` sent, alone (see [`Hub::publish_all`]).
-    pub fn publish_from(&self, msg: Message, server: Arc<str>) {
-        self.ring.publish(vec![Event::new(msg, Some(server), true)]);
-    }
-
     /// Publishes one of the proxy's own events about the upstream `server` (scoped to it).
     pub fn publish_about(&self, msg: Message, server: Arc<str>) {
         self.ring.publish(vec![Event::new(msg, Some(server), false)]);

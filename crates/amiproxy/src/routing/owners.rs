@@ -24,8 +24,9 @@ pub struct Owners {
     /// locks every shard of the map (there are 4 per CPU), far too dear for every new
     /// channel, so it is counted again only when this bound reaches the cap.
     len_bound: std::sync::atomic::AtomicUsize,
-    /// At least the number of relearns in progress: when 0, a live event has no relearn to
-    /// tell about (the common case), and the map of relearns is not even looked at.
+    /// The number of relearns in progress (one more for a moment while one starts): when 0,
+    /// a live event has no relearn to tell about (the common case), and the map of relearns
+    /// is not even looked at.
     relearning: std::sync::atomic::AtomicUsize,
 }
 
@@ -95,15 +96,19 @@ impl Owners {
             .filter(|e| e.value().contains(&upstream))
             .map(|e| e.key().clone())
             .collect();
-        // Counted before it exists, so no live event in between goes unnoted.
+        // Counted before it exists, so no live event in between goes unnoted; not twice when
+        // it replaces a relearn of the same upstream.
         self.relearning.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.relearns.insert(
+        let replaced = self.relearns.insert(
             upstream,
             Relearn {
                 before,
                 ..Default::default()
             },
         );
+        if replaced.is_some() {
+            self.relearning.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
     }
 
     /// One item of a relearn list (`CoreShowChannel`): learned unless a live Hangup for it
@@ -291,6 +296,20 @@ mod tests {
         assert!(add("f"));
         assert!(!add("g"));
         assert_eq!(o.len(), 3);
+    }
+
+    #[test]
+    fn a_relearn_started_again_is_counted_once() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let o = Owners::default();
+        o.begin_relearn(UpstreamId(1));
+        o.begin_relearn(UpstreamId(1));
+        o.begin_relearn(UpstreamId(2));
+        assert_eq!(o.relearning.load(Relaxed), 2);
+        o.end_relearn(UpstreamId(1), false);
+        o.end_relearn(UpstreamId(2), true);
+        // None in progress: live events skip the relearn map again.
+        assert_eq!(o.relearning.load(Relaxed), 0);
     }
 
     #[test]

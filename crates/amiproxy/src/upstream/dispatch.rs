@@ -189,9 +189,9 @@ impl Upstream {
     }
 
     /// An event from the main link for every client (the ownership index has learnt from it
-    /// already): it gets its client's ActionID back when it follows from an action of ours, is tagged with this server, and
-    /// is published (held first while the action it follows from is unanswered on an
-    /// account link).
+    /// already): it gets its client's ActionID back when it follows from an action of ours,
+    /// is tagged with this server, and goes in `out` (held first while the action it follows
+    /// from is unanswered on an account link).
     ///
     /// `ours`: its ActionID is one of the proxy's.
     fn publish(&self, ctx: &Context, msg: Message, ours: bool, out: &mut Outbox) {

@@ -348,9 +348,9 @@ async fn serve(
             frame = frames.next() => {
                 last_seen = Instant::now();
                 // Every frame already read goes in this turn (a bounded batch): one wake-up
-                // and one clock read per read chunk, not per event.
-                // Its events go to the hub together, after it: one wake-up per session per
-                // read, not per event (answers go at once, ahead of them, as before).
+                // and one clock read per read chunk, not per event. Its events go to the hub
+                // together, after it, so a session too wakes once per read; answers go to
+                // their sessions at once, ahead of them.
                 let mut next = Some(frame);
                 let mut handled = 0;
                 let mut out = Outbox::default();
