@@ -173,21 +173,7 @@ impl Env {
         };
         match via {
             Via::Direct => {}
-            Via::ProxyBin(bin) => {
-                let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
-                std::fs::create_dir_all(&dir)?;
-                let path = dir.join("proxy.toml");
-                std::fs::write(&path, proxy_toml(&upstreams(&env.sims), creds, tuning))?;
-                env.dir = Some(dir);
-                let mut cmd = Command::new(&bin);
-                cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
-                let (child, stdout, addr, web) = spawn_listening(cmd, tuning.web).await?;
-                env.pid = child.id();
-                env.child = Some((child, stdout));
-                env.targets = vec![addr];
-                env.web = web;
-                env.through_proxy = true;
-            }
+            Via::ProxyBin(bin) => env.start_proxy_bin(&bin, &upstreams(&env.sims), creds, tuning).await?,
             Via::InProcess => {
                 let text = proxy_toml(&upstreams(&env.sims), creds, tuning);
                 let config = amiproxy::Config::from_toml(&text, Path::new(".")).map_err(|problems| {
@@ -247,19 +233,9 @@ impl Env {
         match via {
             Via::SimBin(_) => {}
             Via::ProxyBin(bin) => {
-                let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
-                std::fs::create_dir_all(&dir)?;
-                let path = dir.join("proxy.toml");
-                std::fs::write(&path, proxy_toml(&[("sim1".into(), sim_addr)], creds, tuning))?;
-                env.dir = Some(dir);
-                let mut cmd = Command::new(&bin);
-                cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
-                let (child, stdout, addr, _) = spawn_listening(cmd, false).await?;
-                env.pid = child.id();
-                env.child = Some((child, stdout));
-                env.targets = vec![addr];
-                env.through_proxy = true;
-                wait_ready(addr, &env.server_names(), creds).await?;
+                env.start_proxy_bin(&bin, &[("sim1".into(), sim_addr)], creds, tuning)
+                    .await?;
+                wait_ready(env.targets[0], &env.server_names(), creds).await?;
             }
             other => {
                 return Err(LoadError::Usage(format!(
@@ -269,6 +245,31 @@ impl Env {
             }
         }
         Ok(env)
+    }
+
+    /// Starts the `amiproxy` binary at `bin` in front of `upstreams`, with a generated config
+    /// in a temporary directory (removed at shutdown); clients then connect to it.
+    async fn start_proxy_bin(
+        &mut self,
+        bin: &Path,
+        upstreams: &[(String, SocketAddr)],
+        creds: &Credentials,
+        tuning: &ProxyTuning,
+    ) -> Result<()> {
+        let dir = std::env::temp_dir().join(format!("ami-load-{}-{}", std::process::id(), unique()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("proxy.toml");
+        std::fs::write(&path, proxy_toml(upstreams, creds, tuning))?;
+        self.dir = Some(dir);
+        let mut cmd = Command::new(bin);
+        cmd.arg("--config").arg(&path).env("RUST_LOG", &tuning.log);
+        let (child, stdout, addr, web) = spawn_listening(cmd, tuning.web).await?;
+        self.pid = child.id();
+        self.child = Some((child, stdout));
+        self.targets = vec![addr];
+        self.web = web;
+        self.through_proxy = true;
+        Ok(())
     }
 
     /// Names events are tagged with (empty when the endpoint is not a proxy we started).
