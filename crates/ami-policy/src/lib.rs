@@ -32,6 +32,13 @@ pub use scope::{EventNames, Scope};
 pub trait Channels {
     /// The channel a uniqueid names, when exactly one upstream has that uniqueid.
     fn channel_of(&self, uniqueid: &str) -> Option<String>;
+    /// The channel a uniqueid in an event names: a live one, or one that hung up lately.
+    /// Events are judged after the index learned from them (and from those read with them),
+    /// so an event about a call that has ended since must still find its channel. Actions
+    /// use [`Channels::channel_of`]: a channel that is gone is nothing to act on.
+    fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
+        self.channel_of(uniqueid)
+    }
     /// Whether a channel name or uniqueid is live on exactly one upstream.
     fn is_live(&self, key: &str) -> bool;
 }

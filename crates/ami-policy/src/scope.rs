@@ -111,7 +111,9 @@ impl Policy {
         if uniqueids && (names.user_event || !ok) {
             for (_, span) in names.named.iter().filter(|(k, _)| *k == Names::Uniqueid) {
                 let v = std::str::from_utf8(&raw[span.clone()]).unwrap_or("");
-                let this = owners.channel_of(v).is_some_and(|name| s.channels.is_match(&name));
+                let this = owners
+                    .channel_of_event(v)
+                    .is_some_and(|name| s.channels.is_match(&name));
                 named = true;
                 ok |= this;
                 if names.user_event && !this {

@@ -437,3 +437,56 @@ async fn scoped_users_cannot_reach_around_their_scope() {
     .await;
     assert_ne!(acme.response("ok").await.get("Message"), Some("Permission denied"));
 }
+
+/// A call's teardown arrives in one read: the tenant's channel hangs up, then the trunk leg
+/// it dialled, which names the tenant's channel only by its Linkedid. The index has learned
+/// the first Hangup by the time the session judges the trunk's events; the tenant must
+/// still see them, and must not see another call's trunk leg.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_sees_its_whole_call_when_the_teardown_comes_in_one_read() {
+    let (sim, proxy) = setup().await;
+    let mut acme = Client::login(proxy.addr(), "acme", "acme-secret").await;
+    wait_upstream(&mut acme, "pbx1").await;
+    let event = |name: &str, chan: &str, uid: &str, linked: &str| {
+        format!(
+            "Event: {name}\r\nPrivilege: call,all\r\nChannel: {chan}\r\nUniqueid: {uid}\r\nLinkedid: {linked}\r\n\r\n"
+        )
+    };
+    let (mine, trunk) = ("Local/100@default-0000beef;1", "PJSIP/trunk-0000beef");
+    let burst = [
+        event("Newchannel", mine, "1700.801", "1700.801"),
+        event("Newchannel", trunk, "1700.802", "1700.801"),
+        event("Newchannel", "PJSIP/trunk-0000cafe", "1700.803", "1700.900"),
+        event("Hangup", mine, "1700.801", "1700.801"),
+        event("Hangup", trunk, "1700.802", "1700.801"),
+        event("Hangup", "PJSIP/trunk-0000cafe", "1700.803", "1700.900"),
+        // The end marker: the tenant's own channel again.
+        event("Newchannel", "Local/100@default-0000f00d;1", "1700.804", "1700.804"),
+    ]
+    .concat();
+    sim.send_garbage(burst.as_bytes());
+    let mut seen = Vec::new();
+    loop {
+        let m = acme.until(|m| m.event_name().is_some()).await;
+        let uid = m.get("Uniqueid").unwrap_or("").to_owned();
+        if uid == "1700.804" {
+            break;
+        }
+        if uid.starts_with("1700.8") {
+            seen.push(format!(
+                "{} {}",
+                m.event_name().unwrap_or(""),
+                m.get("Channel").unwrap_or("")
+            ));
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            format!("Newchannel {mine}"),
+            format!("Newchannel {trunk}"),
+            format!("Hangup {mine}"),
+            format!("Hangup {trunk}"),
+        ]
+    );
+}

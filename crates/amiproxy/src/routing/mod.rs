@@ -8,6 +8,7 @@
 //!    `Hangup` by `/regex/` go to every connected upstream, answered as one list;
 //! 5. the default upstream.
 
+mod departed;
 mod owners;
 
 pub use owners::{Owners, MAX_OWNED_KEYS};

@@ -1,6 +1,7 @@
 //! Which upstream owns which channel, learned from the upstreams' events; what routes an
 //! action that names a channel, and what the policy asks about live channels.
 
+use super::departed::Departed;
 use crate::ids::UpstreamId;
 use ami_proto::Message;
 use dashmap::DashMap;
@@ -28,6 +29,9 @@ pub struct Owners {
     /// a live event has no relearn to tell about (the common case), and the map of relearns
     /// is not even looked at.
     relearning: std::sync::atomic::AtomicUsize,
+    /// Uniqueids of channels that hung up lately: events naming them may still wait in a
+    /// session's queue, and their tenant must still see them.
+    departed: Departed,
 }
 
 /// Keys (channel names and uniqueids) the index holds at most: a PBX with far fewer live
@@ -50,6 +54,10 @@ struct Relearn {
 impl ami_policy::Channels for Owners {
     fn channel_of(&self, uniqueid: &str) -> Option<String> {
         Owners::channel_of(self, uniqueid)
+    }
+
+    fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
+        Owners::channel_of_event(self, uniqueid)
     }
 
     fn is_live(&self, key: &str) -> bool {
@@ -180,7 +188,9 @@ impl Owners {
             owners.retain(|u| *u != upstream);
         }
         self.map.remove_if(key, |_, v| v.is_empty());
-        self.names.remove_if(key, |_, v| v.1 == upstream);
+        if let Some((uid, (name, up))) = self.names.remove_if(key, |_, v| v.1 == upstream) {
+            self.departed.bury(uid, name, up);
+        }
     }
 
     /// Records that `uniqueid` is the channel `name`.
@@ -190,12 +200,29 @@ impl Owners {
         }
     }
 
-    /// The channel name of a uniqueid, when known.
+    /// The channel name of a live uniqueid, when known.
     pub fn channel_of(&self, uniqueid: &str) -> Option<String> {
-        let (name, upstream) = self.names.get(uniqueid).map(|v| v.clone())?;
+        self.resolve(uniqueid, false)
+    }
+
+    /// The channel name of a uniqueid an event names: a live channel's, or that of one that
+    /// hung up lately (the event can be judged after its Hangup was learned).
+    pub fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
+        self.resolve(uniqueid, true)
+    }
+
+    fn resolve(&self, uniqueid: &str, departed: bool) -> Option<String> {
         // A uniqueid two upstreams share (no `systemname`) names no one channel: a scope
         // check must not take one box's channel for the other's.
-        (self.get(uniqueid) == Some(upstream)).then_some(name)
+        if let Some((name, upstream)) = self.names.get(uniqueid).map(|v| v.clone()) {
+            return (self.get(uniqueid) == Some(upstream)).then_some(name);
+        }
+        if !departed {
+            return None;
+        }
+        let (name, upstream) = self.departed.get(uniqueid)?;
+        // Not when another upstream has taken that uniqueid since.
+        self.owners(uniqueid).iter().all(|u| *u == upstream).then_some(name)
     }
 
     /// The one upstream that has `key` (None when unknown, or when several have it).
@@ -310,6 +337,22 @@ mod tests {
         o.end_relearn(UpstreamId(2), true);
         // None in progress: live events skip the relearn map again.
         assert_eq!(o.relearning.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn events_still_find_a_channel_that_hung_up_and_actions_do_not() {
+        let o = Owners::default();
+        let ev = |name: &str, chan: &str, uid: &str| action(&[("Event", name), ("Channel", chan), ("Uniqueid", uid)]);
+        o.learn(UpstreamId(1), "Newchannel", &ev("Newchannel", "SIP/a-1", "u1"));
+        o.learn(UpstreamId(1), "Hangup", &ev("Hangup", "SIP/a-1", "u1"));
+        assert_eq!(o.channel_of("u1"), None, "nothing to act on");
+        assert_eq!(o.channel_of_event("u1").as_deref(), Some("SIP/a-1"));
+        // Another box has that uniqueid now (no `systemname`): it names no one channel.
+        o.learn(UpstreamId(2), "Newchannel", &ev("Newchannel", "SIP/b-9", "u1"));
+        assert_eq!(o.channel_of_event("u1").as_deref(), Some("SIP/b-9"));
+        o.insert("u1", UpstreamId(1));
+        assert_eq!(o.channel_of_event("u1"), None);
+        assert_eq!(o.channel_of_event("never-seen"), None);
     }
 
     #[test]
