@@ -83,11 +83,13 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
              `functions` allow-list (none by default) with no `${`/`$[` in its arguments; functions \
              that reach files, the shell, the network, the configuration, the environment or AstDB, \
              or that take a variable name (`CUT`, `PUSH`, `IMPORT`, ...), need `system` whatever \
-             the list says; written names: never one Asterisk acts on (`MONITOR_EXEC`, \
-             `TOUCH_MIXMONITOR_OPTIONS`, `TRANSFER_CONTEXT`, ...), and only the user's `variables` \
-             when it has that list; scoped users: no functions that reach other channels, queues, \
-             contexts or globals (`CHANNEL` writes included), and reads only of the channel's \
-             built-ins or the user's `variables` (a plain name falls back to the globals)",
+             the list says; written names: never one Asterisk reads or acts on (`MONITOR_EXEC`, \
+             `CONNECTED_LINE_SEND_SUB`, `BRIDGE_PLAY_SOUND`, `TRANSFER_CONTEXT`, ...: every name \
+             Asterisk 22's modules read), and only the user's `variables` when it has that list; \
+             scoped users, and users with `contexts`: no functions that reach other channels, \
+             queues, contexts or globals (`CHANNEL` writes included); scoped users: reads only of \
+             the channel's built-ins (case-sensitive, as Asterisk) or the user's `variables` (a \
+             plain name falls back to the globals)",
         ),
         Arg::VariableList => ("a comma list of Variable", "as Variable, for each item"),
         Arg::Assignments => (
@@ -99,13 +101,13 @@ fn legend(arg: Arg) -> (&'static str, &'static str) {
             "an application to run",
             "restricted users: in the user's `applications` allow-list (a safe default); \
              applications that run commands, write files or reach other channels need `system` \
-             (or for the latter, no scope)",
+             (or for the latter, no scope and no `contexts` list)",
         ),
         Arg::AppData => (
             "the arguments of that application, substituted before it runs",
             "restricted users: no `${`/`$[`; the arguments are parsed per application and checked \
              like the headers they correspond to (variables set, `Set`/`MSet` assignments, a \
-             channel argument, sound files: names, not paths)",
+             channel argument, sound files: names, not paths or URLs)",
         ),
         Arg::Gosub => (
             "a dialplan subroutine `[[context,]exten,]priority[(args)]` run on a channel",

@@ -7,7 +7,7 @@ use ami_proto::{Action, Message, MessageBuilder};
 use regex::Regex;
 
 /// The action a test message carries.
-fn act(m: &Message) -> Action {
+pub(crate) fn act(m: &Message) -> Action {
     Action::parse(m.clone()).expect("a test message has an Action header")
 }
 use std::cell::RefCell;
@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 /// A stand-in for the proxy's ownership index.
 #[derive(Default)]
-struct Owners {
+pub(crate) struct Owners {
     live: RefCell<HashSet<String>>,
     names: RefCell<HashMap<String, String>>,
 }
@@ -40,11 +40,11 @@ impl Channels for Owners {
     }
 }
 
-fn msg(h: &[(&str, &str)]) -> Message {
+pub(crate) fn msg(h: &[(&str, &str)]) -> Message {
     h.iter().fold(MessageBuilder::new(), |b, (k, v)| b.header(k, v)).build()
 }
 
-fn write(c: &str) -> Classes {
+pub(crate) fn write(c: &str) -> Classes {
     Classes::parse(c).unwrap()
 }
 

@@ -95,6 +95,10 @@ async fn attack_payloads_are_refused_and_the_connection_stays() {
         "Action: GetConfig\r\nFilename: ../../etc/passwd\r\n",
         "Action: Command\r\nCommand: !sh\r\n",
         "Action: Filter\r\nOperation: Add\r\nFilter: Event: Hangup\r\n",
+        // Variables Asterisk reads: a Gosub at every bridge join, a file at every bridge change.
+        "Action: Setvar\r\nChannel: Local/100@default\r\nVariable: CONNECTED_LINE_SEND_SUB\r\nValue: default,700,1\r\n",
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Wait\r\nData: 1\r\nVariable: BRIDGE_PLAY_SOUND=/etc/passwd\r\n",
+        "Action: Originate\r\nChannel: Local/100@default\r\nApplication: Playback\r\nData: http://169.254.169.254/x\r\n",
     ];
     for (i, a) in attacks.iter().enumerate() {
         denied(&mut c, a, &format!("atk-{i}")).await;

@@ -22,7 +22,11 @@ pub enum Reach {
 /// `name` as a variable, and a name ending in `)` is itself a function call, so
 /// `CUT(AST_CONFIG(manager.conf,proxy,secret),|,1)` would reach what `CUT` itself cannot.
 /// `CHANNEL` and `FEATURE*` are shared: their writes send a channel into any context
-/// (`hangup_handler_push`, `after_bridge_goto`) or arm features (automixmon).
+/// (`hangup_handler_push`, `after_bridge_goto`) or arm features (automixmon); so is
+/// `TONE_DETECT`, whose `g()`/`h()` options jump to any context when a tone is heard.
+/// `CONFBRIDGE` and `CALLCOMPLETION` need `system`: a dynamic bridge profile's
+/// `record_command` runs a shell command, and call completion runs `cc_callback_sub` and
+/// dials `cc_agent_dialstring`.
 const FUNCTIONS: &[(Reach, &[&str])] = &[
     (
         Reach::Own,
@@ -33,11 +37,9 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "BASE64_DECODE",
             "BASE64_ENCODE",
             "BASENAME",
-            "CALLCOMPLETION",
             "CALLERID",
             "CDR",
             "CDR_PROP",
-            "CONFBRIDGE",
             "CONNECTEDLINE",
             "CSV_QUOTE",
             "DIGIT_SUM",
@@ -92,7 +94,6 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "TESTTIME",
             "TIMEOUT",
             "TOLOWER",
-            "TONE_DETECT",
             "TOUPPER",
             "TRIM",
             "URIDECODE",
@@ -139,6 +140,7 @@ const FUNCTIONS: &[(Reach, &[&str])] = &[
             "QUEUE_VARIABLES",
             "QUEUE_WAITING_COUNT",
             "SHARED",
+            "TONE_DETECT",
             "TRYLOCK",
             "UNLOCK",
             "VALID_EXTEN",

@@ -4,6 +4,8 @@
 //! ([`actions`]); this module holds the judge and the header kinds.
 
 mod actions;
+#[cfg(test)]
+mod acts_on;
 mod originate;
 mod variables;
 
@@ -124,6 +126,19 @@ pub(crate) struct Judge<'a> {
 }
 
 impl Judge<'_> {
+    /// Why a shared application or function is refused to this user, if it is: it may
+    /// reach other tenants (a scoped user), or contexts beyond the user's own list (`Dial`
+    /// of `Local/s@internal`, `CHANNEL(hangup_handler_push)`, `Gosub` into any context).
+    pub(crate) fn shared_refused(&self) -> Option<&'static str> {
+        if self.scoped {
+            Some("reaches other tenants")
+        } else if !self.policy.scope.contexts.is_empty() {
+            Some("reaches contexts beyond the user's contexts")
+        } else {
+            None
+        }
+    }
+
     /// Every header of the action, each by its kind in the audit table. A header name
     /// Asterisk would not match as written (blanks, control bytes) is one a client reading
     /// the event or answer might still take for `Server` or `Event`.

@@ -18,13 +18,15 @@ impl Judge<'_> {
                     format!("application `{app}` needs system"),
                 ))
             }
-            Reach::Shared if self.scoped => {
-                return Err(Denial::new(
-                    DenialKind::Application,
-                    format!("application `{app}` reaches other tenants"),
-                ))
+            Reach::Shared => {
+                if let Some(why) = self.shared_refused() {
+                    return Err(Denial::new(
+                        DenialKind::Application,
+                        format!("application `{app}` {why}"),
+                    ));
+                }
             }
-            _ => {}
+            Reach::Own => {}
         }
         let listed = match &self.policy.applications {
             Some(list) => list.iter().any(|a| a.eq_ignore_ascii_case(app.trim())),
@@ -95,8 +97,9 @@ impl Judge<'_> {
 }
 
 /// A sound file given as a path (absolute, or climbing out with `..`) rather than a name
-/// under Asterisk's sound folders.
+/// under Asterisk's sound folders. A URL is one too: Asterisk fetches `http://…` names
+/// through its media cache, a request from the PBX's network to wherever the user says.
 fn not_a_sound_name(f: &str) -> bool {
     let f = f.trim();
-    f.starts_with('/') || f.split('/').any(|p| p == "..")
+    f.starts_with('/') || f.split('/').any(|p| p == "..") || f.contains("://")
 }

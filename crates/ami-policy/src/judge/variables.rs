@@ -38,8 +38,10 @@ const BUILTIN_VARIABLES: &[&str] = &[
 
 /// Channel variables Asterisk acts on: commands it runs when a recording ends
 /// (`MONITOR_EXEC`, MixMonitor options armed by `TOUCH_MIXMONITOR_OPTIONS`), features it arms,
-/// contexts it sends the channel to. A user without `system` may not set them (with their
-/// `_`/`__` inheritance prefixes stripped).
+/// contexts and subroutines it sends the channel to (`CONNECTED_LINE_SEND_SUB`, the `END_`
+/// locations of `While` and `If`), files it plays (`BRIDGE_PLAY_SOUND`), groups it counts. A
+/// user without `system` may not set them (with their `_`/`__` inheritance prefixes
+/// stripped), nor any name in [`ASTERISK_READS`].
 const INTERPRETED_VARIABLES: &[&str] = &[
     "MONITOR_*",
     "TOUCH_*",
@@ -54,7 +56,54 @@ const INTERPRETED_VARIABLES: &[&str] = &[
     "GOSUB_*",
     "MACRO_*",
     "PARKING*",
+    "*_SEND_SUB*",
+    "*_SEND_MACRO*",
+    "*EXIT_CONTEXT",
+    "LIMIT_*",
+    "WHILE_*",
+    "END_WHILE_*",
+    "IF_*",
+    "END_IF_*",
 ];
+
+/// Every channel variable Asterisk 22's own code reads by name
+/// (`pbx_builtin_getvar_helper(chan, "NAME")` throughout its modules, taken from its
+/// source): whatever a name does there, a user without `system` cannot know it is harmless,
+/// so none of them may be set. Space-separated, one string: it is a table, not code.
+const ASTERISK_READS: &str = "\
+     AGENTACCEPTDTMF AGENTACKCALL AGENTAUTOLOGOFF AGENTWRAPUPTIME AGENT_STATUS AGIEXECFULL \
+     AGIEXITONHANGUP AGISIGHUP ALARMRECEIVER_CALL_LIMIT ALARMRECEIVER_RETRIES_LIMIT \
+     ANSWEREDTIME ATTENDEDTRANSFER ATTENDED_TRANSFER_COMPLETE_SOUND BLINDTRANSFER BRIDGEPEER \
+     BRIDGE_FEATURES BRIDGE_NOANSWER BRIDGE_PLAY_SOUND CALLER_H323DIALEDDIGITS \
+     CALLER_H323EMAIL CALLER_H323ID CALLER_H323URL CALLWAITDELUXEANNOUNCEMENT CALL_QUALIFIER \
+     CONF_LIMIT_TIMEOUT_FILE CONF_LIMIT_WARNING_FILE CONNECTED_LINE_SEND_SUB \
+     CONNECTED_LINE_SEND_SUB_ARGS DIALEDPEERNUMBER DIALEDTIME DIALSTATUS DUNDIDIALARGS \
+     DYNAMIC_FEATURES EAGI_AUDIO_FORMAT EXITCONTEXT FAXBITRATE FAXPAGES FAXRESOLUTION \
+     FEATDMF_CIC FEATDMF_OZZ FORWARD_CONTEXT GET_TRANSFERRER_DATA GOSUB_RESULT GOSUB_RETVAL \
+     GOTO_ON_BLINDXFR GROUP IAX2OSPTOKEN LIMIT_CONNECT_FILE LIMIT_PLAYAUDIO_CALLEE \
+     LIMIT_PLAYAUDIO_CALLER LIMIT_TIMEOUT_FILE LIMIT_WARNING_FILE LOCALHEADERINFO \
+     LOCALSTATIONID MEETME_AGI_BACKGROUND MEETME_EXIT_CONTEXT MEETME_RECORDINGFILE \
+     MEETME_RECORDINGFORMAT MFCR2_CATEGORY MFCR2_CAUSE MFCR2_DOUBLE_ANSWER MONITOR_EXEC \
+     MONITOR_FILENAME MONITOR_OPTIONS MORSEDITLEN MORSESPACETONE MORSETONE MORSETYPE \
+     MVM_COUNTER MVM_DURATION MVM_FILENAME MVM_FORMAT OUTBOUND_GROUP OUTBOUND_GROUP_ONCE \
+     PARKINGDYNAMIC PARKINGDYNCONTEXT PARKINGDYNEXTEN PARKINGDYNPOS PARKINGEXTEN PARKINGLOT \
+     PICKUPMARK PRI_CAUSE QUEUEWAIT QUEUE_MAX_PENALTY QUEUE_MIN_PENALTY QUEUE_PRIO \
+     QUEUE_RAISE_PENALTY REDIRECTING_SEND_SUB REDIRECTING_SEND_SUB_ARGS REMOTESTATIONID \
+     SAY_DTMF_INTERRUPT SENDTEXT_BODY SENDTEXT_CONTENT_TYPE SENDTEXT_FROM_DISPLAYNAME \
+     SENDTEXT_TO_DISPLAYNAME SIPFROMDOMAIN SIPREFERREDBYHDR SLATRUNK_STATUS \
+     SPEECH_DTMF_MAXLEN SPEECH_DTMF_TERMINATOR SPYGROUP SPY_EXIT_CONTEXT SS7_CALLREF_IDENT \
+     SS7_CALLREF_PC SS7_CAUSE SS7_CHARGE_NUMBER SS7_COL_REQUEST SS7_CUG_INDICATOR \
+     SS7_CUG_INTERLOCK_CODE SS7_CUG_INTERLOCK_NI SS7_FORWARD_INDICATOR_PMBITS \
+     SS7_GENERIC_ADDRESS SS7_GENERIC_DIGITS SS7_GENERIC_DIGSCHEME SS7_GENERIC_DIGTYPE \
+     SS7_GENERIC_NAME SS7_INTERWORKING_INDICATOR SS7_JIP SS7_LSPI_IDENT \
+     SS7_REDIRECT_INFO_IND SS7_RLT_ON SS7_SEND_FAR SS7_TMR SS7_TMR_NUM TESTTIME \
+     TOUCH_MIXMONITOR_MESSAGE_START TOUCH_MIXMONITOR_MESSAGE_STOP TRANSFER_CONTEXT \
+     TRANSFER_EXTEN USERUSERINFO VM_CATEGORY \
+     ";
+
+/// [`ASTERISK_READS`], as a set.
+static READS: LazyLock<std::collections::HashSet<&'static str>> =
+    LazyLock::new(|| ASTERISK_READS.split_ascii_whitespace().collect());
 
 impl Judge<'_> {
     /// A variable name, or a dialplan function call, as Getvar/Setvar/assignments read it.
@@ -73,13 +122,15 @@ impl Judge<'_> {
                             format!("{what}: function {upper} needs system"),
                         ))
                     }
-                    Reach::Shared if self.scoped => {
-                        return Err(Denial::new(
-                            DenialKind::Function,
-                            format!("{what}: function {upper} reaches other tenants"),
-                        ))
+                    Reach::Shared => {
+                        if let Some(why) = self.shared_refused() {
+                            return Err(Denial::new(
+                                DenialKind::Function,
+                                format!("{what}: function {upper} {why}"),
+                            ));
+                        }
                     }
-                    _ => {}
+                    Reach::Own => {}
                 }
                 if !self.policy.functions.contains(&upper) {
                     return Err(Denial::new(
@@ -106,7 +157,7 @@ impl Judge<'_> {
         let listed = || self.policy.variables.as_ref().is_some_and(|l| l.is_match(bare));
         match access {
             Access::Write => {
-                if INTERPRETED.is_match(bare) {
+                if INTERPRETED.is_match(bare) || READS.contains(bare.to_ascii_uppercase().as_str()) {
                     return Err(Denial::new(
                         DenialKind::Variable,
                         format!("{what}: Asterisk acts on the variable {bare}"),
@@ -120,7 +171,9 @@ impl Judge<'_> {
                 }
             }
             Access::Read => {
-                let builtin = BUILTIN_VARIABLES.iter().any(|b| b.eq_ignore_ascii_case(bare));
+                // Asterisk compares these names case-sensitively: `exten` is no built-in,
+                // and is looked up in the globals.
+                let builtin = BUILTIN_VARIABLES.contains(&bare);
                 let bounded = self.scoped || self.policy.variables.is_some();
                 if bounded && !builtin && !listed() {
                     return Err(Denial::new(

@@ -15,7 +15,7 @@ const EVENT_BATCH: usize = 512;
 
 impl<W: AsyncWrite + Unpin> Session<W> {
     /// Writes an answer from an upstream: list items outside the user's scope are hidden,
-    /// and the list's `ListItems` counts only what the client saw.
+    /// and the list's `ListItems` (`Items`, `Total`) counts only what the client saw.
     pub(super) async fn answer(&mut self, m: Message) -> Result<(), End> {
         let Some(user) = &self.user else { return Ok(()) };
         if m.kind() == ami_proto::Kind::Event {
@@ -27,7 +27,8 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                         Some(n) => m.with_header(h, &n.saturating_sub(hidden).to_string()),
                         None => m,
                     };
-                    let m = fix(fix(m, "ListItems"), "Items");
+                    // `Total` counts the items too (`ParkedCallsComplete`, `FAXSessionsComplete`).
+                    let m = fix(fix(fix(m, "ListItems"), "Items"), "Total");
                     return self.send(&m).await;
                 }
             } else if !user

@@ -559,6 +559,14 @@ write = "call"
         let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
         let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[0]"], "{errs:?}");
+        // Nor a user bound to a list of contexts what reaches any context.
+        let text = OK.replace(
+            "write = \"call\"",
+            "write = \"call,originate\"\ncontexts = [\"outbound\"]\nfunctions = [\"CHANNEL\"]\napplications = [\"Wait\", \"Dial\"]",
+        );
+        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
+        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[1]"], "{errs:?}");
         // What needs system is fine for an unscoped system user.
         let text = OK.replace("write = \"call\"", "write = \"all\"\nfunctions = [\"SHELL\"]");
         assert!(Config::from_toml(&text, Path::new(".")).is_ok());

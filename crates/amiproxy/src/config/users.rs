@@ -211,7 +211,8 @@ fn policy(raw: &RawConfig, i: usize, u: &RawUser, write: Classes, bad: Bad) -> P
 }
 
 /// The functions and applications a user may be given: what needs `system` only to a
-/// user with `system` and no scope, what reaches other tenants only to an unscoped user.
+/// user with `system` and no scope, what reaches other tenants or contexts only to a user
+/// with neither a scope nor a list of contexts.
 /// A config that promises more is refused, so the trust model holds whatever it says.
 fn check_dialplan_lists(u: &RawUser, write: Classes, scope: &Scope, bad: Bad) {
     use crate::policy::dialplan::{application, function_reach, Reach};
@@ -220,6 +221,9 @@ fn check_dialplan_lists(u: &RawUser, write: Classes, scope: &Scope, bad: Bad) {
     let refuse = |reach: Reach| match reach {
         Reach::System if !full => Some("needs system (and no channel or queue scope)"),
         Reach::Shared if scope.scoped() => Some("reaches other tenants' objects; not for a scoped user"),
+        Reach::Shared if !full && !scope.contexts.is_empty() => {
+            Some("reaches any context; not for a user bound to a list of contexts")
+        }
         _ => None,
     };
     for (j, f) in u.functions.iter().enumerate() {
