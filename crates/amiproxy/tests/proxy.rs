@@ -205,6 +205,42 @@ async fn async_originate_response_carries_the_originators_action_id() {
     assert_eq!(ev.action_id(), Some("ue-1"));
 }
 
+/// Two proxies on one Asterisk (replicas, or a proxy and its restarted self) both see every
+/// broadcast event. Each numbers its ActionIDs from 1, so without a tag of its own, B would
+/// take A's UserEvents for the OriginateResponse its client still waits for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_proxies_on_one_upstream_never_take_each_others_events() {
+    let sim = sim("pbx1").await;
+    let (pa, pb) = (start_proxy(&one_sim_config(&sim)), start_proxy(&one_sim_config(&sim)));
+    let mut a = Client::login(pa.addr(), "admin", "admin-secret").await;
+    let mut b = Client::login(pb.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    wait_upstream(&mut b, "pbx1").await;
+    // B's client waits three seconds of ringing for its OriginateResponse.
+    b.send("Action: Originate\r\nChannel: Local/03@ringing\r\nApplication: Wait\r\nData: 1\r\nAsync: true\r\nActionID: b-orig\r\n\r\n").await;
+    assert_eq!(b.response("b-orig").await.get("Response"), Some("Success"));
+    // Meanwhile A's client sends enough UserEvents to use every number B has used.
+    for i in 0..60 {
+        a.send(&format!(
+            "Action: UserEvent\r\nUserEvent: FromA\r\nActionID: a-{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    for i in 0..60 {
+        assert_eq!(a.response(&format!("a-{i}")).await.get("Response"), Some("Success"));
+    }
+    // A's client gets its own events back, with its own ActionIDs (the first may have
+    // passed while the answers were read).
+    let mine = a.until(|m| m.get("UserEvent") == Some("FromA")).await;
+    assert!(mine.action_id().is_some_and(|a| a.starts_with("a-")), "{mine:?}");
+    // B's client gets its OriginateResponse, and none of A's events took its ActionID.
+    let ev = b
+        .until(|m| m.action_id() == Some("b-orig") || m.get("UserEvent") == Some("FromA"))
+        .await;
+    assert_eq!(ev.event_name(), Some("OriginateResponse"), "{ev:?}");
+    assert_eq!(ev.get("Response"), Some("Success"));
+}
+
 /// `control_link = true`: clients' actions go on a second login with events off (their
 /// answers never queue behind the event stream); the broadcast event that echoes an action
 /// still reaches its client after the answer, with the client's ActionID.

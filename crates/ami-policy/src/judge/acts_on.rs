@@ -201,3 +201,17 @@ fn sound_names_are_no_urls_and_builtins_are_case_sensitive() {
     refused(&acme(), w, &getvar("exten"));
     allowed(&acme(), w, &getvar("EXTEN"));
 }
+
+#[test]
+fn a_second_action_id_is_refused() {
+    let w = write("user,call");
+    let ue = [
+        ("Action", "UserEvent"),
+        ("UserEvent", "x"),
+        ("ActionID", "mine"),
+        ("ActionID", "victim-42"),
+    ];
+    refused(&Policy::default(), w, &ue);
+    refused(&acme(), w, &[("Action", "Ping"), ("ActionID", "a"), ("actionid", "b")]);
+    allowed(&Policy::default(), w, &ue[..3]);
+}

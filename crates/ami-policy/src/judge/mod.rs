@@ -171,11 +171,19 @@ impl Judge<'_> {
                 ),
             ));
         }
+        let mut action_ids = 0;
         for (key, value) in msg.headers() {
-            if key.eq_ignore_ascii_case("Action")
-                || key.eq_ignore_ascii_case("ActionID")
-                || key.eq_ignore_ascii_case(server_header)
-            {
+            if key.eq_ignore_ascii_case("ActionID") {
+                // Asterisk reads the first (the proxy puts its own there); a UserEvent copies
+                // the rest into the event every client gets, where a client library may take
+                // one for the ActionID of its own action.
+                action_ids += 1;
+                if action_ids > 1 && !self.full {
+                    return Err(Denial::new(DenialKind::EventHeader, "a second ActionID"));
+                }
+                continue;
+            }
+            if key.eq_ignore_ascii_case("Action") || key.eq_ignore_ascii_case(server_header) {
                 continue;
             }
             match spec.arg(key) {

@@ -152,7 +152,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // OriginateResponse as Asterisk answers a synchronous one.
         let sync_originate = originate && !msg.get("Async").is_some_and(is_true);
         if sync_originate {
-            msg = msg.with_header("Async", "true");
+            msg = set_early(&msg, "Async", "true");
             let ring_ms: u64 = msg.get("Timeout").and_then(|t| t.trim().parse().ok()).unwrap_or(30_000);
             timeout += Duration::from_millis(ring_ms.min(3_600_000));
         }
@@ -250,7 +250,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         if out.echoed {
             ids.remember_broadcast(&uaid, action.id());
         }
-        let bytes = out.msg.with_header("ActionID", uaid.as_str()).bytes().clone();
+        let bytes = set_early(&out.msg, "ActionID", uaid.as_str()).bytes().clone();
         let single = matches!(waiter.waiting, Waiting::Client { .. } | Waiting::SyncOriginate { .. });
         match up.send(uaid, bytes, waiter) {
             Ok(()) if single => audit(&user.name, self.peer, action.written(), up.name(), "forwarded", ""),
@@ -269,5 +269,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 (*refused.waiter).fail(&refused.reason, (self.core.server_header(), up.name()));
             }
         }
+    }
+}
+
+/// Sets a header the proxy adds to a client's action: in place when the client wrote it,
+/// else right after `Action`. Asterisk keeps the first 128 lines of an action and answers
+/// the rest with an error that echoes the ActionID only if it was among them: a line added
+/// at the end of a client's 128 would be lost, and with it the answer.
+fn set_early(m: &Message, key: &str, value: &str) -> Message {
+    match m.get(key) {
+        Some(_) => m.with_header(key, value),
+        None => m.with_second(key, value),
     }
 }

@@ -131,7 +131,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Ok(user) => user,
             Err(refusal) => {
                 // Never log the secret or key, only who tried.
-                warn!(username = %username, reason = refusal.label(), "authentication failed");
+                warn!(username = ?username, reason = refusal.label(), "authentication failed");
                 audit(username, self.peer, "Login", "", "refused", refusal.label());
                 tokio::time::sleep_until(answer_at).await;
                 let _ = self.error(aid.as_deref(), refusal.client_message()).await;
@@ -146,7 +146,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                     Err(crate::limits::Unavailable) => LoginRefusal::LimitsUnavailable,
                     _ => LoginRefusal::TooManyConnections,
                 };
-                warn!(username = %username, reason = refusal.label(), "refusing login");
+                warn!(username = ?username, reason = refusal.label(), "refusing login");
                 let _ = self.error(aid.as_deref(), refusal.client_message()).await;
                 let _ = self.flush().await;
                 return Err(End::LoginRefused);
@@ -185,6 +185,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             Ok(true) => return Err(LoginRefusal::AddressBanned),
             Err(crate::limits::Unavailable) => return Err(LoginRefusal::LimitsUnavailable),
         }
+        // Whether this refusal already cost an argon2 verification (a wrong secret of a
+        // hashed user): then the dummy is not run, so every refusal costs exactly one.
+        let mut hashed = false;
         let outcome = match user {
             None => Err(LoginRefusal::UnknownUser),
             // The source-address ACL is checked before the secret, and answered the same way.
@@ -205,6 +208,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             },
             Some(u) if core.verified.recently(&u, &secret) => return Ok(u),
             Some(u) => {
+                hashed = matches!(u.secret, crate::config::Secret::Argon2(_));
                 let (checked, presented) = (u.clone(), secret.clone());
                 let ok = verify(&core, move || auth::check_plain(&checked, &presented)).await;
                 if ok {
@@ -228,7 +232,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 });
             }
         }
-        if outcome.is_err() && !md5 {
+        if outcome.is_err() && !md5 && !hashed {
             verify(&core, move || auth::check_dummy(&secret)).await;
         }
         outcome

@@ -174,12 +174,14 @@ impl Local {
     }
 
     pub(super) fn tracked_addresses(&self) -> usize {
-        self.failed.as_ref().map_or(0, |l| l.len()) + self.banned.len()
+        self.failed.as_ref().map_or(0, |l| l.len())
+            + self.challenges.as_ref().map_or(0, |l| l.len())
+            + self.banned.len()
     }
 
     /// Forgets addresses whose counters have refilled and bans that have expired.
     pub(super) fn prune(&self) {
-        if let Some(l) = &self.failed {
+        for l in [&self.failed, &self.challenges].into_iter().flatten() {
             l.retain_recent();
             l.shrink_to_fit();
         }
@@ -229,8 +231,9 @@ mod tests {
         let l = Local::new(&c, &[]);
         for i in 0..1000u32 {
             l.login_failed(IpAddr::from(i.to_be_bytes()));
+            l.challenge_issued(IpAddr::from((i + 5000).to_be_bytes()));
         }
-        assert_eq!(l.tracked_addresses(), 1000);
+        assert_eq!(l.tracked_addresses(), 2000);
         // Poll with a deadline: the counters refill after the (3 ms) window.
         let end = Instant::now() + Duration::from_secs(5);
         loop {

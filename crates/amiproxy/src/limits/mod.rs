@@ -134,6 +134,7 @@ impl Limits {
     /// Whether the address is banned: here (after challenges, or failures counted while
     /// Redis was away) or, with `[redis]`, by any replica.
     pub async fn is_banned(&self, ip: IpAddr) -> Result<bool, Unavailable> {
+        let ip = ban_key(ip);
         let banned = self.local.is_banned(ip)
             || match &self.shared {
                 Some(s) if self.local.counts_failures() => match s.is_banned(ip).await {
@@ -155,6 +156,7 @@ impl Limits {
     /// every replica with `[redis]`). Counted here when Redis cannot be asked, whatever
     /// `on_unreachable` says: there is nothing left to refuse.
     pub async fn login_failed(&self, ip: IpAddr) {
+        let ip = ban_key(ip);
         if let Some(s) = self.shared.as_ref().filter(|_| self.local.counts_failures()) {
             match s
                 .login_failed(ip, self.failed_logins, self.failed_login_window, self.ban)
@@ -177,7 +179,7 @@ impl Limits {
     /// Counts an MD5 challenge handed out (here only); past the limit the address is refused
     /// for the ban time, as after failed logins.
     pub fn challenge_issued(&self, ip: IpAddr) {
-        self.local.challenge_issued(ip);
+        self.local.challenge_issued(ban_key(ip));
     }
 
     /// A slot among the total client connections, or None when the proxy is full.
@@ -230,9 +232,34 @@ impl Limits {
     }
 }
 
+/// The address failed logins and challenges are counted against: an IPv4 address, or an
+/// IPv6 address's /64, which one subscriber usually holds whole (counting each of its 2^64
+/// addresses apart would give it as many guesses).
+pub fn ban_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_ipv6_subscriber_is_one_address_to_bans() {
+        let key = |s: &str| ban_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert_eq!(key("10.0.0.1").to_string(), "10.0.0.1");
+    }
     use crate::config::RedisConfig;
 
     fn cfg() -> LimitsConfig {

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Every ActionID the proxy sends upstream starts with this.
+/// Every ActionID a proxy sends upstream starts with this, then its instance tag.
 pub const ACTION_ID_PREFIX: &str = "amiproxy-";
 
 /// How long the ActionID of an async Originate or UserEvent is remembered, so the broadcast
@@ -20,8 +20,11 @@ const BROADCAST_AID_TTL: Duration = Duration::from_secs(600);
 const BROADCAST_AIDS_SOFT: usize = 10_000;
 const BROADCAST_AIDS_HARD: usize = 200_000;
 
-/// An ActionID the proxy made: unique for the life of the process, never a client's. It
-/// ends in a counter, so ActionIDs order as their actions were sent.
+/// An ActionID the proxy made: `amiproxy-<instance>-<counter>`, unique for the life of the
+/// process and never a client's. The instance tag is random per process: replicas share an
+/// upstream, and a restarted proxy still receives the broadcast events of calls its
+/// predecessor started, so a counter alone would take their events for its own actions'.
+/// It ends in the counter, so ActionIDs order as their actions were sent.
 #[derive(Debug, Clone)]
 pub struct ProxyActionId {
     seq: u64,
@@ -37,11 +40,17 @@ impl ProxyActionId {
     pub fn seq(&self) -> u64 {
         self.seq
     }
+}
 
-    /// Whether an ActionID read from an upstream is one of the proxy's.
-    pub fn is_ours(aid: &str) -> bool {
-        aid.starts_with(ACTION_ID_PREFIX)
-    }
+/// Whose action an ActionID read from an upstream belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whose {
+    /// One this process sent.
+    Ours,
+    /// Another proxy's (a replica beside this one, or this one's predecessor).
+    AnotherProxy,
+    /// No proxy's: a client of the upstream's own, or none.
+    Nobody,
 }
 
 // Equal and hashed as its text, so maps keyed by it are searched with the `&str` an
@@ -87,6 +96,8 @@ impl std::fmt::Display for ProxyActionId {
 /// Makes ActionIDs, and remembers those whose broadcast event is still to come.
 pub struct ActionIds {
     next: AtomicU64,
+    /// `amiproxy-<instance>-`: what each of this process's ActionIDs starts with.
+    prefix: Box<str>,
     /// Proxy ActionID → the client's own (or none) for broadcast events that echo it.
     broadcast: DashMap<ProxyActionId, (Option<String>, Instant)>,
     last_sweep: Mutex<Instant>,
@@ -96,6 +107,7 @@ impl Default for ActionIds {
     fn default() -> ActionIds {
         ActionIds {
             next: AtomicU64::new(1),
+            prefix: format!("{ACTION_ID_PREFIX}{:016x}-", rand::random::<u64>()).into_boxed_str(),
             broadcast: DashMap::new(),
             last_sweep: Mutex::new(Instant::now()),
         }
@@ -108,7 +120,18 @@ impl ActionIds {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
         ProxyActionId {
             seq,
-            text: format!("{ACTION_ID_PREFIX}{seq}").into_boxed_str(),
+            text: format!("{}{seq}", self.prefix).into_boxed_str(),
+        }
+    }
+
+    /// Whose action an ActionID an upstream sent belongs to.
+    pub fn whose(&self, aid: &str) -> Whose {
+        if aid.starts_with(&*self.prefix) {
+            Whose::Ours
+        } else if aid.starts_with(ACTION_ID_PREFIX) {
+            Whose::AnotherProxy
+        } else {
+            Whose::Nobody
         }
     }
 
@@ -168,8 +191,18 @@ mod tests {
         let ids = ActionIds::default();
         let (a, b) = (ids.next(), ids.next());
         assert_ne!(a, b);
-        assert!(ProxyActionId::is_ours(a.as_str()));
+        assert_eq!(ids.whose(a.as_str()), Whose::Ours);
+        // Another process (a replica, or the one before a restart) numbers from 1 too.
+        let other = ActionIds::default();
+        let theirs = other.next();
+        assert_eq!(ids.whose(theirs.as_str()), Whose::AnotherProxy);
+        assert_eq!(other.whose(a.as_str()), Whose::AnotherProxy);
+        assert_eq!(ids.whose("crm-7"), Whose::Nobody);
         ids.remember_broadcast(&a, Some("mine"));
+        let foreign = MessageBuilder::event("UserEvent")
+            .header("ActionID", theirs.as_str())
+            .build();
+        assert!(ids.restore_broadcast(&foreign).is_none(), "not ours to give back");
         let ev = MessageBuilder::event("UserEvent")
             .header("ActionID", a.as_str())
             .build();

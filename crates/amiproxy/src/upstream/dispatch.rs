@@ -2,9 +2,9 @@
 //! its waiter, an event to the ownership index and the hub (tagged with the server, its
 //! ActionID given back to the client whose action it follows from).
 
-use super::action_ids::restore_aid;
+use super::action_ids::{restore_aid, Whose};
 use super::waiter::{Held, Waiting};
-use super::{Context, ProxyActionId, Upstream};
+use super::{Context, Upstream};
 use crate::hub::{Event, Hub};
 use ami_proto::facts::{names_complete, ListFraming};
 use ami_proto::{Kind, Message, MessageBuilder};
@@ -127,8 +127,8 @@ impl Upstream {
         }
         // The name and ActionID looked up once here: this is every event's path.
         ctx.owners.learn(self.id, name, &msg);
-        let ours = aid.is_some_and(ProxyActionId::is_ours);
-        self.publish(ctx, msg, ours, out)
+        let whose = aid.map_or(Whose::Nobody, |a| ctx.ids.whose(a));
+        self.publish(ctx, msg, whose, out)
     }
 
     /// An item (or the end) of a list an action in flight here is answered with: to its
@@ -193,13 +193,13 @@ impl Upstream {
     /// is tagged with this server, and goes in `out` (held first while the action it follows
     /// from is unanswered on an account link).
     ///
-    /// `ours`: its ActionID is one of the proxy's.
-    fn publish(&self, ctx: &Context, msg: Message, ours: bool, out: &mut Outbox) {
+    /// `whose`: whose action its ActionID says it follows from.
+    fn publish(&self, ctx: &Context, msg: Message, whose: Whose, out: &mut Outbox) {
         out.received += 1;
         // The proxy's ActionID, when the event follows from an action of ours.
         let mut raw_aid = None;
-        let msg = match ours {
-            true => {
+        let msg = match whose {
+            Whose::Ours => {
                 raw_aid = msg.action_id().map(str::to_owned);
                 // One of ours: give it back to its client, or drop it (e.g. a list item that
                 // arrives after its action timed out must not reach everyone).
@@ -215,7 +215,17 @@ impl Upstream {
                     }
                 }
             }
-            false => msg,
+            // Another replica's (or a predecessor's): its client's ActionID is known only
+            // there, and that replica delivers it.
+            Whose::AnotherProxy => {
+                debug!(
+                    server = self.name(),
+                    event = msg.get("Event").unwrap_or(""),
+                    "dropping an event for another proxy's action"
+                );
+                return;
+            }
+            Whose::Nobody => msg,
         };
         let (header, name) = (ctx.server_header(), self.name());
         // Tagged by the link's decoder already, unless the upstream wrote that header itself

@@ -238,7 +238,7 @@ async fn login(site: &Site, r: Req) -> Response<Body> {
     }
     let config = core.config();
     let Some(u) = config.users.iter().find(|u| u.name == form.username && u.console) else {
-        tracing::warn!(target: "amiproxy::audit", user = %form.username, %peer, "console login refused: not a console user");
+        tracing::warn!(target: "amiproxy::audit", user = ?form.username, %peer, "console login refused: not a console user");
         return json_error(StatusCode::FORBIDDEN, "this user may not use the console");
     };
     let token = site.consoles.create(
