@@ -16,6 +16,9 @@ pub enum ProxyError {
     Upstream { server: String, reason: String },
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    /// A connection from a trusted balancer that did not start with a valid header.
+    #[error("PROXY protocol: {0}")]
+    ProxyHeader(&'static str),
     #[error("codec: {0}")]
     Codec(#[from] ami_proto::Error),
 }

@@ -503,3 +503,67 @@ async fn a_line_asterisk_would_split_on_smuggles_nothing() {
         .collect();
     assert!(harm.is_empty(), "the PBX did: {harm:?}");
 }
+
+/// Behind a load balancer that speaks the PROXY protocol, the proxy judges the client, not
+/// the balancer: `permit` rules match the client's address, and one client's failed logins
+/// ban that client only. Only the listed balancers are believed, and from them a header is
+/// required.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_balancer_the_client_address_is_judged() {
+    let sim = ami_sim::start(ami_sim::SimConfig::default(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let proxy = start_proxy(&format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nproxy_protocol_from = [\"127.0.0.1\"]\n\n\
+         [limits]\nfailed_logins = 1\nfailed_login_window_secs = 60\nban_secs = 60\n\n{}\
+         [[user]]\nname = \"office\"\nsecret = \"office-secret\"\nread = \"all\"\nwrite = \"call\"\n\
+         permit = [\"203.0.113.0/24\"]\n",
+        upstreams_toml(&[&sim])
+    ));
+    let addr = proxy.addr();
+    let v1 = |src: &str| format!("PROXY TCP4 {src} 127.0.0.1 40000 5038\r\n").into_bytes();
+    // Version 1 and version 2 headers name an office address: permitted.
+    let mut c = via_balancer(addr, v1("203.0.113.7"), "127.0.0.1").await.unwrap();
+    office_login(&mut c, "office-secret", "l1").await;
+    assert_eq!(c.response("l1").await.get("Message"), Some("Authentication accepted"));
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[203, 0, 113, 8, 127, 0, 0, 1, 0x9c, 0x40, 0x13, 0xae]);
+    let mut c = via_balancer(addr, v2, "127.0.0.1").await.unwrap();
+    office_login(&mut c, "office-secret", "l2").await;
+    assert_eq!(c.response("l2").await.get("Message"), Some("Authentication accepted"));
+    // A guesser behind the same balancer is banned, and only it.
+    for aid in ["g1", "g2"] {
+        let mut g = via_balancer(addr, v1("198.51.100.66"), "127.0.0.1").await.unwrap();
+        office_login(&mut g, "wrong", aid).await;
+        assert_eq!(g.response(aid).await.get("Message"), Some("Authentication failed"));
+    }
+    let mut c = via_balancer(addr, v1("203.0.113.7"), "127.0.0.1").await.unwrap();
+    office_login(&mut c, "office-secret", "l3").await;
+    assert_eq!(c.response("l3").await.get("Message"), Some("Authentication accepted"));
+    // From the balancer, no header is no connection.
+    assert!(via_balancer(addr, b"Action: Ping\r\n\r\n".to_vec(), "127.0.0.1")
+        .await
+        .is_err());
+    // From anyone else, a header is not believed: the connection's own address is judged.
+    let mut c = via_balancer(addr, Vec::new(), "127.0.0.2").await.unwrap();
+    c.send("PROXY TCP4 203.0.113.7 127.0.0.1 40000 5038\r\n\r\n").await;
+    office_login(&mut c, "office-secret", "l4").await;
+    assert_eq!(c.response("l4").await.get("Message"), Some("Authentication failed"));
+}
+
+/// A connection from `from` that starts with `header`, as a balancer's would.
+async fn via_balancer(addr: std::net::SocketAddr, header: Vec<u8>, from: &str) -> Result<Client, String> {
+    use tokio::io::AsyncWriteExt;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(&header).await.unwrap();
+    Client::try_over(Box::new(tcp)).await
+}
+
+async fn office_login(c: &mut Client, secret: &str, aid: &str) {
+    c.send(&format!(
+        "Action: Login\r\nUsername: office\r\nSecret: {secret}\r\nActionID: {aid}\r\n\r\n"
+    ))
+    .await;
+}

@@ -181,7 +181,21 @@ fn listeners(raw: &RawConfig, base: &Path, bad: Bad) -> Vec<ListenerConfig> {
                 None => continue,
             },
         };
-        listeners.push(ListenerConfig { address, tls });
+        let mut proxy_protocol_from = Vec::new();
+        for (j, net) in l.proxy_protocol_from.iter().enumerate() {
+            match super::users::parse_net(net) {
+                Some(n) => proxy_protocol_from.push(n),
+                None => bad(
+                    format!("listener[{i}].proxy_protocol_from[{j}]"),
+                    format!("`{net}` is not an address or CIDR network"),
+                ),
+            }
+        }
+        listeners.push(ListenerConfig {
+            address,
+            tls,
+            proxy_protocol_from,
+        });
     }
     listeners
 }

@@ -131,6 +131,9 @@ pub struct ListenerTls {
 pub struct ListenerConfig {
     pub address: SocketAddr,
     pub tls: Option<ListenerTls>,
+    /// Load balancers whose connections start with a PROXY protocol header (required from
+    /// them, refused from anyone else): the client's real address for bans, ACLs and logs.
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

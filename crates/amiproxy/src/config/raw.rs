@@ -237,6 +237,8 @@ pub(super) struct RawListener {
     pub(super) address: String,
     #[serde(default)]
     pub(super) tls: Option<RawListenerTls>,
+    #[serde(default)]
+    pub(super) proxy_protocol_from: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,6 +143,13 @@ fn cert_binding(u: &RawUser, bad: Bad) -> Option<CertBinding> {
     })
 }
 
+/// A CIDR network, or one address (a /32 or /128).
+pub(super) fn parse_net(net: &str) -> Option<ipnet::IpNet> {
+    net.parse::<ipnet::IpNet>()
+        .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .ok()
+}
+
 /// The user's policy, every list compiled once.
 fn policy(raw: &RawConfig, i: usize, u: &RawUser, write: Classes, bad: Bad) -> Policy {
     let mut policy = Policy::default();
@@ -151,12 +158,9 @@ fn policy(raw: &RawConfig, i: usize, u: &RawUser, write: Classes, bad: Bad) -> P
         (&u.deny, "deny", &mut policy.deny),
     ] {
         for (j, net) in list.iter().enumerate() {
-            let parsed = net
-                .parse::<ipnet::IpNet>()
-                .or_else(|_| net.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
-            match parsed {
-                Ok(n) => out.push(n),
-                Err(_) => bad(
+            match parse_net(net) {
+                Some(n) => out.push(n),
+                None => bad(
                     format!("user[{i}].{field}[{j}]"),
                     format!("`{net}` is not an address or CIDR network"),
                 ),

@@ -1,6 +1,7 @@
 //! The client listeners: bind (with a deep accept backlog), accept, and hand each
 //! connection (after its TLS handshake, within the authlimit) to a client session.
 
+use super::proxy_protocol;
 use crate::client;
 use crate::config::ListenerConfig;
 use crate::core::Core;
@@ -22,13 +23,19 @@ pub(super) struct ListenerHandle {
     pub(super) stop: CancellationToken,
     /// Read by the accept loop for every connection; swapped by a reload.
     pub(super) tls: Arc<ServerTls>,
+    /// The balancers whose connections start with a PROXY header; swapped by a reload.
+    pub(super) balancers: Balancers,
 }
+
+/// `proxy_protocol_from`, as the accept loop reads it for every connection.
+pub(super) type Balancers = Arc<arc_swap::ArcSwap<Vec<ipnet::IpNet>>>;
 
 /// A listener bound but not yet accepting.
 pub(super) struct Bound {
     pub(super) config: ListenerConfig,
     pub(super) listener: TcpListener,
     pub(super) tls: Arc<ServerTls>,
+    pub(super) balancers: Balancers,
 }
 
 /// Binds `l` (the `i`th listener of the file) with its TLS loaded; errors name the key.
@@ -45,6 +52,7 @@ pub(super) async fn bind(l: &ListenerConfig, i: usize) -> Result<Bound, ProxyErr
         config: l.clone(),
         listener,
         tls: Arc::new(tls),
+        balancers: Arc::new(arc_swap::ArcSwap::from_pointee(l.proxy_protocol_from.clone())),
     })
 }
 
@@ -67,6 +75,7 @@ pub(super) async fn accept_loop(
     core: Arc<Core>,
     listener: TcpListener,
     tls: Arc<ServerTls>,
+    balancers: Balancers,
     stop: CancellationToken,
     label: Arc<str>,
 ) {
@@ -110,8 +119,29 @@ pub(super) async fn accept_loop(
         // What new handshakes use now: a reload may have swapped it since the last accept.
         let tls = tls.current();
         let label = label.clone();
+        let from_balancer = balancers.load().iter().any(|n| n.contains(&peer.ip()));
         tokio::spawn(async move {
             let _count = core.session_started();
+            let (mut tcp, mut peer) = (tcp, peer);
+            // A balancer's connection names its client first: everything below (bans, ACLs,
+            // logs, the session list) sees the client, never the balancer.
+            if from_balancer {
+                match tokio::time::timeout(proxy_protocol::HEADER_TIMEOUT, proxy_protocol::read_header(&mut tcp)).await
+                {
+                    Ok(Ok(Some(client))) => {
+                        peer = SocketAddr::new(client.ip().to_canonical(), client.port());
+                    }
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        debug!(%peer, error = %e, "refusing a balancer's connection");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(%peer, "a balancer's connection sent no PROXY header in time");
+                        return;
+                    }
+                }
+            }
             let is_tls = tls.is_some();
             let mut peer_cert = None;
             let io: Box<dyn Io> = match tls {

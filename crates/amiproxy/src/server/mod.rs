@@ -2,6 +2,7 @@
 //! listeners, and the metrics/health endpoint.
 
 mod listen;
+mod proxy_protocol;
 
 use crate::config::{Config, WebConfig};
 use crate::core::{Core, Phase};
@@ -170,6 +171,7 @@ impl Running {
             self.core.clone(),
             b.listener,
             b.tls.clone(),
+            b.balancers.clone(),
             stop.clone(),
             Arc::from(addr.to_string()),
         ));
@@ -178,6 +180,7 @@ impl Running {
             addr,
             stop,
             tls: b.tls,
+            balancers: b.balancers,
         });
         Ok(())
     }
@@ -298,6 +301,7 @@ impl Running {
             for (j, config, change) in tls_changes {
                 if let Some(h) = current.get_mut(j) {
                     h.tls.install(change);
+                    h.balancers.store(Arc::new(config.proxy_protocol_from.clone()));
                     h.config = config;
                 }
             }
