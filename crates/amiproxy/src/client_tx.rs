@@ -8,9 +8,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
+/// A message for the session, with the request it answers.
+#[derive(Debug)]
+pub struct Answer {
+    /// Which forwarded action (one list, merged or not) it belongs to; 0 for the proxy's
+    /// own answers. A client may reuse an ActionID while a list is still coming, so the
+    /// items a scope hides are counted per request, not per ActionID.
+    pub request: u64,
+    pub msg: Message,
+}
+
+/// Request numbers, unique in the process.
+static NEXT_REQUEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 #[derive(Debug, Clone)]
 pub struct ClientTx {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Answer>,
+    request: u64,
     overflow: Arc<Overflow>,
     /// Bytes queued and not yet taken by the session.
     queued: Arc<AtomicUsize>,
@@ -19,21 +33,21 @@ pub struct ClientTx {
 
 /// The session's end: takes messages and gives their bytes back to the budget.
 pub struct ClientRx {
-    rx: mpsc::Receiver<Message>,
+    rx: mpsc::Receiver<Answer>,
     queued: Arc<AtomicUsize>,
 }
 
 impl ClientRx {
-    pub async fn recv(&mut self) -> Option<Message> {
-        let m = self.rx.recv().await?;
-        self.queued.fetch_sub(m.len(), Ordering::AcqRel);
-        Some(m)
+    pub async fn recv(&mut self) -> Option<Answer> {
+        let a = self.rx.recv().await?;
+        self.queued.fetch_sub(a.msg.len(), Ordering::AcqRel);
+        Some(a)
     }
 
-    pub fn try_recv(&mut self) -> Result<Message, mpsc::error::TryRecvError> {
-        let m = self.rx.try_recv()?;
-        self.queued.fetch_sub(m.len(), Ordering::AcqRel);
-        Ok(m)
+    pub fn try_recv(&mut self) -> Result<Answer, mpsc::error::TryRecvError> {
+        let a = self.rx.try_recv()?;
+        self.queued.fetch_sub(a.msg.len(), Ordering::AcqRel);
+        Ok(a)
     }
 }
 
@@ -68,6 +82,7 @@ impl ClientTx {
         (
             ClientTx {
                 tx,
+                request: 0,
                 overflow: overflow.clone(),
                 queued: queued.clone(),
                 budget,
@@ -75,6 +90,14 @@ impl ClientTx {
             ClientRx { rx, queued },
             overflow,
         )
+    }
+
+    /// The same queue, for the answers to one forwarded action.
+    pub fn for_request(&self) -> ClientTx {
+        ClientTx {
+            request: NEXT_REQUEST.fetch_add(1, Ordering::Relaxed),
+            ..self.clone()
+        }
     }
 
     /// Never blocks the caller (an upstream reader). Returns false if the client is gone or
@@ -86,7 +109,10 @@ impl ClientTx {
             self.overflowed();
             return false;
         }
-        match self.tx.try_send(msg) {
+        match self.tx.try_send(Answer {
+            request: self.request,
+            msg,
+        }) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.queued.fetch_sub(len, Ordering::AcqRel);

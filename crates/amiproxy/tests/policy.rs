@@ -494,3 +494,36 @@ async fn a_tenant_sees_its_whole_call_when_the_teardown_comes_in_one_read() {
         ]
     );
 }
+
+/// A tenant that reuses an ActionID while a list is still coming must not learn, from a
+/// list's `ListItems`, how many items the scope hid from another list: the merged list's
+/// hidden items on pbx2 used to be taken off the pbx2-only list's count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_action_id_does_not_move_hidden_items_between_lists() {
+    let (s1, s2) = (sim("pbx1").await, sim("pbx2").await);
+    let proxy = start_proxy(&format!("{}{POLICY_USERS}", upstreams_toml(&[&s1, &s2])));
+    let mut admin = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    let mut acme = Client::login(proxy.addr(), "acme", "acme-secret").await;
+    for server in ["pbx1", "pbx2"] {
+        wait_upstream(&mut admin, server).await;
+        // A call of the tenant's and one of another's on each box: two Local channels each
+        // (`;1`, `;2`), up for the two seconds extension 100 waits.
+        for ext in ["600", "100"] {
+            let aid = format!("{ext}-{server}");
+            admin.send(&format!("Action: Originate\r\nChannel: Local/{ext}@default\r\nApplication: Wait\r\nData: 60\r\nAsync: true\r\nServer: {server}\r\nActionID: {aid}\r\n\r\n")).await;
+            admin
+                .until(|m| m.event_name() == Some("OriginateResponse") && m.action_id() == Some(aid.as_str()))
+                .await;
+        }
+    }
+    // pbx1 holds the merged list back while the pbx2-only list, same ActionID, completes.
+    s1.set_stalled(true);
+    acme.send("Action: CoreShowChannels\r\nActionID: x\r\n\r\nAction: CoreShowChannels\r\nActionID: x\r\nServer: pbx2\r\n\r\n")
+        .await;
+    let complete = |m: &ami_proto::Message| m.event_name() == Some("CoreShowChannelsComplete");
+    let only = acme.until(|m| complete(m) && m.get("Server") == Some("pbx2")).await;
+    s1.set_stalled(false);
+    let merged = acme.until(complete).await;
+    assert_eq!(only.get("ListItems"), Some("2"), "{only:?}");
+    assert_eq!(merged.get("ListItems"), Some("4"), "{merged:?}");
+}

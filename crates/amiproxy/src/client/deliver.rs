@@ -2,7 +2,7 @@
 //! the session's Events mask, the tenant scope and the event filters.
 
 use super::{End, Session};
-use crate::client_tx::ClientRx;
+use crate::client_tx::{Answer, ClientRx};
 use crate::config::SlowClient;
 use crate::hub::{self, Event, Next, Subscription};
 use ami_proto::Message;
@@ -16,10 +16,10 @@ const EVENT_BATCH: usize = 512;
 impl<W: AsyncWrite + Unpin> Session<W> {
     /// Writes an answer from an upstream: list items outside the user's scope are hidden,
     /// and the list's `ListItems` (`Items`, `Total`) counts only what the client saw.
-    pub(super) async fn answer(&mut self, m: Message) -> Result<(), End> {
+    pub(super) async fn answer(&mut self, a: Answer) -> Result<(), End> {
         let Some(user) = &self.user else { return Ok(()) };
+        let Answer { request: key, msg: m } = a;
         if m.kind() == ami_proto::Kind::Event {
-            let key = m.action_id().map(str::to_owned);
             let name = m.get("Event").unwrap_or("");
             if ami_proto::facts::closes_list(&m, name) {
                 if let Some(hidden) = self.hidden_items.remove(&key) {

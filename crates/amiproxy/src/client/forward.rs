@@ -183,7 +183,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             return Err(Refusal::UpstreamDown(up.name().to_owned()));
         }
         let client_aid = action.id().map(str::to_owned);
-        let tx = self.tx.clone();
+        let tx = self.tx.for_request();
         let waiting = if out.sync_originate {
             Waiting::SyncOriginate { tx, client_aid }
         } else {
@@ -223,7 +223,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         }
         let client_aid = action.id().map(str::to_owned);
         let merge = Merge::new(
-            self.tx.clone(),
+            self.tx.for_request(),
             client_aid.clone(),
             ups.len(),
             self.gen.framed_lists(),

@@ -19,7 +19,7 @@ mod local;
 mod login;
 mod write;
 
-use crate::client_tx::{ClientRx, ClientTx};
+use crate::client_tx::{Answer, ClientRx, ClientTx};
 use crate::config::UserConfig;
 use crate::core::{Core, Phase};
 use crate::dialect::Generation;
@@ -90,7 +90,7 @@ struct Session<W> {
     /// Held while logged in: counts toward the user's `max_connections`.
     slot: Option<UserSlot>,
     /// List items hidden by the user's scope, per ActionID, to correct `ListItems`.
-    hidden_items: HashMap<Option<String>, u64>,
+    hidden_items: HashMap<u64, u64>,
     /// The proxy is shutting down: actions get `Proxy is shutting down` instead of going on.
     draining: bool,
     /// Slots for actions in flight upstream (`proxy.max_in_flight_per_session`): one client
@@ -322,7 +322,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
     }
 
     /// The answer just received and every other already queued, in order.
-    async fn answers(&mut self, first: ami_proto::Message, rx: &mut ClientRx) -> Result<(), End> {
+    async fn answers(&mut self, first: Answer, rx: &mut ClientRx) -> Result<(), End> {
         self.answer(first).await?;
         while let Ok(m) = rx.try_recv() {
             self.answer(m).await?;
