@@ -355,3 +355,34 @@ async fn logoff_comes_after_the_answers_to_the_actions_sent_before_it() {
         "every answer, the goodbye last, then the close"
     );
 }
+
+/// A synchronous Originate rings longer than the action timeout (its waiter counts the
+/// ringing time): a Logoff after it still waits for its answer, as Asterisk, which reads
+/// nothing until the Originate is done, would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logoff_waits_for_a_ringing_synchronous_originate() {
+    let sim = sim("pbx1").await;
+    let proxy = start_proxy(&format!(
+        "[proxy]\naction_timeout_secs = 1\n\n{}{USERS}",
+        upstreams_toml(&[&sim])
+    ));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    c.send("Action: Originate\r\nChannel: Local/03@ringing\r\nApplication: Wait\r\nData: 1\r\nTimeout: 8000\r\nActionID: ring\r\n\r\nAction: Logoff\r\nActionID: bye\r\n\r\n")
+        .await;
+    let mut answers = Vec::new();
+    while let Some(m) = c.next().await {
+        if m.response().is_some() {
+            answers.push(format!(
+                "{} {}",
+                m.action_id().unwrap_or_default(),
+                m.get("Message").unwrap_or_default()
+            ));
+        }
+    }
+    assert_eq!(
+        answers,
+        ["ring Originate successfully queued", "bye Thanks for all the fish."],
+        "the call's answer, then the goodbye"
+    );
+}

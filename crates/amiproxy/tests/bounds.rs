@@ -193,3 +193,40 @@ async fn route(c: &mut Client, n: u32) -> Option<String> {
     .await;
     c.response(&aid).await.get("Server").map(str::to_owned)
 }
+
+/// A link full of clients' actions (calls still ringing) is a healthy link: its own
+/// keepalive still goes, and only the next client action is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_full_of_ringing_calls_keeps_its_keepalive() {
+    let sim = sim("pbx1").await;
+    let ups = upstreams_toml(&[&sim]).replace("ping_interval_secs = 0.5", "ping_interval_secs = 0.2");
+    let proxy = start_proxy(&format!("{ups}max_in_flight = 2\n\n{USERS}"));
+    let mut a = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut a, "pbx1").await;
+    // Two synchronous Originates ring for three seconds: the link is full for that long.
+    for i in 0..2 {
+        a.send(&format!(
+            "Action: Originate\r\nChannel: Local/03@ringing\r\nApplication: Wait\r\nData: 1\r\nActionID: ring{i}\r\n\r\n"
+        ))
+        .await;
+    }
+    // Several keepalive intervals pass while it is full.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    a.send("Action: DBGet\r\nFamily: f\r\nKey: k\r\nActionID: third\r\n\r\n")
+        .await;
+    let r = a.response("third").await;
+    assert_eq!(
+        r.get("Message"),
+        Some("Upstream server pbx1 has too many actions in flight"),
+        "{r:?}"
+    );
+    // Both calls are answered, in whichever order their ringing ends.
+    let mut answered = Vec::new();
+    while answered.len() < 2 {
+        let r = a.until(|m| m.response().is_some()).await;
+        assert_eq!(r.get("Message"), Some("Originate successfully queued"), "{r:?}");
+        answered.push(r.action_id().unwrap_or_default().to_owned());
+    }
+    answered.sort();
+    assert_eq!(answered, ["ring0", "ring1"]);
+}

@@ -128,6 +128,20 @@ async fn one_generation(dialect: Dialect) {
     let r = c.response("h").await;
     assert_eq!(r.get("Response"), Some("Success"), "{dialect}: {r:?}");
     assert_eq!(r.get("Server"), Some("pbx1"));
+
+    // A synchronous Originate is answered from the call's outcome, which 1.4 reports as
+    // OriginateSuccess / OriginateFailure and later generations as OriginateResponse.
+    for (ext, aid, want) in [
+        ("100", "sync-ok", "Originate successfully queued"),
+        ("999", "sync-fail", "Originate failed"),
+    ] {
+        c.send(&format!(
+            "Action: Originate\r\nChannel: Local/{ext}@default\r\nApplication: Wait\r\nData: 1\r\nActionID: {aid}\r\n\r\n"
+        ))
+        .await;
+        let r = c.response(aid).await;
+        assert_eq!(r.get("Message"), Some(want), "{dialect}: {r:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -498,3 +498,32 @@ async fn a_client_that_never_reads_is_closed_after_the_write_timeout() {
     let n = tokio::time::timeout(DEADLINE, tokio::io::AsyncReadExt::read_to_end(&mut stuck, &mut sink)).await;
     assert!(matches!(n, Ok(Ok(_)) | Ok(Err(_))), "the connection was not closed");
 }
+
+/// A relearn the upstream refuses (the proxy's account lacks the class `CoreShowChannels`
+/// needs) is no empty channel list: the channels the index learned from events stay, and
+/// actions naming them still go to the box that has them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_relearn_forgets_no_channel() {
+    let limited = |c: &mut ami_sim::SimConfig| {
+        c.users = vec![ami_sim::SimUser::new("admin", "admin-secret", "all", "call,originate")]
+    };
+    let (s1, s2) = (sim_with("pbx1", limited).await, sim_with("pbx2", limited).await);
+    let ups = upstreams_toml(&[&s1, &s2]).replace("reconnect_min_ms", "ownership_refresh_secs = 0.2\nreconnect_min_ms");
+    let proxy = start_proxy(&format!("{ups}{USERS}"));
+    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "pbx1").await;
+    wait_upstream(&mut c, "pbx2").await;
+    c.send("Action: Originate\r\nChannel: Local/600@default\r\nApplication: Wait\r\nData: 30\r\nAsync: true\r\nServer: pbx2\r\nActionID: o\r\n\r\n")
+        .await;
+    let nc = c
+        .until(|m| m.event_name() == Some("Newchannel") && m.get("Server") == Some("pbx2"))
+        .await;
+    let chan = nc.get("Channel").unwrap().to_owned();
+    // Several refused relearns pass.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    c.send(&format!("Action: Hangup\r\nChannel: {chan}\r\nActionID: h\r\n\r\n"))
+        .await;
+    let r = c.response("h").await;
+    assert_eq!(r.get("Server"), Some("pbx2"), "routed by what the index knows: {r:?}");
+    assert_eq!(r.get("Response"), Some("Success"), "{r:?}");
+}

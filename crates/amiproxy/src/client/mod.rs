@@ -284,6 +284,10 @@ async fn next_events(events: &Option<crate::hub::Subscription>) {
     }
 }
 
+/// How much longer than the action timeout a `Logoff` waits at most for the answers before
+/// it: above the longest ringing time a synchronous Originate is given (an hour).
+const LOGOFF_BACKSTOP: Duration = Duration::from_secs(3_601);
+
 impl<W: AsyncWrite + Unpin> Session<W> {
     /// Whether any event could reach this client now.
     fn wants_events(&self) -> bool {
@@ -330,11 +334,13 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         Ok(())
     }
 
-    /// `Logoff` after actions still upstream: their answers first (each bounded by the
-    /// action timeout, after which the upstream side answers it with an error), then the
-    /// goodbye. Nothing more is read from the client, as Asterisk reads nothing after it.
+    /// `Logoff` after actions still upstream: their answers first, then the goodbye.
+    /// Nothing more is read from the client, as Asterisk reads nothing after it. Each
+    /// action's waiter has its own deadline (a synchronous Originate's counts its ringing
+    /// time, a list's moves with each item), after which the upstream side answers it with
+    /// an error; the session's own deadline is only a backstop above the longest of them.
     async fn logoff_after_answers(&mut self, aid: Option<String>, rx: &mut ClientRx) -> Result<(), End> {
-        let deadline = tokio::time::Instant::now() + self.core.config().proxy.action_timeout + Duration::from_secs(1);
+        let deadline = tokio::time::Instant::now() + self.core.config().proxy.action_timeout + LOGOFF_BACKSTOP;
         // A slot is freed after its last answer was queued, so once every slot is back
         // every answer is in `rx`. The slots are waited for, not checked after each answer:
         // the upstream side queues an answer and then frees its slot, and a session woken

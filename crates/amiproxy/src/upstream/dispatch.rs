@@ -111,11 +111,12 @@ impl Upstream {
         if let Some(aid) = aid {
             // Broadcast events reach the main link only (account links have events off): the
             // Originate it answers may wait on one of the extra links (control, accounts).
-            if name.eq_ignore_ascii_case("OriginateResponse")
-                && (self.finish_sync_originate(ctx, aid, &msg)
-                    || self.extra.iter().any(|a| a.finish_sync_originate(ctx, aid, &msg)))
-            {
-                return;
+            if let Some(ok) = originate_outcome(name, &msg) {
+                if self.finish_sync_originate(ctx, aid, ok)
+                    || self.extra.iter().any(|a| a.finish_sync_originate(ctx, aid, ok))
+                {
+                    return;
+                }
             }
             if self.list_item(ctx, aid, name, &msg) {
                 return;
@@ -246,12 +247,11 @@ impl Upstream {
 
     /// Answers the synchronous Originate waiting on this link for `aid`, from its
     /// OriginateResponse. False when none waits here.
-    fn finish_sync_originate(&self, ctx: &Context, aid: &str, msg: &Message) -> bool {
+    fn finish_sync_originate(&self, ctx: &Context, aid: &str, ok: bool) -> bool {
         let mut link = self.link();
         let Some(Waiting::SyncOriginate { tx, client_aid }) = link.pending.get_mut(aid).map(|w| &w.waiting) else {
             return false;
         };
-        let ok = msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success"));
         let answer = if ok {
             MessageBuilder::success(client_aid.as_deref(), "Originate successfully queued")
         } else {
@@ -284,5 +284,19 @@ impl Upstream {
             }
             None => Some(event),
         }
+    }
+}
+
+/// Whether an event ends an Originate, and how: `OriginateResponse` with its `Response`
+/// (1.6 and later), or 1.4's `OriginateSuccess` / `OriginateFailure`.
+fn originate_outcome(name: &str, msg: &Message) -> Option<bool> {
+    if name.eq_ignore_ascii_case("OriginateResponse") {
+        Some(msg.get("Response").is_some_and(|r| r.eq_ignore_ascii_case("Success")))
+    } else if name.eq_ignore_ascii_case("OriginateSuccess") {
+        Some(true)
+    } else if name.eq_ignore_ascii_case("OriginateFailure") {
+        Some(false)
+    } else {
+        None
     }
 }

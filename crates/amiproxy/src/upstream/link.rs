@@ -285,10 +285,13 @@ fn relearn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
         loop {
             let timeout = ctx.action_timeout();
             ctx.owners.begin_relearn(up.id);
+            // Complete only when the list reached its end: a refusal (an account without the
+            // class, a generation without the action) is no empty list, and taking it for
+            // one would forget every channel.
             let complete = up
                 .internal(&ctx, MessageBuilder::action("CoreShowChannels"), timeout)
                 .await
-                .is_some();
+                .is_some_and(|end| end.kind() == ami_proto::Kind::Event);
             ctx.owners.end_relearn(up.id, complete);
             if !complete {
                 debug!(server = up.name(), "could not relearn channels");
@@ -379,8 +382,11 @@ async fn serve(
                 let aid = ctx.ids.next();
                 let bytes = MessageBuilder::action("Ping").header("ActionID", aid.as_str()).into_bytes();
                 let (tx, rx) = tokio::sync::oneshot::channel();
-                if up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: Some(tx) }, up.config.ping_timeout)).is_err() {
-                    return "write queue full".into();
+                if let Err(refused) = up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: Some(tx) }, up.config.ping_timeout)) {
+                    // The write queue is full: the upstream reads nothing, and its silence
+                    // ends the link at a later tick if it lasts.
+                    debug!(server = up.name(), reason = %refused.reason, "keepalive ping not sent");
+                    continue;
                 }
                 // The round trip, for the console (a task per Ping interval is nothing).
                 let (sent, up2) = (Instant::now(), up.clone());

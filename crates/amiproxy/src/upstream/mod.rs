@@ -193,9 +193,14 @@ impl Upstream {
                 reason: "Proxy is shutting down".into(),
             });
         }
+        // The cap is the clients': the proxy's own few actions (keepalive, relearn) always
+        // go, or a link full of ringing Originates would fail its own keepalive.
+        let internal = matches!(waiter.waiting, Waiting::Internal { .. });
         let reason = match &link.writer {
             None => Some("is not connected"),
-            Some(_) if link.pending.len() >= self.config.max_in_flight => Some("has too many actions in flight"),
+            Some(_) if !internal && link.pending.len() >= self.config.max_in_flight => {
+                Some("has too many actions in flight")
+            }
             Some(writer) => writer.try_send(bytes).err().map(|_| "is not connected"),
         };
         if let Some(reason) = reason {
@@ -208,14 +213,17 @@ impl Upstream {
         Ok(())
     }
 
-    /// Sends an action of the proxy's own and waits for its final message.
+    /// Sends an action of the proxy's own and waits for its final message: a response, or
+    /// the event that ends its list. The waiter's deadline bounds the wait (a list's moves
+    /// on with each item, so a long list is read to its end); None when it passed, or the
+    /// link went, first.
     async fn internal(&self, ctx: &Context, action: MessageBuilder, timeout: Duration) -> Option<Message> {
         let aid = ctx.ids.next();
         let bytes = action.header("ActionID", aid.as_str()).into_bytes();
         let (tx, rx) = oneshot::channel();
         let waiter = Waiter::new(Waiting::Internal { tx: Some(tx) }, timeout);
         self.send(aid, bytes, waiter).ok()?;
-        tokio::time::timeout(timeout, rx).await.ok()?.ok()
+        rx.await.ok()
     }
 
     /// Actions sent and not yet fully answered.
