@@ -101,6 +101,83 @@ pub fn header_names_bytes(k: &[u8]) -> Option<Names> {
     }
 }
 
+/// The event that ends each list action's answer, where it is not `<Action>Complete`
+/// (taken from Asterisk's `astman_send_list_complete_start` calls), by lower-case action
+/// name. Read when the proxy ends a list itself (an upstream died mid-list, or several
+/// lists are merged): a client library waits for the name Asterisk uses.
+const LIST_ENDS: &[(&str, &str)] = &[
+    ("iaxpeerlist", "PeerlistComplete"),
+    ("iaxpeers", "PeerlistComplete"),
+    ("iaxregistry", "RegistrationsComplete"),
+    ("pjsipshowaors", "AorListComplete"),
+    ("pjsipshowauths", "AuthListComplete"),
+    ("pjsipshowcontacts", "ContactListComplete"),
+    ("pjsipshowendpoint", "EndpointDetailComplete"),
+    ("pjsipshowendpoints", "EndpointListComplete"),
+    (
+        "pjsipshowregistrationinboundcontactstatuses",
+        "ContactStatusDetailComplete",
+    ),
+    ("pjsipshowregistrationsinbound", "InboundRegistrationDetailComplete"),
+    ("pjsipshowregistrationsoutbound", "OutboundRegistrationDetailComplete"),
+    ("pjsipshowresourcelists", "ResourceListDetailComplete"),
+    ("pjsipshowsubscriptionsinbound", "InboundSubscriptionDetailComplete"),
+    ("pjsipshowsubscriptionsoutbound", "OutboundSubscriptionDetailComplete"),
+    ("sippeers", "PeerlistComplete"),
+    ("sipshowregistry", "RegistrationsComplete"),
+    ("voicemailboxsummary", "VoicemailBoxDetailComplete"),
+    ("voicemailuserstatus", "VoicemailUserDetailComplete"),
+    ("voicemailuserslist", "VoicemailUserEntryComplete"),
+];
+
+/// Canonical spellings of list actions whose end is `<Action>Complete`, by lower-case
+/// name: a client may write `Action: coreshowchannels`, Asterisk still ends the list with
+/// `CoreShowChannelsComplete`.
+const LIST_ACTIONS: &[&str] = &[
+    "Agents",
+    "BridgeInfo",
+    "BridgeList",
+    "BridgeTechnologyList",
+    "ConfbridgeList",
+    "ConfbridgeListRooms",
+    "CoreShowChannelMap",
+    "CoreShowChannels",
+    "DAHDIShowChannels",
+    "DAHDIShowStatus",
+    "DBGet",
+    "DBGetTree",
+    "DeviceStateList",
+    "ExtensionStateList",
+    "FAXSessions",
+    "MeetmeList",
+    "MeetmeListRooms",
+    "MWIGet",
+    "ParkedCalls",
+    "Parkinglots",
+    "PresenceStateList",
+    "PRIShowSpans",
+    "QueueStatus",
+    "QueueSummary",
+    "ShowDialPlan",
+    "Status",
+];
+
+/// The name of the event that ends the list an action (as the client wrote it) is answered
+/// with.
+pub fn list_end_event(action: &str) -> String {
+    let action = action.trim();
+    let lc = action.to_ascii_lowercase();
+    if let Some((_, end)) = LIST_ENDS.iter().find(|(a, _)| *a == lc) {
+        return (*end).to_owned();
+    }
+    let name = LIST_ACTIONS
+        .iter()
+        .find(|a| a.eq_ignore_ascii_case(action))
+        .copied()
+        .unwrap_or(action);
+    format!("{name}Complete")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +211,13 @@ mod tests {
         assert_eq!(header_names("BridgeUniqueid"), None);
         assert_eq!(header_names("Queue"), Some(Names::Queue));
         assert_eq!(header_names("Context"), None);
+    }
+
+    #[test]
+    fn list_ends_are_named_as_asterisk_names_them() {
+        assert_eq!(list_end_event("coreshowchannels"), "CoreShowChannelsComplete");
+        assert_eq!(list_end_event(" sippeers "), "PeerlistComplete");
+        assert_eq!(list_end_event("PJSIPShowEndpoints"), "EndpointListComplete");
+        assert_eq!(list_end_event("SomeModuleList"), "SomeModuleListComplete");
     }
 }

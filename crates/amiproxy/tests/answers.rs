@@ -92,10 +92,12 @@ async fn a_list_cut_short_still_ends() {
         "[[upstream]]\nname = \"pbx1\"\naddress = \"{addr}\"\nusername = \"admin\"\nsecret = \"x\"\nreconnect_min_ms = 50\nreconnect_max_ms = 100\n\n{USERS}"
     ));
     let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
-    // One upstream's list, and a merged one (Status goes to every upstream).
+    // One upstream's list, and a merged one (Status goes to every upstream), each ended
+    // with the event Asterisk names, whatever the client's spelling of the action.
     for (action, complete) in [
         ("ExtensionStateList", "ExtensionStateListComplete"),
-        ("Status", "StatusComplete"),
+        ("status", "StatusComplete"),
+        ("PJSIPShowEndpoints", "EndpointListComplete"),
     ] {
         wait_upstream(&mut c, "pbx1").await;
         let aid = format!("cut-{action}");

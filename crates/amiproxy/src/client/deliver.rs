@@ -56,8 +56,11 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let mut result = Ok(());
         for _ in 0..EVENT_BATCH {
             // An upstream queues an answer before it publishes the events that follow it
-            // (a response, then its OriginateResponse): answers already queued go first, so a
-            // batch never overtakes them.
+            // (a response, then its OriginateResponse). The event is taken first, then the
+            // answers queued by then are written: every answer queued before the event was
+            // published is among them, so no event overtakes its answer (answers drained
+            // first, an answer and its event could both land in between).
+            let next = events.try_next();
             while let Ok(m) = answers.try_recv() {
                 if let Err(e) = self.answer(m).await {
                     result = Err(e);
@@ -67,7 +70,7 @@ impl<W: AsyncWrite + Unpin> Session<W> {
             if result.is_err() {
                 break;
             }
-            let ev = match events.try_next() {
+            let ev = match next {
                 Some(Next::Event(ev)) => ev,
                 Some(Next::Lost(n)) => {
                     result = self.lagged(n).await;

@@ -461,6 +461,16 @@ impl<W: AsyncWrite + Unpin> Session<W> {
                 Ok(f) => self.logged_in(f).await?,
                 Err(_) => break,
             }
+            // A Logoff already read is answered as it would be any other time: after the
+            // answers to what came before it.
+            if let Some(aid) = self.logoff.take() {
+                while let Ok(m) = rx.try_recv() {
+                    self.answer(m).await?;
+                }
+                let _ = self.goodbye(aid.as_deref()).await;
+                let _ = tokio::time::timeout(self.write_timeout, self.out.shutdown()).await;
+                return Err(End::Logoff);
+            }
         }
         let ev = MessageBuilder::event("Shutdown")
             .header("Privilege", "system,all")
@@ -481,6 +491,9 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         let crossing = tokio::time::Instant::now() + SHUTDOWN_CROSSING;
         while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(crossing, frames.next()).await {
             self.logged_in(frame).await?;
+            while let Ok(m) = rx.try_recv() {
+                self.answer(m).await?;
+            }
             if let Some(aid) = self.logoff.take() {
                 let _ = self.goodbye(aid.as_deref()).await;
                 break;

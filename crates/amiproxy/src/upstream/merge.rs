@@ -25,7 +25,8 @@ struct State {
     /// The answer for the client when no part opened a list: the first success, else the
     /// first error.
     answer: Option<Message>,
-    /// `<Action>Complete`, for when no part sent its own (a part died mid-list).
+    /// The event that ends this action's list (see [`ami_proto::facts::list_end_event`]),
+    /// for when no part sent its own (a part died mid-list).
     complete_name: String,
     /// Why a part ended without its own Complete (it died or timed out), if one did.
     incomplete: Option<String>,
@@ -49,7 +50,7 @@ impl Merge {
             items: None,
             complete: None,
             answer: None,
-            complete_name: format!("{action}Complete"),
+            complete_name: ami_proto::facts::list_end_event(action),
             incomplete: None,
             done: false,
             slot: None,

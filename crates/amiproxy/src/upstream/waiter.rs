@@ -35,7 +35,7 @@ pub enum Waiting {
 /// How to end a list for its client when the upstream cannot (it died or timed out
 /// halfway): a client library waiting for the `...Complete` must not wait forever.
 pub struct ListEnd {
-    /// `<Action>Complete`.
+    /// The event that ends this action's list, as Asterisk names it.
     complete: String,
     /// The client's generation frames lists (`EventList`, `ListItems`).
     framed: bool,
@@ -46,7 +46,7 @@ pub struct ListEnd {
 impl ListEnd {
     pub fn new(action: &str, framed: bool) -> ListEnd {
         ListEnd {
-            complete: format!("{action}Complete"),
+            complete: ami_proto::facts::list_end_event(action),
             framed,
             items: 0,
         }
