@@ -7,8 +7,9 @@ mod common;
 use common::*;
 use std::time::{Duration, Instant};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_synchronous_originate_may_ring_longer_than_the_action_timeout() {
+/// One simulated Asterisk behind a proxy whose actions time out after a second, and an
+/// admin client logged in once the link is up.
+async fn one_second_action_timeout() -> (ami_sim::SimHandle, Proxy, Client) {
     let sim = sim("pbx1").await;
     let proxy = start_proxy(&format!(
         "[proxy]\naction_timeout_secs = 1\n\n{}{USERS}",
@@ -16,6 +17,12 @@ async fn a_synchronous_originate_may_ring_longer_than_the_action_timeout() {
     ));
     let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
     wait_upstream(&mut c, "pbx1").await;
+    (sim, proxy, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_synchronous_originate_may_ring_longer_than_the_action_timeout() {
+    let (_sim, _proxy, mut c) = one_second_action_timeout().await;
     // Local/03@ringing rings three seconds before it answers.
     let sent = Instant::now();
     c.send("Action: Originate\r\nChannel: Local/03@ringing\r\nApplication: Wait\r\nData: 1\r\nTimeout: 20000\r\nActionID: ring\r\n\r\n")
@@ -363,13 +370,7 @@ async fn logoff_comes_after_the_answers_to_the_actions_sent_before_it() {
 /// nothing until the Originate is done, would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logoff_waits_for_a_ringing_synchronous_originate() {
-    let sim = sim("pbx1").await;
-    let proxy = start_proxy(&format!(
-        "[proxy]\naction_timeout_secs = 1\n\n{}{USERS}",
-        upstreams_toml(&[&sim])
-    ));
-    let mut c = Client::login(proxy.addr(), "admin", "admin-secret").await;
-    wait_upstream(&mut c, "pbx1").await;
+    let (_sim, _proxy, mut c) = one_second_action_timeout().await;
     c.send("Action: Originate\r\nChannel: Local/03@ringing\r\nApplication: Wait\r\nData: 1\r\nTimeout: 8000\r\nActionID: ring\r\n\r\nAction: Logoff\r\nActionID: bye\r\n\r\n")
         .await;
     let mut answers = Vec::new();
