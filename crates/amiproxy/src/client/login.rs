@@ -177,9 +177,10 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         // A challenge answers one login, whatever its outcome.
         let challenge = self.challenge.take();
         let secret = m.get("Secret").unwrap_or("").to_owned();
-        // A place among this address's logins in verification: each refusal is counted
-        // before its place goes to the next (see `limits::turns`).
-        let turn = self.core.limits.turns.take(ip).await;
+        // A place among this address's logins in verification (an IPv6 address's /64, as
+        // bans count it): each refusal is counted before its place goes to the next (see
+        // `limits::turns`).
+        let turn = self.core.limits.turns.take(crate::limits::ban_key(ip)).await;
         match self.core.limits.is_banned(ip).await {
             Ok(false) => {}
             Ok(true) => return Err(LoginRefusal::AddressBanned),
