@@ -34,6 +34,9 @@ pub struct SimConfig {
     /// not affected. On by default here: the sim plays the most exposed PBX (older
     /// releases had no such guard), so a test sees what an attack would have done.
     pub live_dangerously: bool,
+    /// As a 1.4, refuse `CoreShowChannels` as real 1.4 did (it came with 1.6.2). Off, the
+    /// sim answers it in 1.4's list framing, so that framing can be tested.
+    pub strict_1_4: bool,
 }
 
 /// The AMI version of the default config (Asterisk 22).
@@ -68,6 +71,7 @@ impl Default for SimConfig {
             auth_delay: Duration::from_secs(1),
             dialect: Dialect::V22,
             live_dangerously: true,
+            strict_1_4: false,
         }
     }
 }

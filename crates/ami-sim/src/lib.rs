@@ -100,7 +100,7 @@
 //!   sim sends it after login as LEGACY.md's table says. The seed document (the 1.2/1.4
 //!   AMI docs, fixtures/seed/) shows no FullyBooted at all.
 //! - **1.4 CoreShowChannels** did not exist (1.6.2+); the sim answers it with 1.4 list
-//!   framing so the framing can be tested. Every other action keeps its 22 answer texts
+//!   framing so the framing can be tested (`SimConfig::strict_1_4` refuses it, as 1.4 did). Every other action keeps its 22 answer texts
 //!   and item fields in all dialects (QueueSummary, DBGetTree, ShowDialPlan, ListCommands
 //!   with the 22 action table, CoreSettings/CoreStatus, Originate/Hangup messages, …).
 //! - **Seed vs LEGACY.md**: the seed's examples are partly 1.2 forms (`Newchannel` with

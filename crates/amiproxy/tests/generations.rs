@@ -209,3 +209,45 @@ async fn a_cluster_mixing_1_4_13_and_22() {
         assert_eq!(hangup.get("Server"), Some(server.as_str()));
     }
 }
+
+/// A proxy that starts while calls are up learns them from its relearn: Asterisk 1.4 has no
+/// `CoreShowChannels`, so there the relearn reads `Status`. A channel learned so routes to
+/// its own server, not the default one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_proxy_learns_the_channels_of_a_1_4_upstream() {
+    let new = gen_sim("new", Dialect::V22, 0).await;
+    let old = sim_with("old", |c| {
+        c.dialect = Dialect::V1_4;
+        c.channel_id_base = 0x1000;
+        c.strict_1_4 = true;
+    })
+    .await;
+    let ups = upstreams_toml(&[&new, &old]);
+    let first = start_proxy(&format!("{ups}{USERS}"));
+    let mut c = Client::login(first.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut c, "old").await;
+    let chan = originate(&mut c, Some("old"), "600", "o")
+        .await
+        .get("Channel")
+        .unwrap()
+        .to_owned();
+    // A second proxy, started now, has seen no Newchannel for it.
+    let late = start_proxy(&format!("[routing]\ndefault_upstream = \"new\"\n\n{ups}{USERS}"));
+    let mut l = Client::login(late.addr(), "admin", "admin-secret").await;
+    wait_upstream(&mut l, "new").await;
+    wait_upstream(&mut l, "old").await;
+    // Its relearn runs once the link is up: poll until the channel routes to its server.
+    let end = tokio::time::Instant::now() + DEADLINE;
+    for n in 0.. {
+        let aid = format!("gv{n}");
+        l.send(&format!(
+            "Action: Getvar\r\nChannel: {chan}\r\nVariable: CHANNEL\r\nActionID: {aid}\r\n\r\n"
+        ))
+        .await;
+        if l.response(&aid).await.get("Server") == Some("old") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < end, "{chan} never learned");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

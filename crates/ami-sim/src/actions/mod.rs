@@ -125,7 +125,9 @@ impl Session {
             };
             return error(self, id, msg);
         }
-        let Some(info) = action_table().iter().find(|a| a.name.eq_ignore_ascii_case(action)) else {
+        let unknown_to_1_4 = dialect == Dialect::V1_4 && self.pbx.cfg.strict_1_4 && lower == "coreshowchannels";
+        let known = action_table().iter().find(|a| a.name.eq_ignore_ascii_case(action));
+        let Some(info) = known.filter(|_| !unknown_to_1_4) else {
             if dialect == Dialect::V1_4 {
                 return error(self, id, "Invalid/unknown command");
             }

@@ -142,7 +142,10 @@ impl Upstream {
         if matches!(waiter.waiting, Waiting::SyncOriginate { .. }) || waiter.list == ListFraming::None {
             return false;
         }
-        if name.eq_ignore_ascii_case("CoreShowChannel") {
+        // A relearn's items (1.4 relearns with Status); outside a relearn they teach nothing.
+        if name.eq_ignore_ascii_case("CoreShowChannel")
+            || (name.eq_ignore_ascii_case("Status") && matches!(waiter.waiting, Waiting::Internal { .. }))
+        {
             ctx.owners.learn_listed(self.id, msg);
         }
         let done = waiter.list.ends_with(msg, name);

@@ -288,8 +288,13 @@ fn relearn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
             // Complete only when the list reached its end: a refusal (an account without the
             // class, a generation without the action) is no empty list, and taking it for
             // one would forget every channel.
+            // Asterisk 1.4 has no CoreShowChannels: its Status lists every channel.
+            let legacy = lock(&up.version)
+                .as_deref()
+                .is_some_and(|v| crate::dialect::Generation::from_ami_version(v) == crate::dialect::Generation::V1_4);
+            let action = if legacy { "Status" } else { "CoreShowChannels" };
             let complete = up
-                .internal(&ctx, MessageBuilder::action("CoreShowChannels"), timeout)
+                .internal(&ctx, MessageBuilder::action(action), timeout)
                 .await
                 .is_some_and(|end| end.kind() == ami_proto::Kind::Event);
             ctx.owners.end_relearn(up.id, complete);
