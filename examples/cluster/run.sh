@@ -101,7 +101,8 @@ fi
 cat <<INFO
 Cluster up (logs in $RUN_DIR):
   AMI through HAProxy   127.0.0.1:$AMI_PORT   (admin/admin-secret, wallboard/wallboard-secret)
-  replicas r1 r2 r3     127.0.0.1:$((BASE + 1))..$((BASE + 3)), health and metrics on :$((BASE + 11))..$((BASE + 13))
+  replicas r1 r2 r3     127.0.0.1:$((BASE + 1))..$((BASE + 3)) (HAProxy's only: they expect its PROXY
+                        protocol header), health and metrics on :$((BASE + 11))..$((BASE + 13))
   upstreams pbx1 pbx2   127.0.0.1:$((BASE + 21)), :$((BASE + 22)) (simulated Asterisks)
   HAProxy admin socket  $RUN_DIR/haproxy.sock  (echo "show stat" | socat - UNIX:...)
 Rolling restart: kill -TERM <pid> of one replica at a time; it is started again.

@@ -212,6 +212,21 @@ fn a_second_action_id_is_refused() {
         ("ActionID", "victim-42"),
     ];
     refused(&Policy::default(), w, &ue);
-    refused(&acme(), w, &[("Action", "Ping"), ("ActionID", "a"), ("actionid", "b")]);
+    refused(
+        &acme(),
+        w,
+        &[
+            ("Action", "UserEvent"),
+            ("UserEvent", "x"),
+            ("ActionID", "a"),
+            ("actionid", "b"),
+        ],
+    );
     allowed(&Policy::default(), w, &ue[..3]);
+    // Elsewhere Asterisk reads the first and copies none: harmless, and allowed.
+    allowed(
+        &Policy::default(),
+        w,
+        &[("Action", "Ping"), ("ActionID", "a"), ("ActionID", "b")],
+    );
 }

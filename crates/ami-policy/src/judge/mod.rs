@@ -174,11 +174,11 @@ impl Judge<'_> {
         let mut action_ids = 0;
         for (key, value) in msg.headers() {
             if key.eq_ignore_ascii_case("ActionID") {
-                // Asterisk reads the first (the proxy puts its own there); a UserEvent copies
-                // the rest into the event every client gets, where a client library may take
-                // one for the ActionID of its own action.
+                // Asterisk reads the first (the proxy puts its own there) and ignores the rest,
+                // but a UserEvent copies them into the event every client gets, where a
+                // client library may take one for the ActionID of its own action.
                 action_ids += 1;
-                if action_ids > 1 && !self.full {
+                if action_ids > 1 && !self.full && spec.name.eq_ignore_ascii_case("UserEvent") {
                     return Err(Denial::new(DenialKind::EventHeader, "a second ActionID"));
                 }
                 continue;

@@ -288,15 +288,17 @@ fn relearn(ctx: &Arc<Context>, up: &Arc<Upstream>) {
             // Complete only when the list reached its end: a refusal (an account without the
             // class, a generation without the action) is no empty list, and taking it for
             // one would forget every channel.
-            // Asterisk 1.4 has no CoreShowChannels: its Status lists every channel.
+            // Asterisk before 1.6.2 has no CoreShowChannels (1.4 says so in its AMI
+            // version; 1.6.0 and 1.6.1 refuse it): its Status lists every channel.
             let legacy = lock(&up.version)
                 .as_deref()
                 .is_some_and(|v| crate::dialect::Generation::from_ami_version(v) == crate::dialect::Generation::V1_4);
             let action = if legacy { "Status" } else { "CoreShowChannels" };
-            let complete = up
-                .internal(&ctx, MessageBuilder::action(action), timeout)
-                .await
-                .is_some_and(|end| end.kind() == ami_proto::Kind::Event);
+            let mut end = up.internal(&ctx, MessageBuilder::action(action), timeout).await;
+            if !legacy && end.as_ref().is_some_and(|m| m.kind() == ami_proto::Kind::Response) {
+                end = up.internal(&ctx, MessageBuilder::action("Status"), timeout).await;
+            }
+            let complete = end.is_some_and(|end| end.kind() == ami_proto::Kind::Event);
             ctx.owners.end_relearn(up.id, complete);
             if !complete {
                 debug!(server = up.name(), "could not relearn channels");
@@ -351,6 +353,8 @@ async fn serve(
     ping.tick().await;
     let mut last_seen = Instant::now();
     let allowed_silence = up.config.ping_interval + up.config.ping_timeout;
+    // Since when Pings cannot be queued (None: they can).
+    let mut blocked_since: Option<Instant> = None;
     loop {
         tokio::select! {
             frame = frames.next() => {
@@ -388,11 +392,17 @@ async fn serve(
                 let bytes = MessageBuilder::action("Ping").header("ActionID", aid.as_str()).into_bytes();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if let Err(refused) = up.send(aid, bytes, Waiter::new(Waiting::Internal { tx: Some(tx) }, up.config.ping_timeout)) {
-                    // The write queue is full: the upstream reads nothing, and its silence
-                    // ends the link at a later tick if it lasts.
+                    // The write queue is full: the upstream reads nothing. It may still be
+                    // sending (so never silent); a queue full for longer than a Ping may take
+                    // to be answered ends the link as a lost Ping would.
+                    let since = *blocked_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > up.config.ping_timeout {
+                        return format!("keepalive ping not sent for {:?}: {}", since.elapsed(), refused.reason);
+                    }
                     debug!(server = up.name(), reason = %refused.reason, "keepalive ping not sent");
                     continue;
                 }
+                blocked_since = None;
                 // The round trip, for the console (a task per Ping interval is nothing).
                 let (sent, up2) = (Instant::now(), up.clone());
                 tokio::spawn(async move {

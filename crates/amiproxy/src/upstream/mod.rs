@@ -257,18 +257,10 @@ impl Upstream {
         let msg = format!("Upstream server {} disconnected: {reason}", self.name());
         fail_each(ctx, self.name(), pending, &msg);
         ctx.owners.forget_upstream(self.id);
-        // A synchronous Originate sent on an extra link is answered from the
-        // OriginateResponse, which only this (main) link receives: with it gone, that
-        // answer cannot come, and the client is told now rather than at its timeout.
-        if self.is_main() {
-            for a in &self.extra {
-                let waiting = a
-                    .link()
-                    .pending
-                    .take_where(|w| matches!(w.waiting, Waiting::SyncOriginate { .. }));
-                fail_each(ctx, a.name(), waiting, &msg);
-            }
-        }
+        // Synchronous Originates waiting on the extra links stay: Asterisk has queued
+        // their calls, and broadcasts each OriginateResponse to the main login again once
+        // it is back (a short drop); failing them now would tell a client whose phone
+        // rings that its call failed, and invite a second call.
     }
 
     /// Answers actions whose upstream did not reply in time.

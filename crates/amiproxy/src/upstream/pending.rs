@@ -31,20 +31,6 @@ impl Pending {
         self.waiters.get_mut(aid)
     }
 
-    /// Removes and returns the waiters `f` picks.
-    pub fn take_where(&mut self, f: impl Fn(&Waiter) -> bool) -> Vec<(ProxyActionId, Waiter)> {
-        let picked: Vec<ProxyActionId> = self
-            .waiters
-            .iter()
-            .filter(|(_, w)| f(w))
-            .map(|(a, _)| a.clone())
-            .collect();
-        picked
-            .into_iter()
-            .filter_map(|a| self.remove(a.as_str()).map(|w| (a, w)))
-            .collect()
-    }
-
     pub fn remove(&mut self, aid: &str) -> Option<Waiter> {
         let (key, w) = self.waiters.remove_entry(aid)?;
         self.deadlines.remove(&(w.deadline, key));
@@ -127,18 +113,6 @@ mod tests {
         }
         let order: Vec<ProxyActionId> = p.take_all().into_iter().map(|(a, _)| a).collect();
         assert_eq!(order, sent);
-        assert_eq!(p.len(), 0);
-        // Taking some leaves the rest, deadlines included.
-        p.insert(all[1].clone(), waiter(0));
-        p.insert(all[2].clone(), waiter(60_000));
-        let taken: Vec<ProxyActionId> = p
-            .take_where(|w| w.deadline > now + Duration::from_secs(1))
-            .into_iter()
-            .map(|(a, _)| a)
-            .collect();
-        assert_eq!(taken, [all[2].clone()]);
-        let due: Vec<ProxyActionId> = p.expired(later).into_iter().map(|(a, _)| a).collect();
-        assert_eq!(due, [all[1].clone()]);
         assert_eq!(p.len(), 0);
         assert!(p.deadlines.is_empty());
     }
