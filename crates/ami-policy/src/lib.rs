@@ -32,10 +32,11 @@ pub use scope::{EventNames, Scope};
 pub trait Channels {
     /// The channel a uniqueid names, when exactly one upstream has that uniqueid.
     fn channel_of(&self, uniqueid: &str) -> Option<String>;
-    /// The channel a uniqueid in an event names: a live one, or one that hung up lately.
-    /// Events are judged after the index learned from them (and from those read with them),
-    /// so an event about a call that has ended since must still find its channel. Actions
-    /// use [`Channels::channel_of`]: a channel that is gone is nothing to act on.
+    /// The channel a uniqueid in an event names: a live one, or (where the index knows when
+    /// the event was read) one that hung up after the event was read. Events are judged
+    /// after the index learned from them (and from those read with them), so an event about
+    /// a call that has ended since must still find its channel. Actions use
+    /// [`Channels::channel_of`]: a channel that is gone is nothing to act on.
     fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
         self.channel_of(uniqueid)
     }

@@ -493,6 +493,18 @@ async fn a_tenant_sees_its_whole_call_when_the_teardown_comes_in_one_read() {
             format!("Hangup {trunk}"),
         ]
     );
+    // A later read: another tenant's call that kept the ended call's Linkedid (a transfer)
+    // is no longer about the tenant's channel.
+    let later = [
+        event("Newchannel", "PJSIP/beta-0000dead", "1700.807", "1700.801"),
+        event("Newchannel", "Local/100@default-0000f00e;1", "1700.808", "1700.808"),
+    ]
+    .concat();
+    sim.send_garbage(later.as_bytes());
+    let next = acme
+        .until(|m| m.get("Uniqueid").is_some_and(|u| u == "1700.807" || u == "1700.808"))
+        .await;
+    assert_eq!(next.get("Uniqueid"), Some("1700.808"), "{next:?}");
 }
 
 /// A tenant that reuses an ActionID while a list is still coming must not learn, from a

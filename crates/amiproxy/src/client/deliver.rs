@@ -126,9 +126,39 @@ impl<W: AsyncWrite + Unpin> Session<W> {
         !ev.classes.is_empty()
             && user.read.contains(ev.classes)
             && self.mask.contains(ev.classes)
-            && user
-                .policy
-                .named_in_scope(&ev.msg, || ev.names(), ev.server.as_deref(), self.core.owners.as_ref())
+            && user.policy.named_in_scope(
+                &ev.msg,
+                || ev.names(),
+                ev.server.as_deref(),
+                &EventChannels {
+                    owners: &self.core.owners,
+                    read: ev.read,
+                },
+            )
             && self.filters.allows_memo(&ev.msg, Some(&ev.filter_memo))
+    }
+}
+
+/// The ownership index as the scope check of one hub event sees it: the event's uniqueids
+/// may also name channels its upstream hung up after the event was read.
+struct EventChannels<'a> {
+    owners: &'a crate::routing::Owners,
+    read: Option<(crate::ids::UpstreamId, u64)>,
+}
+
+impl ami_policy::Channels for EventChannels<'_> {
+    fn channel_of(&self, uniqueid: &str) -> Option<String> {
+        self.owners.channel_of(uniqueid)
+    }
+
+    fn is_live(&self, key: &str) -> bool {
+        ami_policy::Channels::is_live(self.owners, key)
+    }
+
+    fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
+        match self.read {
+            Some((upstream, read)) => self.owners.channel_of_event_at(uniqueid, upstream, read),
+            None => self.owners.channel_of(uniqueid),
+        }
     }
 }

@@ -7,6 +7,7 @@ mod ring;
 
 pub use ring::{Next, Subscription};
 
+use crate::ids::UpstreamId;
 use crate::perms::Classes;
 use crate::policy::EventNames;
 use ami_policy::filter::FilterMemo;
@@ -35,6 +36,11 @@ pub struct Event {
     /// What the configured event filters said of it: each judged by the first client that
     /// asks, read by every other client whose user has the same filter.
     pub filter_memo: FilterMemo,
+    /// The upstream read it came in, and the upstream's id: a scope check may resolve its
+    /// uniqueids among the channels that upstream hung up by the end of that read, never
+    /// among later ones (see [`crate::routing::Owners::channel_of_event_at`]). None for the
+    /// proxy's own events and for events published later than they were read.
+    pub read: Option<(UpstreamId, u64)>,
 }
 
 impl Event {
@@ -48,12 +54,21 @@ impl Event {
             names: OnceLock::new(),
             json: OnceLock::new(),
             filter_memo: FilterMemo::default(),
+            read: None,
         }
     }
 
-    /// An event the upstream `server` sent.
+    /// An event the upstream `server` sent, published later than it was read (held).
     pub fn from_upstream(msg: Message, server: Arc<str>) -> Event {
         Event::new(msg, Some(server), true)
+    }
+
+    /// An event the upstream `server` (`id`) sent in its read number `read`.
+    pub fn read_from(msg: Message, server: Arc<str>, id: UpstreamId, read: u64) -> Event {
+        Event {
+            read: Some((id, read)),
+            ..Event::new(msg, Some(server), true)
+        }
     }
 
     pub fn names(&self) -> &EventNames {

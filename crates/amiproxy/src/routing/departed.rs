@@ -16,25 +16,34 @@ use std::sync::Mutex;
 /// lagging session can still have queued, at about 100 bytes each.
 pub const REMEMBERED: usize = 16_384;
 
-/// Uniqueid → (channel name, upstream) of recently hung-up channels, oldest forgotten first.
+/// One hung-up channel: its name, its upstream, and the last read number given out when it
+/// hung up (its Hangup's read, or later).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    pub name: String,
+    pub upstream: UpstreamId,
+    pub read: u64,
+}
+
+/// Uniqueid → the channel it was, for recently hung-up channels, oldest forgotten first.
 #[derive(Debug, Default)]
 pub struct Departed {
     /// Read by every scope check that resolves a uniqueid the live index does not know:
     /// sharded, so readers on several threads do not queue.
-    names: DashMap<String, (String, UpstreamId)>,
+    names: DashMap<String, Gone>,
     /// The order they came in; touched only when a channel hangs up.
     order: Mutex<VecDeque<String>>,
 }
 
 impl Departed {
-    /// Remembers that `uniqueid` was the channel `name` on `upstream`.
-    pub fn bury(&self, uniqueid: String, name: String, upstream: UpstreamId) {
-        self.bury_within(uniqueid, name, upstream, REMEMBERED);
+    /// Remembers that `uniqueid` was the channel `gone`.
+    pub fn bury(&self, uniqueid: String, gone: Gone) {
+        self.bury_within(uniqueid, gone, REMEMBERED);
     }
 
-    fn bury_within(&self, uniqueid: String, name: String, upstream: UpstreamId, cap: usize) {
+    fn bury_within(&self, uniqueid: String, gone: Gone, cap: usize) {
         let mut order = self.order.lock().unwrap_or_else(|e| e.into_inner());
-        if self.names.insert(uniqueid.clone(), (name, upstream)).is_none() {
+        if self.names.insert(uniqueid.clone(), gone).is_none() {
             order.push_back(uniqueid);
         }
         while order.len() > cap {
@@ -44,8 +53,8 @@ impl Departed {
         }
     }
 
-    /// The channel `uniqueid` was, and the upstream it was on.
-    pub fn get(&self, uniqueid: &str) -> Option<(String, UpstreamId)> {
+    /// The channel `uniqueid` was.
+    pub fn get(&self, uniqueid: &str) -> Option<Gone> {
         self.names.get(uniqueid).map(|v| v.clone())
     }
 
@@ -59,19 +68,27 @@ impl Departed {
 mod tests {
     use super::*;
 
+    fn gone(name: &str) -> Gone {
+        Gone {
+            name: name.into(),
+            upstream: UpstreamId(1),
+            read: 7,
+        }
+    }
+
     #[test]
     fn the_oldest_are_forgotten_first() {
         let d = Departed::default();
         for i in 0..5 {
-            d.bury_within(format!("u{i}"), format!("SIP/{i}"), UpstreamId(1), 3);
+            d.bury_within(format!("u{i}"), gone(&format!("SIP/{i}")), 3);
         }
         assert_eq!(d.len(), 3);
         assert_eq!(d.get("u1"), None);
-        assert_eq!(d.get("u2"), Some(("SIP/2".into(), UpstreamId(1))));
+        assert_eq!(d.get("u2"), Some(gone("SIP/2")));
         // The same uniqueid again is one entry, not two.
-        d.bury_within("u4".into(), "SIP/4b".into(), UpstreamId(1), 3);
+        d.bury_within("u4".into(), gone("SIP/4b"), 3);
         assert_eq!(d.len(), 3);
-        assert_eq!(d.get("u2").map(|v| v.0), Some("SIP/2".into()));
-        assert_eq!(d.get("u4").map(|v| v.0), Some("SIP/4b".into()));
+        assert_eq!(d.get("u2").map(|v| v.name), Some("SIP/2".into()));
+        assert_eq!(d.get("u4").map(|v| v.name), Some("SIP/4b".into()));
     }
 }

@@ -1,7 +1,7 @@
 //! Which upstream owns which channel, learned from the upstreams' events; what routes an
 //! action that names a channel, and what the policy asks about live channels.
 
-use super::departed::Departed;
+use super::departed::{Departed, Gone};
 use crate::ids::UpstreamId;
 use ami_proto::Message;
 use dashmap::DashMap;
@@ -32,6 +32,8 @@ pub struct Owners {
     /// Uniqueids of channels that hung up lately: events naming them may still wait in a
     /// session's queue, and their tenant must still see them.
     departed: Departed,
+    /// The last read number given out (see [`Owners::next_read`]).
+    reads: std::sync::atomic::AtomicU64,
 }
 
 /// Keys (channel names and uniqueids) the index holds at most: a PBX with far fewer live
@@ -54,10 +56,6 @@ struct Relearn {
 impl ami_policy::Channels for Owners {
     fn channel_of(&self, uniqueid: &str) -> Option<String> {
         Owners::channel_of(self, uniqueid)
-    }
-
-    fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
-        Owners::channel_of_event(self, uniqueid)
     }
 
     fn is_live(&self, key: &str) -> bool {
@@ -188,8 +186,10 @@ impl Owners {
             owners.retain(|u| *u != upstream);
         }
         self.map.remove_if(key, |_, v| v.is_empty());
-        if let Some((uid, (name, up))) = self.names.remove_if(key, |_, v| v.1 == upstream) {
-            self.departed.bury(uid, name, up);
+        if let Some((uid, (name, upstream))) = self.names.remove_if(key, |_, v| v.1 == upstream) {
+            // Every event of this upstream read so far may still name it; none read later.
+            let read = self.reads.load(std::sync::atomic::Ordering::Acquire);
+            self.departed.bury(uid, Gone { name, upstream, read });
         }
     }
 
@@ -202,27 +202,40 @@ impl Owners {
 
     /// The channel name of a live uniqueid, when known.
     pub fn channel_of(&self, uniqueid: &str) -> Option<String> {
-        self.resolve(uniqueid, false)
+        self.resolve(uniqueid, None)
     }
 
-    /// The channel name of a uniqueid an event names: a live channel's, or that of one that
-    /// hung up lately (the event can be judged after its Hangup was learned).
-    pub fn channel_of_event(&self, uniqueid: &str) -> Option<String> {
-        self.resolve(uniqueid, true)
+    /// The channel name of a uniqueid an event names, the event read from `upstream` in its
+    /// read `read`: a live channel's, or that of a channel of that upstream that hung up
+    /// after the event was read (the index learns a whole read, and a session judges its
+    /// events later still). Never one that hung up before: a later event that names it (a
+    /// transferred party keeps the first channel's `Linkedid`) is no longer about it.
+    pub fn channel_of_event_at(&self, uniqueid: &str, upstream: UpstreamId, read: u64) -> Option<String> {
+        self.resolve(uniqueid, Some((upstream, read)))
     }
 
-    fn resolve(&self, uniqueid: &str, departed: bool) -> Option<String> {
+    /// Hands out the number of a read an upstream link is about to handle: each is larger
+    /// than every number before it, so a channel buried with the last number given out
+    /// hung up after every event read so far was read.
+    pub fn next_read(&self) -> u64 {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1
+    }
+
+    fn resolve(&self, uniqueid: &str, event: Option<(UpstreamId, u64)>) -> Option<String> {
         // A uniqueid two upstreams share (no `systemname`) names no one channel: a scope
         // check must not take one box's channel for the other's.
-        if let Some((name, upstream)) = self.names.get(uniqueid).map(|v| v.clone()) {
-            return (self.get(uniqueid) == Some(upstream)).then_some(name);
+        if let Some((name, live)) = self.names.get(uniqueid).map(|v| v.clone()) {
+            let unique = self.get(uniqueid) == Some(live);
+            match event {
+                None => return unique.then_some(name),
+                Some((from, _)) if from == live => return unique.then_some(name),
+                // Another box's live channel: the event's own may be among the departed.
+                Some(_) => {}
+            }
         }
-        if !departed {
-            return None;
-        }
-        let (name, upstream) = self.departed.get(uniqueid)?;
-        // Not when another upstream has taken that uniqueid since.
-        self.owners(uniqueid).iter().all(|u| *u == upstream).then_some(name)
+        let (from, read) = event?;
+        let gone = self.departed.get(uniqueid)?;
+        (gone.upstream == from && read <= gone.read).then_some(gone.name)
     }
 
     /// The one upstream that has `key` (None when unknown, or when several have it).
@@ -343,16 +356,25 @@ mod tests {
     fn events_still_find_a_channel_that_hung_up_and_actions_do_not() {
         let o = Owners::default();
         let ev = |name: &str, chan: &str, uid: &str| action(&[("Event", name), ("Channel", chan), ("Uniqueid", uid)]);
-        o.learn(UpstreamId(1), "Newchannel", &ev("Newchannel", "SIP/a-1", "u1"));
-        o.learn(UpstreamId(1), "Hangup", &ev("Hangup", "SIP/a-1", "u1"));
+        let (one, two) = (UpstreamId(1), UpstreamId(2));
+        let read = o.next_read();
+        o.learn(one, "Newchannel", &ev("Newchannel", "SIP/a-1", "u1"));
+        o.learn(one, "Hangup", &ev("Hangup", "SIP/a-1", "u1"));
         assert_eq!(o.channel_of("u1"), None, "nothing to act on");
-        assert_eq!(o.channel_of_event("u1").as_deref(), Some("SIP/a-1"));
+        // An event of that read (or an earlier one) of that upstream still finds it.
+        assert_eq!(o.channel_of_event_at("u1", one, read).as_deref(), Some("SIP/a-1"));
+        assert_eq!(o.channel_of_event_at("u1", one, read - 1).as_deref(), Some("SIP/a-1"));
+        // A later read's event, or another upstream's, does not.
+        let later = o.next_read();
+        assert_eq!(o.channel_of_event_at("u1", one, later), None);
+        assert_eq!(o.channel_of_event_at("u1", two, read), None);
         // Another box has that uniqueid now (no `systemname`): it names no one channel.
-        o.learn(UpstreamId(2), "Newchannel", &ev("Newchannel", "SIP/b-9", "u1"));
-        assert_eq!(o.channel_of_event("u1").as_deref(), Some("SIP/b-9"));
-        o.insert("u1", UpstreamId(1));
-        assert_eq!(o.channel_of_event("u1"), None);
-        assert_eq!(o.channel_of_event("never-seen"), None);
+        o.learn(two, "Newchannel", &ev("Newchannel", "SIP/b-9", "u1"));
+        assert_eq!(o.channel_of_event_at("u1", two, later).as_deref(), Some("SIP/b-9"));
+        // An event of the first box is about the first box's channel, not the second's.
+        assert_eq!(o.channel_of_event_at("u1", one, read).as_deref(), Some("SIP/a-1"));
+        assert_eq!(o.channel_of_event_at("u1", one, later), None);
+        assert_eq!(o.channel_of_event_at("never-seen", one, read), None);
     }
 
     #[test]

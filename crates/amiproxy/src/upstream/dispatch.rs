@@ -16,6 +16,18 @@ use tracing::debug;
 pub struct Outbox {
     events: Vec<Event>,
     received: u64,
+    /// The number of this read (see [`crate::routing::Owners::next_read`]).
+    read: u64,
+}
+
+impl Outbox {
+    /// What the read numbered `read` gives the hub.
+    pub fn for_read(read: u64) -> Outbox {
+        Outbox {
+            read,
+            ..Outbox::default()
+        }
+    }
 }
 
 impl Upstream {
@@ -244,7 +256,8 @@ impl Upstream {
             }
         }
         if let Some(event) = event {
-            out.events.push(Event::from_upstream(event, self.origin.clone()));
+            out.events
+                .push(Event::read_from(event, self.origin.clone(), self.id, out.read));
         }
     }
 

@@ -365,7 +365,7 @@ async fn serve(
                 // their sessions at once, ahead of them.
                 let mut next = Some(frame);
                 let mut handled = 0;
-                let mut out = Outbox::default();
+                let mut out = Outbox::for_read(ctx.owners.next_read());
                 while let Some(frame) = next.take() {
                     if let Err(reason) = handle(ctx, up, frame, &mut out) {
                         up.flush(ctx, out);
