@@ -36,10 +36,10 @@ pub struct Event {
     /// What the configured event filters said of it: each judged by the first client that
     /// asks, read by every other client whose user has the same filter.
     pub filter_memo: FilterMemo,
-    /// The upstream read it came in, and the upstream's id: a scope check may resolve its
-    /// uniqueids among the channels that upstream hung up by the end of that read, never
-    /// among later ones (see [`crate::routing::Owners::channel_of_event_at`]). None for the
-    /// proxy's own events and for events published later than they were read.
+    /// The upstream's id and the number of the read it came in: a scope check may resolve its
+    /// uniqueids among the channels that upstream hung up in that read or a later one, never
+    /// an earlier one (see [`crate::routing::Owners::channel_of_event_at`]). None for the
+    /// proxy's own events.
     pub read: Option<(UpstreamId, u64)>,
 }
 
@@ -56,11 +56,6 @@ impl Event {
             filter_memo: FilterMemo::default(),
             read: None,
         }
-    }
-
-    /// An event the upstream `server` sent, published later than it was read (held).
-    pub fn from_upstream(msg: Message, server: Arc<str>) -> Event {
-        Event::new(msg, Some(server), true)
     }
 
     /// An event the upstream `server` (`id`) sent in its read number `read`.

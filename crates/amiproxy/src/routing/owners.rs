@@ -206,10 +206,11 @@ impl Owners {
     }
 
     /// The channel name of a uniqueid an event names, the event read from `upstream` in its
-    /// read `read`: a live channel's, or that of a channel of that upstream that hung up
-    /// after the event was read (the index learns a whole read, and a session judges its
-    /// events later still). Never one that hung up before: a later event that names it (a
-    /// transferred party keeps the first channel's `Linkedid`) is no longer about it.
+    /// read `read`: a live channel's, or that of a channel of that upstream that hung up in
+    /// that read or a later one (the index learns a whole read, and a session judges its
+    /// events later still: a call's teardown, read at once, is judged whole). Never one that
+    /// hung up in an earlier read: an event read after that which names it (a transferred
+    /// party keeps the first channel's `Linkedid`) is no longer about it.
     pub fn channel_of_event_at(&self, uniqueid: &str, upstream: UpstreamId, read: u64) -> Option<String> {
         self.resolve(uniqueid, Some((upstream, read)))
     }

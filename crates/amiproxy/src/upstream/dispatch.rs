@@ -252,7 +252,7 @@ impl Upstream {
         let mut event = Some(if tagged { msg } else { msg.into_only(header, name) });
         if let Some(aid) = raw_aid.as_deref() {
             for account in &self.extra {
-                event = event.and_then(|e| account.hold(aid, e, &ctx.hub));
+                event = event.and_then(|e| account.hold(aid, (e, self.id, out.read), &ctx.hub));
             }
         }
         if let Some(event) = event {
@@ -282,7 +282,7 @@ impl Upstream {
     /// Keeps `event` (a broadcast event that follows from the action `aid`) until that
     /// action's answer has gone to its client, when the action waits on this link; gives
     /// it back otherwise.
-    fn hold(&self, aid: &str, event: Message, hub: &Hub) -> Option<Message> {
+    fn hold(&self, aid: &str, read: (Message, crate::ids::UpstreamId, u64), hub: &Hub) -> Option<Message> {
         let mut link = self.link();
         match link.pending.get_mut(aid) {
             Some(w) => {
@@ -295,10 +295,10 @@ impl Upstream {
                         })
                     })
                     .events
-                    .push(event);
+                    .push(read);
                 None
             }
-            None => Some(event),
+            None => Some(read.0),
         }
     }
 }

@@ -257,10 +257,11 @@ impl Upstream {
         let msg = format!("Upstream server {} disconnected: {reason}", self.name());
         fail_each(ctx, self.name(), pending, &msg);
         ctx.owners.forget_upstream(self.id);
-        // Synchronous Originates waiting on the extra links stay: Asterisk has queued
-        // their calls, and broadcasts each OriginateResponse to the main login again once
-        // it is back (a short drop); failing them now would tell a client whose phone
-        // rings that its call failed, and invite a second call.
+        // Synchronous Originates waiting on the extra links stay until their own deadline:
+        // Asterisk has queued their calls, and a main login back before a call's outcome
+        // (a short drop) receives its OriginateResponse; an outcome that came while no main
+        // login was there is lost, and that Originate times out. Failing them all now would
+        // tell clients whose phones ring that their calls failed, and invite second calls.
     }
 
     /// Answers actions whose upstream did not reply in time.

@@ -79,7 +79,9 @@ pub struct Waiter {
 
 /// Events held for a waiter, and where to publish them.
 pub(super) struct Held {
-    pub(super) events: Vec<Message>,
+    /// Each with the main link's id and the number of the read it came in: held or not,
+    /// an event is judged as of when it was read.
+    pub(super) events: Vec<(Message, crate::ids::UpstreamId, u64)>,
     pub(super) hub: Hub,
     pub(super) origin: Arc<str>,
 }
@@ -93,8 +95,11 @@ impl Drop for Waiter {
     fn drop(&mut self) {
         if let Some(held) = self.held.take() {
             let events = held.events.into_iter();
-            held.hub
-                .publish_all(events.map(|m| Event::from_upstream(m, held.origin.clone())).collect());
+            held.hub.publish_all(
+                events
+                    .map(|(m, id, read)| Event::read_from(m, held.origin.clone(), id, read))
+                    .collect(),
+            );
         }
     }
 }
