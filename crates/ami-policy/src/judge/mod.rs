@@ -126,16 +126,18 @@ pub(crate) struct Judge<'a> {
 }
 
 impl Judge<'_> {
-    /// Why a shared application or function is refused to this user, if it is: it may
-    /// reach other tenants (a scoped user), or contexts beyond the user's own list (`Dial`
-    /// of `Local/s@internal`, `CHANNEL(hangup_handler_push)`, `Gosub` into any context).
-    pub(crate) fn shared_refused(&self) -> Option<&'static str> {
-        if self.scoped {
-            Some("reaches other tenants")
-        } else if !self.policy.scope.contexts.is_empty() {
-            Some("reaches contexts beyond the user's contexts")
-        } else {
-            None
+    /// Why an application or function of this reach is refused to this user (not trusted
+    /// with everything), if it is: it needs `system`; or, shared, it may reach other
+    /// tenants (a scoped user) or contexts beyond the user's own list (`Dial` of
+    /// `Local/s@internal`, `CHANNEL(hangup_handler_push)`, `Gosub` into any context).
+    pub(crate) fn refused_reach(&self, reach: dialplan::Reach) -> Option<&'static str> {
+        match reach {
+            dialplan::Reach::System => Some("needs system"),
+            dialplan::Reach::Shared if self.scoped => Some("reaches other tenants"),
+            dialplan::Reach::Shared if !self.policy.scope.contexts.is_empty() => {
+                Some("reaches contexts beyond the user's contexts")
+            }
+            _ => None,
         }
     }
 

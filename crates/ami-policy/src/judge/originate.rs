@@ -2,7 +2,7 @@
 
 use super::{Access, Judge};
 use crate::denial::{Denial, DenialKind, Verdict};
-use crate::dialplan::{self, AppArgs, Assign, Reach};
+use crate::dialplan::{self, AppArgs, Assign};
 
 impl Judge<'_> {
     /// The application an Originate runs, and its data read as that application reads it.
@@ -10,23 +10,11 @@ impl Judge<'_> {
         if self.full {
             return Ok(());
         }
-        let (reach, _) = dialplan::application(app.trim());
-        match reach {
-            Reach::System => {
-                return Err(Denial::new(
-                    DenialKind::Application,
-                    format!("application `{app}` needs system"),
-                ))
-            }
-            Reach::Shared => {
-                if let Some(why) = self.shared_refused() {
-                    return Err(Denial::new(
-                        DenialKind::Application,
-                        format!("application `{app}` {why}"),
-                    ));
-                }
-            }
-            Reach::Own => {}
+        if let Some(why) = self.refused_reach(dialplan::application(app.trim()).0) {
+            return Err(Denial::new(
+                DenialKind::Application,
+                format!("application `{app}` {why}"),
+            ));
         }
         let listed = match &self.policy.applications {
             Some(list) => list.iter().any(|a| a.eq_ignore_ascii_case(app.trim())),

@@ -2,7 +2,7 @@
 
 use super::Judge;
 use crate::denial::{Denial, DenialKind, Verdict};
-use crate::dialplan::{self, Reach, VarRef};
+use crate::dialplan::{self, VarRef};
 use crate::glob::{Glob, GlobSet};
 use std::sync::LazyLock;
 
@@ -115,22 +115,11 @@ impl Judge<'_> {
             VarRef::Plain(name) => self.plain_variable(what, name, access),
             VarRef::Function { name, args } => {
                 let upper = name.to_ascii_uppercase();
-                match dialplan::function_reach(&upper) {
-                    Reach::System => {
-                        return Err(Denial::new(
-                            DenialKind::Function,
-                            format!("{what}: function {upper} needs system"),
-                        ))
-                    }
-                    Reach::Shared => {
-                        if let Some(why) = self.shared_refused() {
-                            return Err(Denial::new(
-                                DenialKind::Function,
-                                format!("{what}: function {upper} {why}"),
-                            ));
-                        }
-                    }
-                    Reach::Own => {}
+                if let Some(why) = self.refused_reach(dialplan::function_reach(&upper)) {
+                    return Err(Denial::new(
+                        DenialKind::Function,
+                        format!("{what}: function {upper} {why}"),
+                    ));
                 }
                 if !self.policy.functions.contains(&upper) {
                     return Err(Denial::new(
