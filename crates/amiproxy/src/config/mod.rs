@@ -547,29 +547,25 @@ write = "call"
 
     #[test]
     fn a_config_cannot_promise_more_than_the_trust_model() {
-        let text = OK.replace(
-            "write = \"call\"",
-            "write = \"call,originate\"\nfunctions = [\"CALLERID\", \"shell\"]\napplications = [\"Wait\", \"System\"]",
+        // The keys refused when the user's `write = "call"` line is replaced by `user`.
+        let refused = |user: &str| -> Vec<String> {
+            let errs = Config::from_toml(&OK.replace("write = \"call\"", user), Path::new(".")).unwrap_err();
+            errs.into_iter().map(|e| e.key).collect()
+        };
+        assert_eq!(
+            refused("write = \"call,originate\"\nfunctions = [\"CALLERID\", \"shell\"]\napplications = [\"Wait\", \"System\"]"),
+            ["user[0].functions[1]", "user[0].applications[1]"]
         );
-        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["user[0].functions[1]", "user[0].applications[1]"], "{errs:?}");
         // A tenant may not be given what reaches other tenants, even with system.
-        let text = OK.replace(
-            "write = \"call\"",
-            "write = \"all\"\nchannels = [\"PJSIP/acme-*\"]\nfunctions = [\"IMPORT\", \"CDR\"]\napplications = [\"Dial\"]",
+        assert_eq!(
+            refused("write = \"all\"\nchannels = [\"PJSIP/acme-*\"]\nfunctions = [\"IMPORT\", \"CDR\"]\napplications = [\"Dial\"]"),
+            ["user[0].functions[0]", "user[0].applications[0]"]
         );
-        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[0]"], "{errs:?}");
         // Nor a user bound to a list of contexts what reaches any context.
-        let text = OK.replace(
-            "write = \"call\"",
-            "write = \"call,originate\"\ncontexts = [\"outbound\"]\nfunctions = [\"CHANNEL\"]\napplications = [\"Wait\", \"Dial\"]",
+        assert_eq!(
+            refused("write = \"call,originate\"\ncontexts = [\"outbound\"]\nfunctions = [\"CHANNEL\"]\napplications = [\"Wait\", \"Dial\"]"),
+            ["user[0].functions[0]", "user[0].applications[1]"]
         );
-        let errs = Config::from_toml(&text, Path::new(".")).unwrap_err();
-        let keys: Vec<&str> = errs.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["user[0].functions[0]", "user[0].applications[1]"], "{errs:?}");
         // What needs system is fine for an unscoped system user.
         let text = OK.replace("write = \"call\"", "write = \"all\"\nfunctions = [\"SHELL\"]");
         assert!(Config::from_toml(&text, Path::new(".")).is_ok());
